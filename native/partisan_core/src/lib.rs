@@ -1,0 +1,11 @@
+//! `partisan_core`: the engine behind the `partisan` OTP application, free of BEAM types so that
+//! it can be tested and benchmarked without a VM.
+//!
+//! - [`wire`]: preamble, handshake and frame codec (sans-IO).
+//! - [`membership`]: the full-mesh membership CRDT and node specifications.
+//! - [`transport`]: the tokio engine: listeners, connection pools, writers, readers, reconnects,
+//!   failure detection and gossip, reporting to a [`transport::Handler`].
+
+pub mod membership;
+pub mod transport;
+pub mod wire;

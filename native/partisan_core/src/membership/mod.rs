@@ -1,0 +1,131 @@
+//! Full-mesh membership: a state-based CRDT mapping node name to its latest known entry.
+//!
+//! Each entry is `(incarnation, alive, spec)`. Merging keeps, per name, the greatest entry in the
+//! order `(incarnation, removed, spec)`: a node's new life (higher incarnation, chosen when it
+//! starts or rejoins) beats anything said about an older one, and at equal incarnation a removal
+//! beats an add, so gossip that is merely stale can never bring a removed node back. The merge is a
+//! pointwise maximum, hence commutative, associative and idempotent (tested in `tests/`).
+
+mod spec;
+
+pub use spec::{ChannelSpec, Compression, NodeSpec};
+
+use std::collections::BTreeMap;
+
+use crate::wire::{Reader, WireError, Writer};
+
+/// What is known about one node.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    pub incarnation: u64,
+    pub removed: bool,
+    pub spec: NodeSpec,
+}
+
+/// Most entries a gossip message may carry; far above any full-mesh cluster.
+pub const MAX_ENTRIES: usize = 100_000;
+
+/// The membership CRDT.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    entries: BTreeMap<String, Entry>,
+}
+
+impl State {
+    pub fn new() -> Self {
+        State::default()
+    }
+
+    /// Records `entry` if it is newer than what is known; returns whether anything changed.
+    pub fn apply(&mut self, entry: Entry) -> bool {
+        match self.entries.get(&entry.spec.name) {
+            Some(cur) if *cur >= entry => false,
+            _ => {
+                self.entries.insert(entry.spec.name.clone(), entry);
+                true
+            }
+        }
+    }
+
+    /// Merges another replica's state into this one; returns whether anything changed.
+    pub fn merge(&mut self, other: &State) -> bool {
+        let mut changed = false;
+        for e in other.entries.values() {
+            changed |= self.apply(e.clone());
+        }
+        changed
+    }
+
+    /// Adds (or re-adds) a node at the given incarnation.
+    pub fn add(&mut self, spec: NodeSpec, incarnation: u64) -> bool {
+        self.apply(Entry { incarnation, removed: false, spec })
+    }
+
+    /// Removes a node at its current incarnation; returns whether it was a live member.
+    pub fn remove(&mut self, name: &str) -> bool {
+        match self.entries.get(name) {
+            Some(e) if !e.removed => {
+                let tomb = Entry { removed: true, ..e.clone() };
+                self.apply(tomb)
+            }
+            _ => false,
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries.get(name)
+    }
+
+    /// Live members, sorted by name.
+    pub fn members(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values().filter(|e| !e.removed)
+    }
+
+    pub fn is_member(&self, name: &str) -> bool {
+        self.entries.get(name).is_some_and(|e| !e.removed)
+    }
+
+    /// True when `name` was removed at `incarnation` or later: such a node may not reconnect.
+    pub fn is_removed(&self, name: &str, incarnation: u64) -> bool {
+        self.entries.get(name).is_some_and(|e| e.removed && e.incarnation >= incarnation)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u32(self.entries.len() as u32);
+        for e in self.entries.values() {
+            w.u64(e.incarnation).u8(e.removed as u8);
+            e.spec.encode(&mut w);
+        }
+        w.buf
+    }
+
+    pub fn decode(body: &[u8]) -> Result<State, WireError> {
+        let mut r = Reader::new(body);
+        let n = r.u32()? as usize;
+        if n > MAX_ENTRIES {
+            return Err(WireError::Invalid("membership size"));
+        }
+        let mut state = State::new();
+        for _ in 0..n {
+            let incarnation = r.u64()?;
+            let removed = match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(WireError::Invalid("removed flag")),
+            };
+            let spec = NodeSpec::decode(&mut r)?;
+            state.apply(Entry { incarnation, removed, spec });
+        }
+        r.finish()?;
+        Ok(state)
+    }
+}

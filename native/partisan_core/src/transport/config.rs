@@ -1,0 +1,69 @@
+//! Engine configuration, already validated and normalised by the caller.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::membership::ChannelSpec;
+use crate::wire::DEFAULT_MAX_FRAME;
+
+/// The channel that carries membership gossip and pings apart from user data.
+pub const CONTROL_CHANNEL: &str = "partisan_membership";
+/// Partisan's default channel (the atom `undefined`).
+pub const DEFAULT_CHANNEL: &str = "undefined";
+
+/// Partisan's `connection_ping` option.
+#[derive(Debug, Clone)]
+pub struct PingConfig {
+    pub enabled: bool,
+    /// Silence on a connection after which a ping is sent.
+    pub idle_timeout: Duration,
+    /// How long to wait for any byte after a ping before counting a failed attempt.
+    pub timeout: Duration,
+    /// Failed attempts after which the connection is closed.
+    pub max_attempts: u32,
+}
+
+impl Default for PingConfig {
+    fn default() -> Self {
+        PingConfig {
+            enabled: true,
+            idle_timeout: Duration::from_secs(20),
+            timeout: Duration::from_secs(10),
+            max_attempts: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    /// Unique per start of the node; orders its lives in the membership CRDT.
+    pub incarnation: u64,
+    pub listen_addrs: Vec<SocketAddr>,
+    /// Every channel of this node, including the default and control channels.
+    pub channels: Vec<ChannelSpec>,
+    pub periodic_interval: Duration,
+    pub connection_interval: Duration,
+    pub connection_jitter: Duration,
+    pub ping: PingConfig,
+    pub max_frame_size: usize,
+    pub io_threads: usize,
+}
+
+impl Config {
+    /// A configuration for tests and examples: one listener on 127.0.0.1 with an ephemeral port.
+    pub fn local(name: &str) -> Config {
+        Config {
+            name: name.to_owned(),
+            incarnation: 1,
+            listen_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            channels: Vec::new(),
+            periodic_interval: Duration::from_secs(10),
+            connection_interval: Duration::from_secs(1),
+            connection_jitter: Duration::from_millis(100),
+            ping: PingConfig::default(),
+            max_frame_size: DEFAULT_MAX_FRAME,
+            io_threads: 2,
+        }
+    }
+}

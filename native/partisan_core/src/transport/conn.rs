@@ -1,0 +1,323 @@
+//! Connection tasks: accepting, dialing, the handshake, and the reader and writer of an
+//! established connection.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::cluster;
+use super::engine::Inner;
+use super::peer::{Conn, Peer};
+use super::stats::Stats;
+use crate::membership::State;
+use crate::wire::{
+    encode_frame, read_preamble, AckStatus, Frame, FrameDecoder, FrameKind, Hello, HelloAck, Preamble, Reader,
+    Target, WireError, CAPABILITIES, MAX_HANDSHAKE_FRAME, PREAMBLE_LEN,
+};
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Writes are gathered in a buffer of this size, so many small frames become one syscall.
+const WRITE_BUFFER: usize = 256 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
+
+fn invalid(e: WireError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+pub(crate) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
+    let mut shutdown = inner.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(inbound(inner.clone(), stream));
+                }
+                // Out of descriptors and the like: back off instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+async fn inbound(inner: Arc<Inner>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_handshake(&inner, &mut stream)).await {
+        Ok(Ok(Some((peer, conn, buf)))) => run(inner, peer, conn, stream, buf).await,
+        Ok(Ok(None)) => {}
+        Ok(Err(_)) | Err(_) => Stats::incr(&inner.stats.handshake_failures),
+    }
+}
+
+type Established = (Arc<Peer>, Arc<Conn>, BytesMut);
+
+/// The acceptor's half of the handshake. `Ok(None)` means the dialer was politely refused.
+async fn accept_handshake(inner: &Arc<Inner>, stream: &mut TcpStream) -> io::Result<Option<Established>> {
+    let mut pre = [0u8; PREAMBLE_LEN];
+    stream.read_exact(&mut pre).await?;
+    // Answer with our preamble even on a version mismatch, so the dialer can tell why.
+    stream.write_all(&Preamble::ours()).await?;
+    read_preamble(&pre).map_err(invalid)?;
+    let mut buf = BytesMut::with_capacity(1024);
+    let frame = read_frame(stream, &mut buf, MAX_HANDSHAKE_FRAME).await?;
+    if frame.kind != FrameKind::Hello {
+        return Err(invalid(WireError::Invalid("expected hello")));
+    }
+    let hello = Hello::decode(&frame.body).map_err(invalid)?;
+    let channel = inner.channel_ids.get(&hello.channel).copied();
+    let status = match channel {
+        _ if hello.spec.name == *inner.local_name => AckStatus::Refused,
+        None => AckStatus::UnknownChannel,
+        Some(ch) if hello.index >= inner.parallelism[ch] => AckStatus::UnknownChannel,
+        Some(_) if cluster::is_removed(inner, &hello.spec.name, hello.incarnation) => AckStatus::Removed,
+        Some(_) if inner.is_stopping() => AckStatus::Refused,
+        Some(_) => AckStatus::Accepted,
+    };
+    let mut ack = HelloAck {
+        status,
+        name: inner.local_name.to_string(),
+        incarnation: cluster::incarnation(inner),
+        capabilities: CAPABILITIES,
+    };
+    let accepted = match (status, channel) {
+        (AckStatus::Accepted, Some(ch)) => {
+            let peer = cluster::ensure_peer(inner, &hello.spec);
+            let id = inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
+            let conn = Arc::new(Conn::new(id, ch, hello.index, hello.incarnation, false));
+            if cluster::install(inner, &peer, &conn) {
+                Some((peer, conn))
+            } else {
+                ack.status = AckStatus::Duplicate;
+                None
+            }
+        }
+        _ => None,
+    };
+    if let Err(e) = stream.write_all(&encode_frame(FrameKind::HelloAck, &ack.encode())).await {
+        if let Some((peer, conn)) = &accepted {
+            conn.close();
+            cluster::uninstall(inner, peer, conn);
+        }
+        return Err(e);
+    }
+    Ok(accepted.map(|(p, c)| (p, c, buf)))
+}
+
+enum DialOutcome {
+    Connected(Arc<Conn>, TcpStream, BytesMut),
+    /// The other side holds the slot with the connection the tie-break prefers.
+    Duplicate,
+}
+
+/// Fills one slot of `peer`; on failure schedules the next attempt with backoff.
+pub(crate) async fn dial(inner: Arc<Inner>, peer: Arc<Peer>, ch: usize, idx: u16) {
+    let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, dial_handshake(&inner, &peer, ch, idx)).await;
+    let slot = &peer.slots[ch][idx as usize];
+    let retry_in = match outcome {
+        Ok(Ok(DialOutcome::Connected(conn, stream, buf))) => {
+            slot.dialing.store(false, Ordering::Release);
+            return run(inner, peer, conn, stream, buf).await;
+        }
+        Ok(Ok(DialOutcome::Duplicate)) => inner.cfg.connection_interval,
+        Ok(Err(_)) | Err(_) => {
+            let failures = slot.failures.fetch_add(1, Ordering::Relaxed) + 1;
+            cluster::backoff(&inner, failures)
+        }
+    };
+    *slot.not_before.lock() = Instant::now() + retry_in;
+    slot.dialing.store(false, Ordering::Release);
+}
+
+async fn dial_handshake(inner: &Arc<Inner>, peer: &Arc<Peer>, ch: usize, idx: u16) -> io::Result<DialOutcome> {
+    let addrs = peer.spec.read().listen_addrs.clone();
+    let mut last_err = io::Error::new(io::ErrorKind::AddrNotAvailable, "node spec has no listen address");
+    let mut stream = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last_err = e,
+        }
+    }
+    let mut stream = stream.ok_or(last_err)?;
+    stream.set_nodelay(true)?;
+    let hello = Hello {
+        spec: inner.local.clone(),
+        incarnation: cluster::incarnation(inner),
+        channel: inner.cfg.channels[ch].name.clone(),
+        index: idx,
+        capabilities: CAPABILITIES,
+    };
+    let mut out = Preamble::ours().to_vec();
+    out.extend_from_slice(&encode_frame(FrameKind::Hello, &hello.encode()));
+    stream.write_all(&out).await?;
+    let mut pre = [0u8; PREAMBLE_LEN];
+    stream.read_exact(&mut pre).await?;
+    read_preamble(&pre).map_err(invalid)?;
+    let mut buf = BytesMut::with_capacity(1024);
+    let frame = read_frame(&mut stream, &mut buf, MAX_HANDSHAKE_FRAME).await?;
+    if frame.kind != FrameKind::HelloAck {
+        return Err(invalid(WireError::Invalid("expected hello ack")));
+    }
+    let ack = HelloAck::decode(&frame.body).map_err(invalid)?;
+    if ack.name != *peer.name {
+        // Another node answers at that address (the peer moved): not the node we want.
+        return Err(io::Error::new(io::ErrorKind::ConnectionRefused, "unexpected node at address"));
+    }
+    match ack.status {
+        AckStatus::Accepted => {
+            let id = inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
+            let conn = Arc::new(Conn::new(id, ch, idx, ack.incarnation, true));
+            if cluster::install(inner, peer, &conn) {
+                Ok(DialOutcome::Connected(conn, stream, buf))
+            } else {
+                Ok(DialOutcome::Duplicate)
+            }
+        }
+        AckStatus::Duplicate => Ok(DialOutcome::Duplicate),
+        other => Err(io::Error::new(io::ErrorKind::ConnectionRefused, format!("handshake refused: {other:?}"))),
+    }
+}
+
+async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) -> io::Result<Frame> {
+    let decoder = FrameDecoder::new(max);
+    loop {
+        if let Some(frame) = decoder.decode(buf).map_err(invalid)? {
+            return Ok(frame);
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+}
+
+/// Runs an installed connection until either side closes it, then takes it out of its slot.
+async fn run(inner: Arc<Inner>, peer: Arc<Peer>, conn: Arc<Conn>, stream: TcpStream, buf: BytesMut) {
+    Stats::incr(&inner.stats.connections_opened);
+    let (rd, wr) = stream.into_split();
+    tokio::spawn(write_loop(conn.clone(), wr));
+    read_loop(&inner, &conn, rd, buf).await;
+    conn.close();
+    cluster::uninstall(&inner, &peer, &conn);
+    Stats::incr(&inner.stats.connections_closed);
+}
+
+/// Drains the queue in batches through a buffer, so a burst of small frames costs few syscalls.
+async fn write_loop(conn: Arc<Conn>, wr: OwnedWriteHalf) {
+    let mut w = BufWriter::with_capacity(WRITE_BUFFER, wr);
+    loop {
+        let (batch, closed) = {
+            let mut q = conn.queue.lock();
+            q.bytes = 0;
+            (std::mem::take(&mut q.frames), q.closed)
+        };
+        if batch.is_empty() {
+            if closed {
+                break;
+            }
+            conn.wake_writer.notified().await;
+            continue;
+        }
+        let mut ok = true;
+        for frame in &batch {
+            if w.write_all(frame).await.is_err() {
+                ok = false;
+                break;
+            }
+        }
+        if !ok || w.flush().await.is_err() {
+            conn.close();
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+async fn read_loop(inner: &Arc<Inner>, conn: &Arc<Conn>, mut rd: OwnedReadHalf, mut buf: BytesMut) {
+    let decoder = FrameDecoder::new(inner.cfg.max_frame_size);
+    let mut stop = conn.stop_reader.subscribe();
+    let ping = &inner.cfg.ping;
+    let mut last_rx = Instant::now();
+    let mut ping_sent: Option<Instant> = None;
+    let mut attempts = 0u32;
+    let mut nonce = 0u64;
+    loop {
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => {
+                    if handle_frame(inner, conn, frame).is_err() {
+                        Stats::incr(&inner.stats.protocol_errors);
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    Stats::incr(&inner.stats.protocol_errors);
+                    return;
+                }
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+        // Room for the rest of the current frame, so a large one arrives in few reads.
+        buf.reserve(decoder.wanted(&buf).clamp(READ_CHUNK, inner.cfg.max_frame_size + 5));
+        let deadline = match ping_sent {
+            Some(at) => at + ping.timeout,
+            None => last_rx + ping.idle_timeout,
+        };
+        tokio::select! {
+            read = rd.read_buf(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    inner.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                    last_rx = Instant::now();
+                    ping_sent = None;
+                    attempts = 0;
+                }
+            },
+            _ = tokio::time::sleep_until(deadline.into()), if ping.enabled => {
+                if ping_sent.is_some() {
+                    attempts += 1;
+                    if attempts >= ping.max_attempts {
+                        Stats::incr(&inner.stats.ping_timeouts);
+                        return;
+                    }
+                }
+                nonce += 1;
+                conn.enqueue(encode_frame(FrameKind::Ping, &nonce.to_be_bytes()));
+                ping_sent = Some(Instant::now());
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+fn handle_frame(inner: &Arc<Inner>, conn: &Conn, frame: Frame) -> Result<(), WireError> {
+    match frame.kind {
+        FrameKind::Data => {
+            let mut r = Reader::new(&frame.body);
+            let target = Target::decode(&mut r)?;
+            Stats::incr(&inner.stats.received);
+            if !inner.handler.deliver(&target, r.rest()) {
+                Stats::incr(&inner.stats.dropped_undeliverable);
+            }
+        }
+        FrameKind::Ping => {
+            conn.enqueue(encode_frame(FrameKind::Pong, &frame.body));
+        }
+        FrameKind::Pong => {}
+        FrameKind::Gossip => cluster::on_gossip(inner, State::decode(&frame.body)?),
+        FrameKind::Hello | FrameKind::HelloAck => return Err(WireError::Invalid("handshake frame after handshake")),
+    }
+    Ok(())
+}
+

@@ -1,0 +1,172 @@
+//! A remote node as the send path sees it: one slot per (channel, index), each holding at most
+//! one live connection, and each connection a queue drained by its writer task.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{watch, Notify};
+
+use crate::membership::NodeSpec;
+
+/// Frames waiting for a connection's writer.
+#[derive(Default)]
+pub(crate) struct SendQueue {
+    pub frames: VecDeque<Bytes>,
+    pub bytes: usize,
+    /// Set when the connection is closing: no new frames, the writer drains what is left.
+    pub closed: bool,
+}
+
+/// One established connection.
+pub(crate) struct Conn {
+    pub id: u64,
+    pub channel: usize,
+    pub index: u16,
+    pub remote_incarnation: u64,
+    pub dialed_by_me: bool,
+    pub queue: Mutex<SendQueue>,
+    /// Wakes the writer when the queue goes from empty to non-empty, or on close.
+    pub wake_writer: Notify,
+    /// Tells the reader to stop.
+    pub stop_reader: watch::Sender<bool>,
+}
+
+impl Conn {
+    pub fn new(id: u64, channel: usize, index: u16, remote_incarnation: u64, dialed_by_me: bool) -> Conn {
+        Conn {
+            id,
+            channel,
+            index,
+            remote_incarnation,
+            dialed_by_me,
+            queue: Mutex::new(SendQueue::default()),
+            wake_writer: Notify::new(),
+            stop_reader: watch::channel(false).0,
+        }
+    }
+
+    /// Queues a frame; false if the connection is closing.
+    pub fn enqueue(&self, frame: Bytes) -> bool {
+        let mut q = self.queue.lock();
+        if q.closed {
+            return false;
+        }
+        let was_empty = q.frames.is_empty();
+        q.bytes += frame.len();
+        q.frames.push_back(frame);
+        drop(q);
+        if was_empty {
+            self.wake_writer.notify_one();
+        }
+        true
+    }
+
+    /// Starts a graceful close: queued frames still go out, then the socket is shut down.
+    pub fn close(&self) {
+        self.queue.lock().closed = true;
+        self.wake_writer.notify_one();
+        let _ = self.stop_reader.send(true);
+    }
+}
+
+/// One (channel, index) position in a peer's pool.
+pub(crate) struct Slot {
+    pub conn: RwLock<Option<Arc<Conn>>>,
+    pub dialing: AtomicBool,
+    pub failures: AtomicU32,
+    /// Earliest time of the next dial attempt (backoff, and grace for the non-preferred dialer).
+    pub not_before: Mutex<Instant>,
+}
+
+impl Slot {
+    fn new(not_before: Instant) -> Slot {
+        Slot {
+            conn: RwLock::new(None),
+            dialing: AtomicBool::new(false),
+            failures: AtomicU32::new(0),
+            not_before: Mutex::new(not_before),
+        }
+    }
+
+    pub fn current(&self) -> Option<Arc<Conn>> {
+        self.conn.read().clone()
+    }
+}
+
+/// A remote node known to this one (a member, a join target, or a node that dialed us).
+pub struct Peer {
+    pub name: Arc<str>,
+    pub(crate) spec: RwLock<NodeSpec>,
+    /// `slots[channel][index]`, shaped by the local channel configuration.
+    pub(crate) slots: Vec<Box<[Slot]>>,
+    round_robin: Box<[AtomicUsize]>,
+    pub(crate) removed: AtomicBool,
+    pub(crate) control_up: AtomicBool,
+}
+
+impl Peer {
+    pub(crate) fn new(spec: NodeSpec, parallelism: &[u16], first_dial: impl Fn(usize) -> Instant) -> Peer {
+        let slots = parallelism
+            .iter()
+            .enumerate()
+            .map(|(ch, &n)| (0..n.max(1)).map(|_| Slot::new(first_dial(ch))).collect::<Box<[Slot]>>())
+            .collect();
+        Peer {
+            name: Arc::from(spec.name.as_str()),
+            spec: RwLock::new(spec),
+            slots,
+            round_robin: parallelism.iter().map(|_| AtomicUsize::new(0)).collect(),
+            removed: AtomicBool::new(false),
+            control_up: AtomicBool::new(false),
+        }
+    }
+
+    /// False once the peer was dropped (removed from the cluster or the engine stopped); a cached
+    /// handle must then be looked up again.
+    pub fn is_live(&self) -> bool {
+        !self.removed.load(Ordering::Acquire)
+    }
+
+    pub fn spec(&self) -> NodeSpec {
+        self.spec.read().clone()
+    }
+
+    /// Queues a frame on `channel`: on the slot picked by `key` if given (so one key keeps one
+    /// order), else round robin; a slot that is down passes the frame to the next live one.
+    pub(crate) fn enqueue(&self, channel: usize, key: Option<u64>, frame: Bytes) -> bool {
+        let Some(slots) = self.slots.get(channel) else { return false };
+        let n = slots.len();
+        let start = match key {
+            Some(k) => (k % n as u64) as usize,
+            None => self.round_robin[channel].fetch_add(1, Ordering::Relaxed) % n,
+        };
+        for i in 0..n {
+            if let Some(conn) = slots[(start + i) % n].conn.read().as_ref() {
+                if conn.enqueue(frame.clone()) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    pub(crate) fn all_conns(&self) -> Vec<Arc<Conn>> {
+        self.slots.iter().flat_map(|ch| ch.iter().filter_map(Slot::current)).collect()
+    }
+
+    pub(crate) fn is_connected(&self, channel: Option<usize>) -> bool {
+        let has = |ch: &Box<[Slot]>| ch.iter().any(|s| s.conn.read().is_some());
+        match channel {
+            Some(c) => self.slots.get(c).is_some_and(has),
+            None => self.slots.iter().any(has),
+        }
+    }
+
+    pub(crate) fn is_fully_connected(&self) -> bool {
+        self.slots.iter().all(|ch| ch.iter().all(|s| s.conn.read().is_some()))
+    }
+}

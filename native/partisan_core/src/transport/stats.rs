@@ -1,0 +1,47 @@
+//! Counters kept by the engine, readable at any time without locks.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub dropped_no_connection: AtomicU64,
+    pub dropped_undeliverable: AtomicU64,
+    pub frames_too_large: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    pub handshake_failures: AtomicU64,
+    pub connections_opened: AtomicU64,
+    pub connections_closed: AtomicU64,
+    pub ping_timeouts: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsSnapshot(pub Vec<(&'static str, u64)>);
+
+impl Stats {
+    pub fn incr(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let c = |a: &AtomicU64| a.load(Relaxed);
+        StatsSnapshot(vec![
+            ("sent", c(&self.sent)),
+            ("received", c(&self.received)),
+            ("bytes_sent", c(&self.bytes_sent)),
+            ("bytes_received", c(&self.bytes_received)),
+            ("dropped_no_connection", c(&self.dropped_no_connection)),
+            ("dropped_undeliverable", c(&self.dropped_undeliverable)),
+            ("frames_too_large", c(&self.frames_too_large)),
+            ("protocol_errors", c(&self.protocol_errors)),
+            ("handshake_failures", c(&self.handshake_failures)),
+            ("connections_opened", c(&self.connections_opened)),
+            ("connections_closed", c(&self.connections_closed)),
+            ("ping_timeouts", c(&self.ping_timeouts)),
+        ])
+    }
+}

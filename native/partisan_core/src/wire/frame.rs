@@ -1,0 +1,112 @@
+//! Length-prefixed frames: `u32 length | u8 kind | body`, where `length` counts kind and body.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::{Target, WireError};
+
+/// Bytes before the body: four of length and one of kind.
+pub const FRAME_HEADER_LEN: usize = 5;
+
+/// What a frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// A user message: a [`Target`] followed by the message in external term format.
+    Data = 1,
+    /// Liveness probe carrying a nonce; answered by `Pong` with the same nonce.
+    Ping = 2,
+    Pong = 3,
+    /// The sender's full membership state (see `membership::State::encode`).
+    Gossip = 4,
+    /// Handshake request (first frame from the dialer).
+    Hello = 16,
+    /// Handshake answer (first frame from the acceptor).
+    HelloAck = 17,
+}
+
+impl FrameKind {
+    pub fn from_u8(b: u8) -> Result<Self, WireError> {
+        Ok(match b {
+            1 => FrameKind::Data,
+            2 => FrameKind::Ping,
+            3 => FrameKind::Pong,
+            4 => FrameKind::Gossip,
+            16 => FrameKind::Hello,
+            17 => FrameKind::HelloAck,
+            other => return Err(WireError::UnknownKind(other)),
+        })
+    }
+}
+
+/// A decoded frame; the body shares the read buffer's memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub kind: FrameKind,
+    pub body: Bytes,
+}
+
+/// Builds a whole frame in one allocation.
+pub fn encode_frame(kind: FrameKind, body: &[u8]) -> Bytes {
+    let mut v = Vec::with_capacity(FRAME_HEADER_LEN + body.len());
+    v.extend_from_slice(&((body.len() + 1) as u32).to_be_bytes());
+    v.push(kind as u8);
+    v.extend_from_slice(body);
+    Bytes::from(v)
+}
+
+/// Builds a data frame (header, target, payload) in one allocation, refusing one over `max`.
+pub fn encode_data_frame(target: &Target, payload: &[u8], max: usize) -> Result<Bytes, WireError> {
+    let len = 1 + target.encoded_len() + payload.len();
+    if len > max || len > u32::MAX as usize {
+        return Err(WireError::FrameTooLarge { len, max });
+    }
+    let mut v = Vec::with_capacity(4 + len);
+    v.extend_from_slice(&(len as u32).to_be_bytes());
+    v.push(FrameKind::Data as u8);
+    target.encode_into(&mut v);
+    v.extend_from_slice(payload);
+    Ok(Bytes::from(v))
+}
+
+/// Splits a byte stream into frames, enforcing the maximum frame size before buffering a body.
+#[derive(Debug, Clone)]
+pub struct FrameDecoder {
+    max_frame: usize,
+}
+
+impl FrameDecoder {
+    pub fn new(max_frame: usize) -> Self {
+        FrameDecoder { max_frame }
+    }
+
+    /// How many more bytes are needed before `decode` can yield the next frame (a read-size hint).
+    pub fn wanted(&self, buf: &BytesMut) -> usize {
+        if buf.len() < 4 {
+            return 4 - buf.len();
+        }
+        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        (4 + len).saturating_sub(buf.len())
+    }
+
+    /// Takes the next complete frame off the front of `buf`, if there is one.
+    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Frame>, WireError> {
+        if buf.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        if len == 0 {
+            return Err(WireError::Invalid("empty frame"));
+        }
+        if len > self.max_frame {
+            return Err(WireError::FrameTooLarge { len, max: self.max_frame });
+        }
+        if buf.len() < 4 + len {
+            return Ok(None);
+        }
+        buf.advance(4);
+        let kind = FrameKind::from_u8(buf[0]);
+        buf.advance(1);
+        let body = buf.split_to(len - 1).freeze();
+        Ok(Some(Frame { kind: kind?, body }))
+    }
+}

@@ -1,0 +1,76 @@
+//! The destination of a data frame, resolved on the receiving node without decoding the message.
+
+use super::{Reader, WireError, MAX_NAME_LEN};
+
+/// Who a message is for on the receiving node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A registered name (the atom's text).
+    Name(String),
+    /// A local process identifier `<0.Number.Serial>` on the receiving node.
+    Pid { number: u32, serial: u32 },
+}
+
+const TAG_NAME: u8 = 0;
+const TAG_PID: u8 = 1;
+
+impl Target {
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Target::Name(n) => 2 + n.len(),
+            Target::Pid { .. } => 9,
+        }
+    }
+
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        match self {
+            Target::Name(n) => {
+                out.push(TAG_NAME);
+                out.push(n.len() as u8);
+                out.extend_from_slice(n.as_bytes());
+            }
+            Target::Pid { number, serial } => {
+                out.push(TAG_PID);
+                out.extend_from_slice(&number.to_be_bytes());
+                out.extend_from_slice(&serial.to_be_bytes());
+            }
+        }
+    }
+
+    /// A name must fit the one-byte length; checked where targets are built from caller input.
+    pub fn name(name: &str) -> Result<Target, WireError> {
+        if name.is_empty() || name.len() > MAX_NAME_LEN {
+            return Err(WireError::Invalid("registered name"));
+        }
+        Ok(Target::Name(name.to_owned()))
+    }
+
+    /// Reads a target from the front of a data frame body; the reader is left at the payload.
+    pub fn decode(r: &mut Reader<'_>) -> Result<Target, WireError> {
+        match r.u8()? {
+            TAG_NAME => {
+                let name = r.short_str()?;
+                if name.is_empty() {
+                    return Err(WireError::Invalid("registered name"));
+                }
+                Ok(Target::Name(name.to_owned()))
+            }
+            TAG_PID => Ok(Target::Pid { number: r.u32()?, serial: r.u32()? }),
+            _ => Err(WireError::Invalid("target tag")),
+        }
+    }
+}
+
+/// Parses the text of a pid as Erlang prints it (`<A.N.S>`, optionally prefixed by `#Pid`) and
+/// returns `(N, S)`: the node part `A` is meaningless across nodes and is ignored.
+pub fn parse_pid_text(text: &[u8]) -> Option<(u32, u32)> {
+    let text = text.strip_prefix(b"#Pid").unwrap_or(text);
+    let inner = text.strip_prefix(b"<")?.strip_suffix(b">")?;
+    let inner = std::str::from_utf8(inner).ok()?;
+    let mut parts = inner.split('.');
+    let (_node, number, serial) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((number.parse().ok()?, serial.parse().ok()?))
+}

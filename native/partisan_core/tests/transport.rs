@@ -1,0 +1,138 @@
+//! End-to-end tests of the engine over real loopback sockets, without a VM.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use partisan_core::membership::{ChannelSpec, Compression};
+use partisan_core::transport::{Config, Engine, Event, Handler};
+use partisan_core::wire::{encode_data_frame, Target};
+
+#[derive(Default)]
+struct Recorder {
+    delivered: Mutex<Vec<(Target, Vec<u8>)>>,
+    events: Mutex<Vec<Event>>,
+}
+
+impl Handler for Recorder {
+    fn deliver(&self, target: &Target, payload: &[u8]) -> bool {
+        self.delivered.lock().push((target.clone(), payload.to_vec()));
+        true
+    }
+    fn event(&self, event: Event) {
+        self.events.lock().push(event);
+    }
+}
+
+fn config(name: &str) -> Config {
+    let mut c = Config::local(name);
+    c.connection_interval = Duration::from_millis(100);
+    c.connection_jitter = Duration::from_millis(10);
+    c.periodic_interval = Duration::from_millis(200);
+    c.channels = vec![ChannelSpec { name: "data".into(), parallelism: 4, monotonic: false, compression: Compression::Off }];
+    c
+}
+
+fn start(name: &str) -> (Engine, Arc<Recorder>) {
+    let rec = Arc::new(Recorder::default());
+    (Engine::start(config(name), rec.clone()).expect("engine starts"), rec)
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn names(e: &Engine) -> Vec<String> {
+    e.members().into_iter().map(|s| s.name).collect()
+}
+
+#[test]
+fn three_nodes_converge_and_exchange_messages() {
+    let (a, _ra) = start("a@127.0.0.1");
+    let (b, rb) = start("b@127.0.0.1");
+    let (c, _rc) = start("c@127.0.0.1");
+    b.join(a.local().clone()).unwrap();
+    c.join(a.local().clone()).unwrap();
+    let all = vec!["a@127.0.0.1".to_string(), "b@127.0.0.1".into(), "c@127.0.0.1".into()];
+    for e in [&a, &b, &c] {
+        wait_until("membership", || names(e) == all);
+        wait_until("full mesh", || e.nodes().len() == 2);
+    }
+    wait_until("data pool", || a.is_fully_connected("b@127.0.0.1") && b.is_fully_connected("a@127.0.0.1"));
+    // Exactly one connection per (peer, channel, index), seen the same from both ends.
+    let ab: Vec<_> = a.connections().into_iter().filter(|(n, _, _)| &**n == "b@127.0.0.1").collect();
+    assert_eq!(ab.len(), 1 + 1 + 4, "control + default + 4 data: {ab:?}");
+
+    let data = a.channel_id("data").unwrap();
+    let peer = a.peer("b@127.0.0.1").unwrap();
+    for i in 0..1000u32 {
+        let frame = encode_data_frame(&Target::Name("sink".into()), &i.to_be_bytes(), a.max_frame_size()).unwrap();
+        a.send(&peer, data, Some(7), frame).unwrap();
+    }
+    wait_until("1000 messages", || rb.delivered.lock().len() == 1000);
+    let got: Vec<u32> = rb.delivered.lock().iter().map(|(_, p)| u32::from_be_bytes([p[0], p[1], p[2], p[3]])).collect();
+    assert_eq!(got, (0..1000).collect::<Vec<_>>(), "one partition key keeps order");
+    for e in [&a, &b, &c] {
+        e.stop();
+    }
+}
+
+#[test]
+fn leave_is_not_undone_by_stale_gossip() {
+    let (a, _) = start("a@127.0.0.1");
+    let (b, rb) = start("b@127.0.0.1");
+    let (c, _) = start("c@127.0.0.1");
+    b.join(a.local().clone()).unwrap();
+    c.join(a.local().clone()).unwrap();
+    for e in [&a, &b, &c] {
+        wait_until("membership", || names(e).len() == 3);
+    }
+    a.leave("c@127.0.0.1");
+    for e in [&a, &b] {
+        wait_until("c removed", || !names(e).contains(&"c@127.0.0.1".to_string()));
+    }
+    wait_until("c alone", || names(&c) == vec!["c@127.0.0.1".to_string()]);
+    // Several gossip periods later, c is still gone.
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(names(&a), vec!["a@127.0.0.1".to_string(), "b@127.0.0.1".into()]);
+    assert_eq!(names(&b), vec!["a@127.0.0.1".to_string(), "b@127.0.0.1".into()]);
+    assert!(rb.events.lock().iter().any(|e| *e == Event::NodeDown("c@127.0.0.1".into())));
+    // c may come back by joining again.
+    c.join(b.local().clone()).unwrap();
+    wait_until("c back", || names(&a).len() == 3);
+    for e in [&a, &b, &c] {
+        e.stop();
+    }
+}
+
+#[test]
+fn self_join_is_refused_and_oversized_frames_are_refused() {
+    let (a, _) = start("a@127.0.0.1");
+    assert!(a.join(a.local().clone()).is_err());
+    let big = vec![0u8; 2048];
+    assert!(encode_data_frame(&Target::Name("x".into()), &big, 1024).is_err());
+    a.stop();
+    a.stop();
+}
+
+#[test]
+fn restart_with_same_name_rejoins() {
+    let (a, ra) = start("a@127.0.0.1");
+    let (b, _) = start("b@127.0.0.1");
+    b.join(a.local().clone()).unwrap();
+    wait_until("up", || a.nodes().len() == 1);
+    b.stop();
+    wait_until("down event", || ra.events.lock().iter().any(|e| *e == Event::NodeDown("b@127.0.0.1".into())));
+    wait_until("b not in nodes", || a.nodes().is_empty());
+    let mut cfg = config("b@127.0.0.1");
+    cfg.incarnation = 2;
+    let b2 = Engine::start(cfg, Arc::new(Recorder::default())).unwrap();
+    b2.join(a.local().clone()).unwrap();
+    wait_until("b back", || a.nodes().len() == 1 && a.is_fully_connected("b@127.0.0.1"));
+    a.stop();
+    b2.stop();
+}

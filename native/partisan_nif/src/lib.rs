@@ -1,0 +1,1 @@
+rustler::init!("partisan_nif");
