@@ -16,7 +16,9 @@ struct Recorder {
 
 impl Handler for Recorder {
     fn deliver(&self, target: &Target, payload: &[u8]) -> bool {
-        self.delivered.lock().push((target.clone(), payload.to_vec()));
+        self.delivered
+            .lock()
+            .push((target.clone(), payload.to_vec()));
         true
     }
     fn event(&self, event: Event) {
@@ -29,13 +31,21 @@ fn config(name: &str) -> Config {
     c.connection_interval = Duration::from_millis(100);
     c.connection_jitter = Duration::from_millis(10);
     c.periodic_interval = Duration::from_millis(200);
-    c.channels = vec![ChannelSpec { name: "data".into(), parallelism: 4, monotonic: false, compression: Compression::Off }];
+    c.channels = vec![ChannelSpec {
+        name: "data".into(),
+        parallelism: 4,
+        monotonic: false,
+        compression: Compression::Off,
+    }];
     c
 }
 
 fn start(name: &str) -> (Engine, Arc<Recorder>) {
     let rec = Arc::new(Recorder::default());
-    (Engine::start(config(name), rec.clone()).expect("engine starts"), rec)
+    (
+        Engine::start(config(name), rec.clone()).expect("engine starts"),
+        rec,
+    )
 }
 
 fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -57,25 +67,49 @@ fn three_nodes_converge_and_exchange_messages() {
     let (c, _rc) = start("c@127.0.0.1");
     b.join(a.local().clone()).unwrap();
     c.join(a.local().clone()).unwrap();
-    let all = vec!["a@127.0.0.1".to_string(), "b@127.0.0.1".into(), "c@127.0.0.1".into()];
+    let all = vec![
+        "a@127.0.0.1".to_string(),
+        "b@127.0.0.1".into(),
+        "c@127.0.0.1".into(),
+    ];
     for e in [&a, &b, &c] {
         wait_until("membership", || names(e) == all);
         wait_until("full mesh", || e.nodes().len() == 2);
     }
-    wait_until("data pool", || a.is_fully_connected("b@127.0.0.1") && b.is_fully_connected("a@127.0.0.1"));
+    wait_until("data pool", || {
+        a.is_fully_connected("b@127.0.0.1") && b.is_fully_connected("a@127.0.0.1")
+    });
     // Exactly one connection per (peer, channel, index), seen the same from both ends.
-    let ab: Vec<_> = a.connections().into_iter().filter(|(n, _, _)| &**n == "b@127.0.0.1").collect();
+    let ab: Vec<_> = a
+        .connections()
+        .into_iter()
+        .filter(|(n, _, _)| &**n == "b@127.0.0.1")
+        .collect();
     assert_eq!(ab.len(), 1 + 1 + 4, "control + default + 4 data: {ab:?}");
 
     let data = a.channel_id("data").unwrap();
     let peer = a.peer("b@127.0.0.1").unwrap();
     for i in 0..1000u32 {
-        let frame = encode_data_frame(&Target::Name("sink".into()), &i.to_be_bytes(), a.max_frame_size()).unwrap();
+        let frame = encode_data_frame(
+            &Target::Name("sink".into()),
+            &i.to_be_bytes(),
+            a.max_frame_size(),
+        )
+        .unwrap();
         a.send(&peer, data, Some(7), frame).unwrap();
     }
     wait_until("1000 messages", || rb.delivered.lock().len() == 1000);
-    let got: Vec<u32> = rb.delivered.lock().iter().map(|(_, p)| u32::from_be_bytes([p[0], p[1], p[2], p[3]])).collect();
-    assert_eq!(got, (0..1000).collect::<Vec<_>>(), "one partition key keeps order");
+    let got: Vec<u32> = rb
+        .delivered
+        .lock()
+        .iter()
+        .map(|(_, p)| u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
+        .collect();
+    assert_eq!(
+        got,
+        (0..1000).collect::<Vec<_>>(),
+        "one partition key keeps order"
+    );
     for e in [&a, &b, &c] {
         e.stop();
     }
@@ -93,14 +127,26 @@ fn leave_is_not_undone_by_stale_gossip() {
     }
     a.leave("c@127.0.0.1");
     for e in [&a, &b] {
-        wait_until("c removed", || !names(e).contains(&"c@127.0.0.1".to_string()));
+        wait_until("c removed", || {
+            !names(e).contains(&"c@127.0.0.1".to_string())
+        });
     }
     wait_until("c alone", || names(&c) == vec!["c@127.0.0.1".to_string()]);
     // Several gossip periods later, c is still gone.
     std::thread::sleep(Duration::from_millis(800));
-    assert_eq!(names(&a), vec!["a@127.0.0.1".to_string(), "b@127.0.0.1".into()]);
-    assert_eq!(names(&b), vec!["a@127.0.0.1".to_string(), "b@127.0.0.1".into()]);
-    assert!(rb.events.lock().iter().any(|e| *e == Event::NodeDown("c@127.0.0.1".into())));
+    assert_eq!(
+        names(&a),
+        vec!["a@127.0.0.1".to_string(), "b@127.0.0.1".into()]
+    );
+    assert_eq!(
+        names(&b),
+        vec!["a@127.0.0.1".to_string(), "b@127.0.0.1".into()]
+    );
+    assert!(rb
+        .events
+        .lock()
+        .iter()
+        .any(|e| *e == Event::NodeDown("c@127.0.0.1".into())));
     // c may come back by joining again.
     c.join(b.local().clone()).unwrap();
     wait_until("c back", || names(&a).len() == 3);
@@ -126,13 +172,20 @@ fn restart_with_same_name_rejoins() {
     b.join(a.local().clone()).unwrap();
     wait_until("up", || a.nodes().len() == 1);
     b.stop();
-    wait_until("down event", || ra.events.lock().iter().any(|e| *e == Event::NodeDown("b@127.0.0.1".into())));
+    wait_until("down event", || {
+        ra.events
+            .lock()
+            .iter()
+            .any(|e| *e == Event::NodeDown("b@127.0.0.1".into()))
+    });
     wait_until("b not in nodes", || a.nodes().is_empty());
     let mut cfg = config("b@127.0.0.1");
     cfg.incarnation = 2;
     let b2 = Engine::start(cfg, Arc::new(Recorder::default())).unwrap();
     b2.join(a.local().clone()).unwrap();
-    wait_until("b back", || a.nodes().len() == 1 && a.is_fully_connected("b@127.0.0.1"));
+    wait_until("b back", || {
+        a.nodes().len() == 1 && a.is_fully_connected("b@127.0.0.1")
+    });
     a.stop();
     b2.stop();
 }

@@ -1,1 +1,11 @@
+//! `partisan_nif`: the thin rustler layer between the `partisan` OTP application and
+//! `partisan_core`. It converts terms, owns the engine resource, and delivers received messages
+//! straight to local processes from the engine's I/O threads. The Erlang-facing contract is
+//! `docs/nif_api.md`.
+
+mod config;
+mod delivery;
+mod nifs;
+mod terms;
+
 rustler::init!("partisan_nif");

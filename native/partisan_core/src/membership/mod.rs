@@ -58,14 +58,21 @@ impl State {
 
     /// Adds (or re-adds) a node at the given incarnation.
     pub fn add(&mut self, spec: NodeSpec, incarnation: u64) -> bool {
-        self.apply(Entry { incarnation, removed: false, spec })
+        self.apply(Entry {
+            incarnation,
+            removed: false,
+            spec,
+        })
     }
 
     /// Removes a node at its current incarnation; returns whether it was a live member.
     pub fn remove(&mut self, name: &str) -> bool {
         match self.entries.get(name) {
             Some(e) if !e.removed => {
-                let tomb = Entry { removed: true, ..e.clone() };
+                let tomb = Entry {
+                    removed: true,
+                    ..e.clone()
+                };
                 self.apply(tomb)
             }
             _ => false,
@@ -87,7 +94,9 @@ impl State {
 
     /// True when `name` was removed at `incarnation` or later: such a node may not reconnect.
     pub fn is_removed(&self, name: &str, incarnation: u64) -> bool {
-        self.entries.get(name).is_some_and(|e| e.removed && e.incarnation >= incarnation)
+        self.entries
+            .get(name)
+            .is_some_and(|e| e.removed && e.incarnation >= incarnation)
     }
 
     pub fn len(&self) -> usize {
@@ -123,7 +132,11 @@ impl State {
                 _ => return Err(WireError::Invalid("removed flag")),
             };
             let spec = NodeSpec::decode(&mut r)?;
-            state.apply(Entry { incarnation, removed, spec });
+            state.apply(Entry {
+                incarnation,
+                removed,
+                spec,
+            });
         }
         r.finish()?;
         Ok(state)

@@ -64,7 +64,10 @@ impl NodeSpec {
         }
         w.u8(self.channels.len().min(MAX_CHANNELS) as u8);
         for c in self.channels.iter().take(MAX_CHANNELS) {
-            w.short_str(&c.name).u16(c.parallelism).u8(c.monotonic as u8).u8(c.compression.code());
+            w.short_str(&c.name)
+                .u16(c.parallelism)
+                .u8(c.monotonic as u8)
+                .u8(c.compression.code());
         }
     }
 
@@ -109,10 +112,19 @@ impl NodeSpec {
                 _ => return Err(WireError::Invalid("monotonic flag")),
             };
             let compression = Compression::from_code(r.u8()?)?;
-            channels.push(ChannelSpec { name: cname, parallelism, monotonic, compression });
+            channels.push(ChannelSpec {
+                name: cname,
+                parallelism,
+                monotonic,
+                compression,
+            });
         }
         channels.sort();
-        Ok(NodeSpec { name, listen_addrs, channels })
+        Ok(NodeSpec {
+            name,
+            listen_addrs,
+            channels,
+        })
     }
 
     pub fn channel(&self, name: &str) -> Option<&ChannelSpec> {

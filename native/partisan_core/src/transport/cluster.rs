@@ -29,12 +29,21 @@ impl Cluster {
         let mut state = State::new();
         state.add(local.clone(), incarnation);
         let last_members = vec![Arc::from(local.name.as_str())];
-        Cluster { state, incarnation, pending: HashMap::new(), local, last_members }
+        Cluster {
+            state,
+            incarnation,
+            pending: HashMap::new(),
+            local,
+            last_members,
+        }
     }
 
     /// Starts a new life alone: used after leaving or being removed.
     fn reset(&mut self) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
         self.incarnation = (self.incarnation + 1).max(now);
         self.state = State::new();
         self.state.add(self.local.clone(), self.incarnation);
@@ -43,7 +52,11 @@ impl Cluster {
 
     /// The member list if it changed since the last call.
     fn members_changed(&mut self) -> Option<Vec<Arc<str>>> {
-        let now: Vec<Arc<str>> = self.state.members().map(|e| Arc::from(e.spec.name.as_str())).collect();
+        let now: Vec<Arc<str>> = self
+            .state
+            .members()
+            .map(|e| Arc::from(e.spec.name.as_str()))
+            .collect();
         if now == self.last_members {
             None
         } else {
@@ -58,7 +71,11 @@ impl Cluster {
 }
 
 pub(crate) fn join(inner: &Arc<Inner>, spec: NodeSpec) {
-    inner.cluster.lock().pending.insert(spec.name.clone(), spec.clone());
+    inner
+        .cluster
+        .lock()
+        .pending
+        .insert(spec.name.clone(), spec.clone());
     ensure_peer(inner, &spec);
     inner.wake_maintenance.notify_one();
 }
@@ -95,7 +112,10 @@ pub(crate) fn on_gossip(inner: &Arc<Inner>, remote: State) {
         return;
     }
     let me = &*inner.local_name;
-    let removed_me = cluster.state.get(me).is_some_and(|e| e.removed && e.incarnation >= cluster.incarnation);
+    let removed_me = cluster
+        .state
+        .get(me)
+        .is_some_and(|e| e.removed && e.incarnation >= cluster.incarnation);
     if removed_me {
         cluster.reset();
         let members = cluster.members_changed();
@@ -109,7 +129,11 @@ pub(crate) fn on_gossip(inner: &Arc<Inner>, remote: State) {
     let removed: Vec<String> = {
         let peers = inner.peers.read();
         let gone = |n: &str| cluster.state.get(n).is_some_and(|e| e.removed);
-        peers.keys().filter(|n| gone(n)).map(|n| n.to_string()).collect()
+        peers
+            .keys()
+            .filter(|n| gone(n))
+            .map(|n| n.to_string())
+            .collect()
     };
     for name in live.iter().map(|s| &s.name).chain(removed.iter()) {
         cluster.pending.remove(name);
@@ -249,10 +273,10 @@ pub(crate) fn uninstall(inner: &Arc<Inner>, peer: &Arc<Peer>, conn: &Arc<Conn>) 
             _ => false,
         }
     };
-    if was_current && conn.channel == inner.control && !peer.is_connected(Some(inner.control)) {
-        if peer.control_up.swap(false, Ordering::AcqRel) {
-            inner.handler.event(Event::NodeDown(peer.name.clone()));
-        }
+    let control_lost =
+        was_current && conn.channel == inner.control && !peer.is_connected(Some(inner.control));
+    if control_lost && peer.control_up.swap(false, Ordering::AcqRel) {
+        inner.handler.event(Event::NodeDown(peer.name.clone()));
     }
     if was_current {
         let delay = backoff(inner, 0);
@@ -265,13 +289,18 @@ pub(crate) fn uninstall(inner: &Arc<Inner>, peer: &Arc<Peer>, conn: &Arc<Conn>) 
 pub(crate) fn backoff(inner: &Inner, failures: u32) -> Duration {
     let base = inner.cfg.connection_interval * (1u32 << failures.min(3));
     let jitter_ms = inner.cfg.connection_jitter.as_millis() as u64;
-    let jitter = if jitter_ms == 0 { 0 } else { rand::thread_rng().gen_range(0..=jitter_ms) };
+    let jitter = if jitter_ms == 0 {
+        0
+    } else {
+        rand::thread_rng().gen_range(0..=jitter_ms)
+    };
     base + Duration::from_millis(jitter)
 }
 
 /// Dials every empty slot of every member and join target whose backoff has expired.
 pub(crate) async fn maintenance_loop(inner: Arc<Inner>) {
-    let tick = (inner.cfg.connection_interval / 4).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    let tick = (inner.cfg.connection_interval / 4)
+        .clamp(Duration::from_millis(20), Duration::from_secs(1));
     let mut shutdown = inner.shutdown.subscribe();
     loop {
         tokio::select! {
@@ -284,15 +313,29 @@ pub(crate) async fn maintenance_loop(inner: Arc<Inner>) {
         }
         let targets: Vec<Arc<Peer>> = {
             let cluster = inner.cluster.lock();
-            inner.peers.read().values().filter(|p| cluster.should_dial(&p.name)).cloned().collect()
+            inner
+                .peers
+                .read()
+                .values()
+                .filter(|p| cluster.should_dial(&p.name))
+                .cloned()
+                .collect()
         };
         let now = Instant::now();
         for peer in targets {
             for (ch, slots) in peer.slots.iter().enumerate() {
                 for (idx, slot) in slots.iter().enumerate() {
                     let idle = slot.conn.read().is_none() && !slot.dialing.load(Ordering::Acquire);
-                    if idle && *slot.not_before.lock() <= now && !slot.dialing.swap(true, Ordering::AcqRel) {
-                        tokio::spawn(super::conn::dial(inner.clone(), peer.clone(), ch, idx as u16));
+                    if idle
+                        && *slot.not_before.lock() <= now
+                        && !slot.dialing.swap(true, Ordering::AcqRel)
+                    {
+                        tokio::spawn(super::conn::dial(
+                            inner.clone(),
+                            peer.clone(),
+                            ch,
+                            idx as u16,
+                        ));
                     }
                 }
             }

@@ -17,8 +17,8 @@ use super::peer::{Conn, Peer};
 use super::stats::Stats;
 use crate::membership::State;
 use crate::wire::{
-    encode_frame, read_preamble, AckStatus, Frame, FrameDecoder, FrameKind, Hello, HelloAck, Preamble, Reader,
-    Target, WireError, CAPABILITIES, MAX_HANDSHAKE_FRAME, PREAMBLE_LEN,
+    encode_frame, read_preamble, AckStatus, Frame, FrameDecoder, FrameKind, Hello, HelloAck,
+    Preamble, Reader, Target, WireError, CAPABILITIES, MAX_HANDSHAKE_FRAME, PREAMBLE_LEN,
 };
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,7 +58,10 @@ async fn inbound(inner: Arc<Inner>, mut stream: TcpStream) {
 type Established = (Arc<Peer>, Arc<Conn>, BytesMut);
 
 /// The acceptor's half of the handshake. `Ok(None)` means the dialer was politely refused.
-async fn accept_handshake(inner: &Arc<Inner>, stream: &mut TcpStream) -> io::Result<Option<Established>> {
+async fn accept_handshake(
+    inner: &Arc<Inner>,
+    stream: &mut TcpStream,
+) -> io::Result<Option<Established>> {
     let mut pre = [0u8; PREAMBLE_LEN];
     stream.read_exact(&mut pre).await?;
     // Answer with our preamble even on a version mismatch, so the dialer can tell why.
@@ -75,7 +78,9 @@ async fn accept_handshake(inner: &Arc<Inner>, stream: &mut TcpStream) -> io::Res
         _ if hello.spec.name == *inner.local_name => AckStatus::Refused,
         None => AckStatus::UnknownChannel,
         Some(ch) if hello.index >= inner.parallelism[ch] => AckStatus::UnknownChannel,
-        Some(_) if cluster::is_removed(inner, &hello.spec.name, hello.incarnation) => AckStatus::Removed,
+        Some(_) if cluster::is_removed(inner, &hello.spec.name, hello.incarnation) => {
+            AckStatus::Removed
+        }
         Some(_) if inner.is_stopping() => AckStatus::Refused,
         Some(_) => AckStatus::Accepted,
     };
@@ -99,7 +104,10 @@ async fn accept_handshake(inner: &Arc<Inner>, stream: &mut TcpStream) -> io::Res
         }
         _ => None,
     };
-    if let Err(e) = stream.write_all(&encode_frame(FrameKind::HelloAck, &ack.encode())).await {
+    if let Err(e) = stream
+        .write_all(&encode_frame(FrameKind::HelloAck, &ack.encode()))
+        .await
+    {
         if let Some((peer, conn)) = &accepted {
             conn.close();
             cluster::uninstall(inner, peer, conn);
@@ -117,7 +125,8 @@ enum DialOutcome {
 
 /// Fills one slot of `peer`; on failure schedules the next attempt with backoff.
 pub(crate) async fn dial(inner: Arc<Inner>, peer: Arc<Peer>, ch: usize, idx: u16) {
-    let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, dial_handshake(&inner, &peer, ch, idx)).await;
+    let outcome =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, dial_handshake(&inner, &peer, ch, idx)).await;
     let slot = &peer.slots[ch][idx as usize];
     let retry_in = match outcome {
         Ok(Ok(DialOutcome::Connected(conn, stream, buf))) => {
@@ -134,9 +143,17 @@ pub(crate) async fn dial(inner: Arc<Inner>, peer: Arc<Peer>, ch: usize, idx: u16
     slot.dialing.store(false, Ordering::Release);
 }
 
-async fn dial_handshake(inner: &Arc<Inner>, peer: &Arc<Peer>, ch: usize, idx: u16) -> io::Result<DialOutcome> {
+async fn dial_handshake(
+    inner: &Arc<Inner>,
+    peer: &Arc<Peer>,
+    ch: usize,
+    idx: u16,
+) -> io::Result<DialOutcome> {
     let addrs = peer.spec.read().listen_addrs.clone();
-    let mut last_err = io::Error::new(io::ErrorKind::AddrNotAvailable, "node spec has no listen address");
+    let mut last_err = io::Error::new(
+        io::ErrorKind::AddrNotAvailable,
+        "node spec has no listen address",
+    );
     let mut stream = None;
     for addr in addrs {
         match TcpStream::connect(addr).await {
@@ -170,7 +187,10 @@ async fn dial_handshake(inner: &Arc<Inner>, peer: &Arc<Peer>, ch: usize, idx: u1
     let ack = HelloAck::decode(&frame.body).map_err(invalid)?;
     if ack.name != *peer.name {
         // Another node answers at that address (the peer moved): not the node we want.
-        return Err(io::Error::new(io::ErrorKind::ConnectionRefused, "unexpected node at address"));
+        return Err(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            "unexpected node at address",
+        ));
     }
     match ack.status {
         AckStatus::Accepted => {
@@ -183,7 +203,10 @@ async fn dial_handshake(inner: &Arc<Inner>, peer: &Arc<Peer>, ch: usize, idx: u1
             }
         }
         AckStatus::Duplicate => Ok(DialOutcome::Duplicate),
-        other => Err(io::Error::new(io::ErrorKind::ConnectionRefused, format!("handshake refused: {other:?}"))),
+        other => Err(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            format!("handshake refused: {other:?}"),
+        )),
     }
 }
 
@@ -200,7 +223,13 @@ async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) -> i
 }
 
 /// Runs an installed connection until either side closes it, then takes it out of its slot.
-async fn run(inner: Arc<Inner>, peer: Arc<Peer>, conn: Arc<Conn>, stream: TcpStream, buf: BytesMut) {
+async fn run(
+    inner: Arc<Inner>,
+    peer: Arc<Peer>,
+    conn: Arc<Conn>,
+    stream: TcpStream,
+    buf: BytesMut,
+) {
     Stats::incr(&inner.stats.connections_opened);
     let (rd, wr) = stream.into_split();
     tokio::spawn(write_loop(conn.clone(), wr));
@@ -269,7 +298,11 @@ async fn read_loop(inner: &Arc<Inner>, conn: &Arc<Conn>, mut rd: OwnedReadHalf, 
             return;
         }
         // Room for the rest of the current frame, so a large one arrives in few reads.
-        buf.reserve(decoder.wanted(&buf).clamp(READ_CHUNK, inner.cfg.max_frame_size + 5));
+        buf.reserve(
+            decoder
+                .wanted(&buf)
+                .clamp(READ_CHUNK, inner.cfg.max_frame_size + 5),
+        );
         let deadline = match ping_sent {
             Some(at) => at + ping.timeout,
             None => last_rx + ping.idle_timeout,
@@ -316,8 +349,9 @@ fn handle_frame(inner: &Arc<Inner>, conn: &Conn, frame: Frame) -> Result<(), Wir
         }
         FrameKind::Pong => {}
         FrameKind::Gossip => cluster::on_gossip(inner, State::decode(&frame.body)?),
-        FrameKind::Hello | FrameKind::HelloAck => return Err(WireError::Invalid("handshake frame after handshake")),
+        FrameKind::Hello | FrameKind::HelloAck => {
+            return Err(WireError::Invalid("handshake frame after handshake"))
+        }
     }
     Ok(())
 }
-

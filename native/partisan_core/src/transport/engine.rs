@@ -80,9 +80,14 @@ impl Engine {
         let listeners = cfg
             .listen_addrs
             .iter()
-            .map(|a| std::net::TcpListener::bind(a).and_then(|l| l.set_nonblocking(true).map(|_| l)))
+            .map(|a| {
+                std::net::TcpListener::bind(a).and_then(|l| l.set_nonblocking(true).map(|_| l))
+            })
             .collect::<io::Result<Vec<_>>>()?;
-        let bound = listeners.iter().map(|l| l.local_addr()).collect::<io::Result<Vec<_>>>()?;
+        let bound = listeners
+            .iter()
+            .map(|l| l.local_addr())
+            .collect::<io::Result<Vec<_>>>()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(cfg.io_threads.clamp(1, 64))
             .max_blocking_threads(1)
@@ -90,8 +95,17 @@ impl Engine {
             .enable_all()
             .build()?;
 
-        let local = NodeSpec { name: cfg.name.clone(), listen_addrs: bound.clone(), channels: cfg.channels.clone() };
-        let channel_ids = cfg.channels.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect::<HashMap<_, _>>();
+        let local = NodeSpec {
+            name: cfg.name.clone(),
+            listen_addrs: bound.clone(),
+            channels: cfg.channels.clone(),
+        };
+        let channel_ids = cfg
+            .channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect::<HashMap<_, _>>();
         let control = channel_ids[CONTROL_CHANNEL];
         let inner = Arc::new(Inner {
             local_name: Arc::from(cfg.name.as_str()),
@@ -116,12 +130,18 @@ impl Engine {
         }
         runtime.spawn(super::cluster::maintenance_loop(inner.clone()));
         runtime.spawn(super::cluster::gossip_loop(inner.clone()));
-        Ok(Engine { inner, runtime: Mutex::new(Some(runtime)), bound })
+        Ok(Engine {
+            inner,
+            runtime: Mutex::new(Some(runtime)),
+            bound,
+        })
     }
 
     /// Closes every socket and joins the I/O threads. Blocks for at most a few seconds; idempotent.
     pub fn stop(&self) {
-        let Some(rt) = self.runtime.lock().take() else { return };
+        let Some(rt) = self.runtime.lock().take() else {
+            return;
+        };
         let _ = self.inner.shutdown.send(true);
         let peers: Vec<_> = self.inner.peers.write().drain().map(|(_, p)| p).collect();
         for p in peers {
@@ -161,14 +181,23 @@ impl Engine {
     }
 
     /// Queues a complete frame for `peer` on `channel`.
-    pub fn send(&self, peer: &Peer, channel: usize, key: Option<u64>, frame: Bytes) -> Result<(), SendError> {
+    pub fn send(
+        &self,
+        peer: &Peer,
+        channel: usize,
+        key: Option<u64>,
+        frame: Bytes,
+    ) -> Result<(), SendError> {
         if channel >= self.inner.parallelism.len() {
             return Err(SendError::UnknownChannel);
         }
         let len = frame.len() as u64;
         if peer.enqueue(channel, key, frame) {
             self.inner.stats.sent.fetch_add(1, Ordering::Relaxed);
-            self.inner.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
+            self.inner
+                .stats
+                .bytes_sent
+                .fetch_add(len, Ordering::Relaxed);
             Ok(())
         } else {
             Stats::incr(&self.inner.stats.dropped_no_connection);
@@ -204,9 +233,12 @@ impl Engine {
 
     /// Makes the membership equal to `specs` (plus this node): joins the new, removes the missing.
     pub fn update_members(&self, specs: Vec<NodeSpec>) {
-        let keep: std::collections::HashSet<String> = specs.iter().map(|s| s.name.clone()).collect();
+        let keep: std::collections::HashSet<String> =
+            specs.iter().map(|s| s.name.clone()).collect();
         for spec in specs {
-            if spec.name != self.inner.cfg.name && !self.inner.cluster.lock().state.is_member(&spec.name) {
+            if spec.name != self.inner.cfg.name
+                && !self.inner.cluster.lock().state.is_member(&spec.name)
+            {
                 super::cluster::join(&self.inner, spec);
             }
         }
@@ -216,12 +248,19 @@ impl Engine {
             .map(|s| s.name)
             .filter(|n| *n != self.inner.cfg.name && !keep.contains(n))
             .collect();
-        gone.iter().for_each(|n| super::cluster::leave(&self.inner, n));
+        gone.iter()
+            .for_each(|n| super::cluster::leave(&self.inner, n));
     }
 
     /// Live members, including this node, sorted by name.
     pub fn members(&self) -> Vec<NodeSpec> {
-        self.inner.cluster.lock().state.members().map(|e| e.spec.clone()).collect()
+        self.inner
+            .cluster
+            .lock()
+            .state
+            .members()
+            .map(|e| e.spec.clone())
+            .collect()
     }
 
     /// Members with a live control connection (this node excluded), sorted.
@@ -240,11 +279,15 @@ impl Engine {
     }
 
     pub fn is_connected(&self, name: &str, channel: Option<usize>) -> bool {
-        self.inner.peer(name).is_some_and(|p| p.is_connected(channel))
+        self.inner
+            .peer(name)
+            .is_some_and(|p| p.is_connected(channel))
     }
 
     pub fn is_fully_connected(&self, name: &str) -> bool {
-        self.inner.peer(name).is_some_and(|p| p.is_fully_connected())
+        self.inner
+            .peer(name)
+            .is_some_and(|p| p.is_fully_connected())
     }
 
     /// Live connections as (node, channel name, index).
@@ -253,7 +296,11 @@ impl Engine {
         let mut v = Vec::new();
         for p in peers.values() {
             for c in p.all_conns() {
-                v.push((p.name.clone(), self.inner.cfg.channels[c.channel].name.clone(), c.index));
+                v.push((
+                    p.name.clone(),
+                    self.inner.cfg.channels[c.channel].name.clone(),
+                    c.index,
+                ));
             }
         }
         v.sort();
@@ -288,9 +335,17 @@ impl Drop for Engine {
 
 /// Sorts channels by name, drops duplicates and makes sure the default and control channels exist.
 fn normalise_channels(channels: &mut Vec<ChannelSpec>) {
-    for (name, compression) in [(super::DEFAULT_CHANNEL, Compression::Off), (CONTROL_CHANNEL, Compression::Off)] {
+    for (name, compression) in [
+        (super::DEFAULT_CHANNEL, Compression::Off),
+        (CONTROL_CHANNEL, Compression::Off),
+    ] {
         if !channels.iter().any(|c| c.name == name) {
-            channels.push(ChannelSpec { name: name.to_owned(), parallelism: 1, monotonic: false, compression });
+            channels.push(ChannelSpec {
+                name: name.to_owned(),
+                parallelism: 1,
+                monotonic: false,
+                compression,
+            });
         }
     }
     channels.sort_by(|a, b| a.name.cmp(&b.name));

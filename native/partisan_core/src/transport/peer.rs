@@ -36,7 +36,13 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub fn new(id: u64, channel: usize, index: u16, remote_incarnation: u64, dialed_by_me: bool) -> Conn {
+    pub fn new(
+        id: u64,
+        channel: usize,
+        index: u16,
+        remote_incarnation: u64,
+        dialed_by_me: bool,
+    ) -> Conn {
         Conn {
             id,
             channel,
@@ -109,11 +115,19 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub(crate) fn new(spec: NodeSpec, parallelism: &[u16], first_dial: impl Fn(usize) -> Instant) -> Peer {
+    pub(crate) fn new(
+        spec: NodeSpec,
+        parallelism: &[u16],
+        first_dial: impl Fn(usize) -> Instant,
+    ) -> Peer {
         let slots = parallelism
             .iter()
             .enumerate()
-            .map(|(ch, &n)| (0..n.max(1)).map(|_| Slot::new(first_dial(ch))).collect::<Box<[Slot]>>())
+            .map(|(ch, &n)| {
+                (0..n.max(1))
+                    .map(|_| Slot::new(first_dial(ch)))
+                    .collect::<Box<[Slot]>>()
+            })
             .collect();
         Peer {
             name: Arc::from(spec.name.as_str()),
@@ -138,7 +152,9 @@ impl Peer {
     /// Queues a frame on `channel`: on the slot picked by `key` if given (so one key keeps one
     /// order), else round robin; a slot that is down passes the frame to the next live one.
     pub(crate) fn enqueue(&self, channel: usize, key: Option<u64>, frame: Bytes) -> bool {
-        let Some(slots) = self.slots.get(channel) else { return false };
+        let Some(slots) = self.slots.get(channel) else {
+            return false;
+        };
         let n = slots.len();
         let start = match key {
             Some(k) => (k % n as u64) as usize,
@@ -155,18 +171,23 @@ impl Peer {
     }
 
     pub(crate) fn all_conns(&self) -> Vec<Arc<Conn>> {
-        self.slots.iter().flat_map(|ch| ch.iter().filter_map(Slot::current)).collect()
+        self.slots
+            .iter()
+            .flat_map(|ch| ch.iter().filter_map(Slot::current))
+            .collect()
     }
 
     pub(crate) fn is_connected(&self, channel: Option<usize>) -> bool {
-        let has = |ch: &Box<[Slot]>| ch.iter().any(|s| s.conn.read().is_some());
+        let has = |ch: &[Slot]| ch.iter().any(|s| s.conn.read().is_some());
         match channel {
-            Some(c) => self.slots.get(c).is_some_and(has),
-            None => self.slots.iter().any(has),
+            Some(c) => self.slots.get(c).is_some_and(|ch| has(ch)),
+            None => self.slots.iter().any(|ch| has(ch)),
         }
     }
 
     pub(crate) fn is_fully_connected(&self) -> bool {
-        self.slots.iter().all(|ch| ch.iter().all(|s| s.conn.read().is_some()))
+        self.slots
+            .iter()
+            .all(|ch| ch.iter().all(|s| s.conn.read().is_some()))
     }
 }

@@ -98,7 +98,10 @@ impl FrameDecoder {
             return Err(WireError::Invalid("empty frame"));
         }
         if len > self.max_frame {
-            return Err(WireError::FrameTooLarge { len, max: self.max_frame });
+            return Err(WireError::FrameTooLarge {
+                len,
+                max: self.max_frame,
+            });
         }
         if buf.len() < 4 + len {
             return Ok(None);

@@ -46,7 +46,10 @@ impl Hello {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         self.spec.encode(&mut w);
-        w.u64(self.incarnation).short_str(&self.channel).u16(self.index).u32(self.capabilities);
+        w.u64(self.incarnation)
+            .short_str(&self.channel)
+            .u16(self.index)
+            .u32(self.capabilities);
         w.buf
     }
 
@@ -59,7 +62,13 @@ impl Hello {
         let index = r.u16()?;
         let capabilities = r.u32()?;
         r.finish()?;
-        Ok(Hello { spec, incarnation, channel, index, capabilities })
+        Ok(Hello {
+            spec,
+            incarnation,
+            channel,
+            index,
+            capabilities,
+        })
     }
 }
 
@@ -103,7 +112,10 @@ pub struct HelloAck {
 impl HelloAck {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u8(self.status as u8).short_str(&self.name).u64(self.incarnation).u32(self.capabilities);
+        w.u8(self.status as u8)
+            .short_str(&self.name)
+            .u64(self.incarnation)
+            .u32(self.capabilities);
         w.buf
     }
 
@@ -115,6 +127,11 @@ impl HelloAck {
         let incarnation = r.u64()?;
         let capabilities = r.u32()?;
         r.finish()?;
-        Ok(HelloAck { status, name, incarnation, capabilities })
+        Ok(HelloAck {
+            status,
+            name,
+            incarnation,
+            capabilities,
+        })
     }
 }

@@ -9,7 +9,9 @@ mod handshake;
 mod target;
 
 pub use bytes_io::{Reader, Writer};
-pub use frame::{encode_data_frame, encode_frame, Frame, FrameDecoder, FrameKind, FRAME_HEADER_LEN};
+pub use frame::{
+    encode_data_frame, encode_frame, Frame, FrameDecoder, FrameKind, FRAME_HEADER_LEN,
+};
 pub use handshake::{
     read_preamble, AckStatus, Hello, HelloAck, Preamble, CAPABILITIES, PREAMBLE_LEN,
 };
@@ -53,7 +55,9 @@ impl std::fmt::Display for WireError {
             WireError::Truncated => write!(f, "truncated input"),
             WireError::BadMagic => write!(f, "bad magic"),
             WireError::UnsupportedVersion(v) => write!(f, "unsupported protocol version {v}"),
-            WireError::FrameTooLarge { len, max } => write!(f, "frame of {len} bytes over limit {max}"),
+            WireError::FrameTooLarge { len, max } => {
+                write!(f, "frame of {len} bytes over limit {max}")
+            }
             WireError::UnknownKind(k) => write!(f, "unknown frame kind {k}"),
             WireError::Invalid(what) => write!(f, "invalid {what}"),
         }
@@ -77,7 +81,8 @@ pub fn validate_node_name(name: &str) -> Result<(), WireError> {
 
 /// Channel names are atoms on the Erlang side: printable ASCII, at most [`MAX_NAME_LEN`] bytes.
 pub fn validate_channel_name(name: &str) -> Result<(), WireError> {
-    if !name.is_empty() && name.len() <= MAX_NAME_LEN && name.bytes().all(|b| b.is_ascii_graphic()) {
+    if !name.is_empty() && name.len() <= MAX_NAME_LEN && name.bytes().all(|b| b.is_ascii_graphic())
+    {
         Ok(())
     } else {
         Err(WireError::Invalid("channel name"))

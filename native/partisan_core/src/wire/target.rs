@@ -55,7 +55,10 @@ impl Target {
                 }
                 Ok(Target::Name(name.to_owned()))
             }
-            TAG_PID => Ok(Target::Pid { number: r.u32()?, serial: r.u32()? }),
+            TAG_PID => Ok(Target::Pid {
+                number: r.u32()?,
+                serial: r.u32()?,
+            }),
             _ => Err(WireError::Invalid("target tag")),
         }
     }

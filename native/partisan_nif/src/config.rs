@@ -1,0 +1,110 @@
+//! Decoding the start configuration map (see `docs/nif_api.md`).
+
+use std::time::Duration;
+
+use partisan_core::membership::{ChannelSpec, Compression, NodeSpec};
+use partisan_core::transport::{Config, PingConfig};
+use partisan_core::wire::DEFAULT_MAX_FRAME;
+use rustler::types::map::MapIterator;
+use rustler::{Atom, Error, LocalPid, NifResult, Term};
+
+use crate::terms::{atom_text, decode_listen_addrs};
+
+/// Reads `key` from `map`, or `default` when absent; a present but ill-typed value is `badarg`.
+fn opt<'a, T: rustler::Decoder<'a>>(map: Term<'a>, key: &str, default: T) -> NifResult<T> {
+    let k = Atom::from_str(map.get_env(), key)?;
+    match map.map_get(k) {
+        Ok(v) => v.decode(),
+        Err(_) => Ok(default),
+    }
+}
+
+fn req<'a, T: rustler::Decoder<'a>>(map: Term<'a>, key: &str) -> NifResult<T> {
+    map.map_get(Atom::from_str(map.get_env(), key)?)?.decode()
+}
+
+fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+/// The partisan channel map `#{Name => #{parallelism, monotonic, compression}}`.
+pub fn decode_channels(term: Term) -> NifResult<Vec<ChannelSpec>> {
+    let mut out = Vec::new();
+    for (k, v) in MapIterator::new(term).ok_or(Error::BadArg)? {
+        let name = atom_text(k)?;
+        let parallelism: u64 = opt(v, "parallelism", 1)?;
+        let compression = match v.map_get(Atom::from_str(v.get_env(), "compression")?) {
+            Err(_) => Compression::Off,
+            Ok(c) if c.is_atom() => match c.decode::<bool>()? {
+                true => Compression::On,
+                false => Compression::Off,
+            },
+            Ok(c) => match c.decode::<u8>()? {
+                l @ 0..=9 => Compression::Level(l),
+                _ => return Err(Error::BadArg),
+            },
+        };
+        out.push(ChannelSpec {
+            name,
+            parallelism: parallelism.clamp(1, u16::MAX as u64) as u16,
+            monotonic: opt(v, "monotonic", false)?,
+            compression,
+        });
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A `partisan:node_spec()` map.
+pub fn decode_node_spec(term: Term) -> NifResult<NodeSpec> {
+    let name = atom_text(req(term, "name")?)?;
+    partisan_core::wire::validate_node_name(&name).map_err(|_| Error::BadArg)?;
+    let listen_addrs = decode_listen_addrs(req(term, "listen_addrs")?)?;
+    let channels = match term.map_get(Atom::from_str(term.get_env(), "channels")?) {
+        Ok(c) => decode_channels(c)?,
+        Err(_) => Vec::new(),
+    };
+    Ok(NodeSpec {
+        name,
+        listen_addrs,
+        channels,
+    })
+}
+
+pub struct StartConfig {
+    pub engine: Config,
+    pub event_pid: LocalPid,
+}
+
+pub fn decode_start_config(term: Term) -> NifResult<StartConfig> {
+    let name = atom_text(req(term, "name")?)?;
+    let ping_term: Option<Term> = term
+        .map_get(Atom::from_str(term.get_env(), "connection_ping")?)
+        .ok();
+    let ping = match ping_term {
+        Some(p) if p.is_map() => PingConfig {
+            enabled: opt(p, "enabled", true)?,
+            idle_timeout: millis(opt(p, "idle_timeout", 20_000)?),
+            timeout: millis(opt(p, "timeout", 10_000)?),
+            max_attempts: opt::<u32>(p, "max_attempts", 5)?.max(1),
+        },
+        _ => PingConfig::default(),
+    };
+    let engine = Config {
+        name,
+        incarnation: req(term, "incarnation")?,
+        listen_addrs: decode_listen_addrs(req(term, "listen_addrs")?)?,
+        channels: decode_channels(req(term, "channels")?)?,
+        periodic_interval: millis(opt::<u64>(term, "periodic_interval", 10_000)?.max(10)),
+        connection_interval: millis(opt::<u64>(term, "connection_interval", 1_000)?.max(10)),
+        connection_jitter: millis(opt(term, "connection_jitter", 1_000)?),
+        ping,
+        max_frame_size: opt::<u64>(term, "max_frame_size", DEFAULT_MAX_FRAME as u64)?
+            .clamp(1024, u32::MAX as u64 - 16) as usize,
+        io_threads: opt::<u64>(term, "io_threads", 2)?.clamp(1, 64) as usize,
+    };
+    Ok(StartConfig {
+        engine,
+        event_pid: req(term, "event_pid")?,
+    })
+}

@@ -1,0 +1,149 @@
+//! Delivery from the engine's I/O threads to local processes, without any relay process.
+
+use std::cell::RefCell;
+
+use partisan_core::transport::{Event, Handler};
+use partisan_core::wire::Target;
+use rustler::types::tuple::make_tuple;
+use rustler::{Atom, Encoder, Env, LocalPid, OwnedEnv, Term};
+
+use crate::terms::atom_ext_len;
+
+rustler::atoms! {
+    partisan_event, node_up, node_down, membership, left,
+}
+
+thread_local! {
+    /// One reusable term workspace per I/O thread.
+    static SCRATCH: RefCell<OwnedEnv> = RefCell::new(OwnedEnv::new());
+}
+
+pub struct NifHandler {
+    event_pid: LocalPid,
+    /// External format of a local pid with number and serial zeroed; filled in per message.
+    pid_template: Vec<u8>,
+    /// Offset of the number field within `pid_template`.
+    pid_numbers_at: usize,
+}
+
+impl NifHandler {
+    /// `local_pid_etf` is `term_to_binary` of any local pid; it gives the node atom and creation
+    /// that a pid of this node carries.
+    pub fn new(event_pid: LocalPid, local_pid_etf: &[u8]) -> Option<NifHandler> {
+        if local_pid_etf.len() < 3
+            || local_pid_etf[0] != 131
+            || (local_pid_etf[1] != 88 && local_pid_etf[1] != 103)
+        {
+            return None;
+        }
+        let at = 2 + atom_ext_len(&local_pid_etf[2..])?;
+        local_pid_etf.get(at..at + 8)?;
+        Some(NifHandler {
+            event_pid,
+            pid_template: local_pid_etf.to_vec(),
+            pid_numbers_at: at,
+        })
+    }
+
+    fn local_pid<'a>(&self, env: Env<'a>, number: u32, serial: u32) -> Option<LocalPid> {
+        let mut etf = self.pid_template.clone();
+        etf[self.pid_numbers_at..self.pid_numbers_at + 4].copy_from_slice(&number.to_be_bytes());
+        etf[self.pid_numbers_at + 4..self.pid_numbers_at + 8]
+            .copy_from_slice(&serial.to_be_bytes());
+        let (term, _) = env.binary_to_term(&etf)?;
+        term.decode().ok()
+    }
+
+    fn resolve(&self, env: Env, target: &Target) -> Option<LocalPid> {
+        match target {
+            // Only names that exist as atoms can be registered: never create one from the wire.
+            Target::Name(n) => {
+                let atom = Atom::existing_from_bytes(env, n.as_bytes()).ok()?;
+                whereis(env, atom)
+            }
+            Target::Pid { number, serial } => self.local_pid(env, *number, *serial),
+        }
+    }
+
+    fn send_event(&self, build: impl for<'a> FnOnce(Env<'a>) -> Term<'a>) {
+        SCRATCH.with(|cell| {
+            let mut env = cell.borrow_mut();
+            let _ = env.send_and_clear(&self.event_pid, |e| {
+                let ev = build(e);
+                make_tuple(e, &[partisan_event().encode(e), ev])
+            });
+        });
+    }
+}
+
+fn whereis(env: Env, name: Atom) -> Option<LocalPid> {
+    let mut pid = std::mem::MaybeUninit::uninit();
+    // A NULL caller env is what the VM requires from a thread it does not manage.
+    let found = unsafe {
+        rustler::sys::enif_whereis_pid(
+            std::ptr::null_mut(),
+            name.to_term(env).as_c_arg(),
+            pid.as_mut_ptr(),
+        )
+    };
+    if found == 0 {
+        return None;
+    }
+    Some(LocalPid::from_c_arg(unsafe { pid.assume_init() }))
+}
+
+impl Handler for NifHandler {
+    fn deliver(&self, target: &Target, payload: &[u8]) -> bool {
+        SCRATCH.with(|cell| {
+            let mut owned = cell.borrow_mut();
+            let sent = owned.run(|env| {
+                let pid = self.resolve(env, target)?;
+                // Safe decoding: a peer cannot create atoms (or other unsafe terms) here.
+                let (msg, _) = env.binary_to_term(payload)?;
+                let ok = unsafe {
+                    rustler::sys::enif_send(
+                        std::ptr::null_mut(),
+                        pid.as_c_arg(),
+                        env.as_c_arg(),
+                        msg.as_c_arg(),
+                    )
+                };
+                Some(ok != 0)
+            });
+            owned.clear();
+            sent.unwrap_or(false)
+        })
+    }
+
+    fn event(&self, event: Event) {
+        // Events raised inside a NIF call run on a VM scheduler, where an owned environment may
+        // not send; they are rare (join, leave), so a short-lived thread carries them.
+        if rustler::thread::is_scheduler_thread() {
+            let me = NifHandler {
+                event_pid: self.event_pid,
+                pid_template: self.pid_template.clone(),
+                pid_numbers_at: self.pid_numbers_at,
+            };
+            let _ = std::thread::Builder::new()
+                .name("partisan-event".into())
+                .spawn(move || me.event(event));
+            return;
+        }
+        self.send_event(|e| {
+            let atom = |n: &str| {
+                Atom::from_str(e, n)
+                    .map(|a| a.encode(e))
+                    .unwrap_or_else(|_| n.encode(e))
+            };
+            match &event {
+                Event::NodeUp(n) => make_tuple(e, &[node_up().encode(e), atom(n)]),
+                Event::NodeDown(n) => make_tuple(e, &[node_down().encode(e), atom(n)]),
+                Event::Left(n) => make_tuple(e, &[left().encode(e), atom(n)]),
+                Event::Membership(ns) => {
+                    let list: Vec<Term> = ns.iter().map(|n| atom(n)).collect();
+                    make_tuple(e, &[membership().encode(e), list.encode(e)])
+                }
+            }
+        });
+    }
+}

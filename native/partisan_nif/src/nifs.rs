@@ -1,0 +1,264 @@
+//! The NIF functions and the engine resource. Every function is short; `start` and `stop` run on
+//! dirty I/O schedulers (they create or join threads), `send_dirty` on a dirty CPU scheduler for
+//! large payloads, everything else on normal schedulers and never blocks on I/O.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use partisan_core::transport::{Engine, JoinError, Peer, SendError};
+use partisan_core::wire::encode_data_frame;
+use rustler::sys::ErlNifTerm;
+use rustler::types::tuple::make_tuple;
+use rustler::{Atom, Binary, Encoder, Env, Error, NifResult, ResourceArc, Term};
+
+use crate::config::{decode_node_spec, decode_start_config};
+use crate::delivery::NifHandler;
+use crate::terms::{atom_text, decode_target, encode_listen_addrs, encode_node_spec};
+
+rustler::atoms! {
+    ok, error, undefined, self_join, not_started, not_yet_connected, message_too_large,
+    unknown_channel, listen, eaddrinuse, eaddrnotavail, eacces, einval, any_channel = "_",
+}
+
+/// The engine as a BEAM resource; freed (and its threads stopped) when the last term is gone.
+pub struct EngineRes {
+    engine: Engine,
+    /// Peer handles by the raw value of the node's atom (atoms never move), so the send path
+    /// skips converting the atom to text.
+    peers: RwLock<HashMap<ErlNifTerm, Arc<Peer>>>,
+    /// Channel ids by the raw value of the channel's atom.
+    channels: HashMap<ErlNifTerm, usize>,
+}
+
+#[rustler::resource_impl]
+impl rustler::Resource for EngineRes {}
+
+impl EngineRes {
+    fn peer(&self, env: Env, node: Atom) -> Option<Arc<Peer>> {
+        let key = node.as_c_arg();
+        if let Some(p) = self.peers.read().get(&key) {
+            if p.is_live() {
+                return Some(p.clone());
+            }
+        }
+        let name = node.to_term(env).atom_to_string().ok()?;
+        let peer = self.engine.peer(&name)?;
+        self.peers.write().insert(key, peer.clone());
+        Some(peer)
+    }
+}
+
+fn error_tuple<'a>(env: Env<'a>, reason: impl Encoder) -> Term<'a> {
+    make_tuple(env, &[error().encode(env), reason.encode(env)])
+}
+
+fn io_reason<'a>(env: Env<'a>, e: &io::Error) -> Term<'a> {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => eaddrinuse().encode(env),
+        io::ErrorKind::AddrNotAvailable => eaddrnotavail().encode(env),
+        io::ErrorKind::PermissionDenied => eacces().encode(env),
+        io::ErrorKind::InvalidInput => einval().encode(env),
+        _ => e.to_string().encode(env),
+    }
+}
+
+#[rustler::nif(schedule = "DirtyIo")]
+fn start<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
+    let cfg = decode_start_config(config)?;
+    let self_etf = env.pid().encode(env).to_binary();
+    let handler = NifHandler::new(cfg.event_pid, self_etf.as_slice()).ok_or(Error::BadArg)?;
+    let engine = match Engine::start(cfg.engine, Arc::new(handler)) {
+        Ok(e) => e,
+        Err(e) => {
+            return Ok(error_tuple(
+                env,
+                make_tuple(env, &[listen().encode(env), io_reason(env, &e)]),
+            ))
+        }
+    };
+    let mut channels = HashMap::new();
+    for (id, c) in engine.local().channels.iter().enumerate() {
+        channels.insert(Atom::from_str(env, &c.name)?.as_c_arg(), id);
+    }
+    let res = ResourceArc::new(EngineRes {
+        engine,
+        peers: RwLock::new(HashMap::new()),
+        channels,
+    });
+    Ok(make_tuple(env, &[ok().encode(env), res.encode(env)]))
+}
+
+#[rustler::nif(schedule = "DirtyIo")]
+fn stop(res: ResourceArc<EngineRes>) -> Atom {
+    res.engine.stop();
+    res.peers.write().clear();
+    ok()
+}
+
+#[rustler::nif]
+fn listen_addrs(env: Env, res: ResourceArc<EngineRes>) -> Term {
+    encode_listen_addrs(env, res.engine.listen_addrs())
+}
+
+#[rustler::nif]
+fn join<'a>(env: Env<'a>, res: ResourceArc<EngineRes>, spec: Term<'a>) -> NifResult<Term<'a>> {
+    let spec = decode_node_spec(spec)?;
+    Ok(match res.engine.join(spec) {
+        Ok(()) => ok().encode(env),
+        Err(JoinError::SelfJoin) => error_tuple(env, self_join()),
+        Err(JoinError::Stopped) => error_tuple(env, not_started()),
+    })
+}
+
+#[rustler::nif]
+fn leave(res: ResourceArc<EngineRes>, node: Term) -> NifResult<Atom> {
+    res.engine.leave(&atom_text(node)?);
+    Ok(ok())
+}
+
+#[rustler::nif]
+fn update_members(res: ResourceArc<EngineRes>, specs: Vec<Term>) -> NifResult<Atom> {
+    let specs = specs
+        .into_iter()
+        .map(decode_node_spec)
+        .collect::<NifResult<Vec<_>>>()?;
+    res.engine.update_members(specs);
+    Ok(ok())
+}
+
+#[rustler::nif]
+fn members(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Term> {
+    let specs = res.engine.members();
+    let terms = specs
+        .iter()
+        .map(|s| encode_node_spec(env, s))
+        .collect::<NifResult<Vec<_>>>()?;
+    Ok(terms.encode(env))
+}
+
+#[rustler::nif]
+fn nodes(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Vec<Atom>> {
+    res.engine
+        .nodes()
+        .iter()
+        .map(|n| Atom::from_str(env, n))
+        .collect()
+}
+
+#[rustler::nif]
+fn is_connected(res: ResourceArc<EngineRes>, node: Term, channel: Atom) -> NifResult<bool> {
+    let name = atom_text(node)?;
+    if channel == any_channel() {
+        return Ok(res.engine.is_connected(&name, None));
+    }
+    Ok(match res.channels.get(&channel.as_c_arg()) {
+        Some(&id) => res.engine.is_connected(&name, Some(id)),
+        None => false,
+    })
+}
+
+#[rustler::nif]
+fn is_fully_connected(res: ResourceArc<EngineRes>, node: Term) -> NifResult<bool> {
+    Ok(res.engine.is_fully_connected(&atom_text(node)?))
+}
+
+#[rustler::nif]
+fn connections(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Term> {
+    let mut out = Vec::new();
+    for (node, channel, index) in res.engine.connections() {
+        let n = Atom::from_str(env, &node)?.encode(env);
+        let c = Atom::from_str(env, &channel)?.encode(env);
+        out.push(make_tuple(env, &[n, c, index.encode(env)]));
+    }
+    Ok(out.encode(env))
+}
+
+#[rustler::nif]
+fn kill_connections(res: ResourceArc<EngineRes>, nodes: Vec<Term>) -> NifResult<Atom> {
+    let names = nodes
+        .into_iter()
+        .map(atom_text)
+        .collect::<NifResult<Vec<_>>>()?;
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    res.engine.kill_connections(&refs);
+    Ok(ok())
+}
+
+#[rustler::nif]
+fn stats(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Term> {
+    let snap = res.engine.stats();
+    let keys = snap
+        .0
+        .iter()
+        .map(|(k, _)| Atom::from_str(env, k).map(|a| a.encode(env)))
+        .collect::<NifResult<Vec<_>>>()?;
+    let vals: Vec<Term> = snap.0.iter().map(|(_, v)| v.encode(env)).collect();
+    Term::map_from_term_arrays(env, &keys, &vals)
+}
+
+#[rustler::nif]
+fn send<'a>(
+    env: Env<'a>,
+    res: ResourceArc<EngineRes>,
+    node: Atom,
+    channel: Atom,
+    key: Term<'a>,
+    target: Term<'a>,
+    payload: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    do_send(env, &res, node, channel, key, target, payload)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn send_dirty<'a>(
+    env: Env<'a>,
+    res: ResourceArc<EngineRes>,
+    node: Atom,
+    channel: Atom,
+    key: Term<'a>,
+    target: Term<'a>,
+    payload: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    do_send(env, &res, node, channel, key, target, payload)
+}
+
+fn do_send<'a>(
+    env: Env<'a>,
+    res: &EngineRes,
+    node: Atom,
+    channel: Atom,
+    key: Term<'a>,
+    target: Term<'a>,
+    payload: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    let Some(&ch) = res.channels.get(&channel.as_c_arg()) else {
+        return Ok(error_tuple(
+            env,
+            make_tuple(env, &[unknown_channel().encode(env), channel.encode(env)]),
+        ));
+    };
+    let key = if key.is_atom() && Atom::from_term(key)? == undefined() {
+        None
+    } else {
+        Some(key.decode::<u64>()?)
+    };
+    let target = decode_target(target)?;
+    let frame = match encode_data_frame(&target, payload.as_slice(), res.engine.max_frame_size()) {
+        Ok(f) => f,
+        Err(_) => {
+            res.engine.count_too_large();
+            return Ok(error_tuple(env, message_too_large()));
+        }
+    };
+    let Some(peer) = res.peer(env, node) else {
+        res.engine.count_no_connection();
+        return Ok(error_tuple(env, not_yet_connected()));
+    };
+    Ok(match res.engine.send(&peer, ch, key, frame) {
+        Ok(()) => ok().encode(env),
+        Err(SendError::UnknownChannel) => error_tuple(env, unknown_channel()),
+        Err(_) => error_tuple(env, not_yet_connected()),
+    })
+}

@@ -1,0 +1,165 @@
+//! Conversions between Erlang terms and `partisan_core` values.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use partisan_core::membership::{Compression, NodeSpec};
+use partisan_core::wire::{parse_pid_text, Target};
+use rustler::types::tuple::{get_tuple, make_tuple};
+use rustler::{Atom, Encoder, Env, Error, NifResult, Term};
+
+rustler::atoms! {
+    ip, port, name, listen_addrs, channels, parallelism, monotonic, compression,
+}
+
+pub fn atom_text(term: Term) -> NifResult<String> {
+    Atom::from_term(term)?
+        .to_term(term.get_env())
+        .atom_to_string()
+}
+
+fn decode_ip(term: Term) -> NifResult<IpAddr> {
+    let parts = get_tuple(term)?;
+    match parts.len() {
+        4 => {
+            let b: Vec<u8> = parts
+                .iter()
+                .map(|p| p.decode::<u8>())
+                .collect::<NifResult<_>>()?;
+            Ok(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])))
+        }
+        8 => {
+            let s: Vec<u16> = parts
+                .iter()
+                .map(|p| p.decode::<u16>())
+                .collect::<NifResult<_>>()?;
+            Ok(IpAddr::V6(Ipv6Addr::new(
+                s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
+            )))
+        }
+        _ => Err(Error::BadArg),
+    }
+}
+
+fn encode_ip<'a>(env: Env<'a>, addr: IpAddr) -> Term<'a> {
+    match addr {
+        IpAddr::V4(v4) => {
+            let parts: Vec<Term> = v4.octets().iter().map(|b| b.encode(env)).collect();
+            make_tuple(env, &parts)
+        }
+        IpAddr::V6(v6) => {
+            let parts: Vec<Term> = v6.segments().iter().map(|s| s.encode(env)).collect();
+            make_tuple(env, &parts)
+        }
+    }
+}
+
+/// `[#{ip := inet:ip_address(), port := inet:port_number()}]`
+pub fn decode_listen_addrs(term: Term) -> NifResult<Vec<SocketAddr>> {
+    let list: Vec<Term> = term.decode()?;
+    list.into_iter()
+        .map(|m| {
+            Ok(SocketAddr::new(
+                decode_ip(m.map_get(ip())?)?,
+                m.map_get(port())?.decode()?,
+            ))
+        })
+        .collect()
+}
+
+pub fn encode_listen_addrs<'a>(env: Env<'a>, addrs: &[SocketAddr]) -> Term<'a> {
+    let items: Vec<Term> = addrs
+        .iter()
+        .map(|a| {
+            Term::map_from_term_arrays(
+                env,
+                &[ip().encode(env), port().encode(env)],
+                &[encode_ip(env, a.ip()), a.port().encode(env)],
+            )
+            .unwrap_or_else(|_| Term::map_new(env))
+        })
+        .collect();
+    items.encode(env)
+}
+
+/// A node spec as `partisan:node_spec()`. Channel names become atoms only if they already exist:
+/// a channel this node does not know cannot be used here anyway.
+pub fn encode_node_spec<'a>(env: Env<'a>, spec: &NodeSpec) -> NifResult<Term<'a>> {
+    let mut chans = Term::map_new(env);
+    for c in &spec.channels {
+        let Ok(cname) = Atom::existing_from_bytes(env, c.name.as_bytes()) else {
+            continue;
+        };
+        let comp = match c.compression {
+            Compression::Off => false.encode(env),
+            Compression::On => true.encode(env),
+            Compression::Level(l) => l.encode(env),
+        };
+        let opts = Term::map_from_term_arrays(
+            env,
+            &[
+                parallelism().encode(env),
+                monotonic().encode(env),
+                compression().encode(env),
+            ],
+            &[c.parallelism.encode(env), c.monotonic.encode(env), comp],
+        )?;
+        chans = chans.map_put(cname, opts)?;
+    }
+    Term::map_from_term_arrays(
+        env,
+        &[
+            name().encode(env),
+            listen_addrs().encode(env),
+            channels().encode(env),
+        ],
+        &[
+            Atom::from_str(env, &spec.name)?.encode(env),
+            encode_listen_addrs(env, &spec.listen_addrs),
+            chans,
+        ],
+    )
+}
+
+/// `(Number, Serial)` of a pid, read from its external term format (`NEW_PID_EXT` / `PID_EXT`).
+pub fn pid_numbers(term: Term) -> Option<(u32, u32)> {
+    let etf = term.to_binary();
+    let b = etf.as_slice();
+    if b.len() < 3 || b[0] != 131 || (b[1] != 88 && b[1] != 103) {
+        return None;
+    }
+    let after_atom = 2 + atom_ext_len(&b[2..])?;
+    let nums = b.get(after_atom..after_atom + 8)?;
+    Some((
+        u32::from_be_bytes(nums[0..4].try_into().ok()?),
+        u32::from_be_bytes(nums[4..8].try_into().ok()?),
+    ))
+}
+
+/// Total length of an encoded atom (tag, length field and text).
+pub fn atom_ext_len(b: &[u8]) -> Option<usize> {
+    match *b.first()? {
+        // ATOM_UTF8_EXT, ATOM_EXT: two-byte length
+        118 | 100 => Some(3 + u16::from_be_bytes([*b.get(1)?, *b.get(2)?]) as usize),
+        // SMALL_ATOM_UTF8_EXT, SMALL_ATOM_EXT: one-byte length
+        119 | 115 => Some(2 + *b.get(1)? as usize),
+        _ => None,
+    }
+}
+
+/// The destination of `send/6`: a registered name, a pid, or the text of a pid from a remote ref.
+pub fn decode_target(term: Term) -> NifResult<Target> {
+    if term.is_atom() {
+        let n = atom_text(term)?;
+        return Target::name(&n).map_err(|_| Error::BadArg);
+    }
+    if term.is_pid() {
+        let (number, serial) = pid_numbers(term).ok_or(Error::BadArg)?;
+        return Ok(Target::Pid { number, serial });
+    }
+    if term.is_binary() {
+        let bin: rustler::Binary = term.decode()?;
+        let (number, serial) = parse_pid_text(bin.as_slice()).ok_or(Error::BadArg)?;
+        return Ok(Target::Pid { number, serial });
+    }
+    Err(Error::BadArg)
+}
