@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use partisan_core::membership::{ChannelSpec, Compression};
-use partisan_core::transport::{Config, Engine, Event, Handler};
+use partisan_core::transport::{Config, Delivery, Engine, Event, Handler};
 use partisan_core::wire::{encode_data_frame, Target};
 
 #[derive(Default)]
@@ -15,11 +15,11 @@ struct Recorder {
 }
 
 impl Handler for Recorder {
-    fn deliver(&self, target: &Target, payload: &[u8]) -> bool {
+    fn deliver(&self, target: &Target, payload: &[u8]) -> Delivery {
         self.delivered
             .lock()
             .push((target.clone(), payload.to_vec()));
-        true
+        Delivery::Delivered
     }
     fn event(&self, event: Event) {
         self.events.lock().push(event);

@@ -2,8 +2,8 @@
 
 use std::cell::RefCell;
 
-use partisan_core::transport::{Event, Handler};
-use partisan_core::wire::Target;
+use partisan_core::transport::{Delivery, Event, Handler};
+use partisan_core::wire::{uncompressed_term, Target};
 use rustler::types::tuple::make_tuple;
 use rustler::{Atom, Encoder, Env, LocalPid, OwnedEnv, Term};
 
@@ -24,12 +24,14 @@ pub struct NifHandler {
     pid_template: Vec<u8>,
     /// Offset of the number field within `pid_template`.
     pid_numbers_at: usize,
+    /// Largest term a compressed payload may inflate to.
+    max_term: usize,
 }
 
 impl NifHandler {
     /// `local_pid_etf` is `term_to_binary` of any local pid; it gives the node atom and creation
     /// that a pid of this node carries.
-    pub fn new(event_pid: LocalPid, local_pid_etf: &[u8]) -> Option<NifHandler> {
+    pub fn new(event_pid: LocalPid, local_pid_etf: &[u8], max_term: usize) -> Option<NifHandler> {
         if local_pid_etf.len() < 3
             || local_pid_etf[0] != 131
             || (local_pid_etf[1] != 88 && local_pid_etf[1] != 103)
@@ -42,6 +44,7 @@ impl NifHandler {
             event_pid,
             pid_template: local_pid_etf.to_vec(),
             pid_numbers_at: at,
+            max_term,
         })
     }
 
@@ -93,14 +96,21 @@ fn whereis(env: Env, name: Atom) -> Option<LocalPid> {
 }
 
 impl Handler for NifHandler {
-    fn deliver(&self, target: &Target, payload: &[u8]) -> bool {
+    fn deliver(&self, target: &Target, payload: &[u8]) -> Delivery {
         SCRATCH.with(|cell| {
             let mut owned = cell.borrow_mut();
-            let sent = owned.run(|env| {
-                let pid = self.resolve(env, target)?;
+            let outcome = owned.run(|env| {
+                let Some(pid) = self.resolve(env, target) else {
+                    return Delivery::NoDestination;
+                };
                 // Safe decoding: a peer cannot create atoms (or other unsafe terms) here.
-                let (msg, _) = env.binary_to_term(payload)?;
-                let ok = unsafe {
+                let Ok(term) = uncompressed_term(payload, self.max_term) else {
+                    return Delivery::Undecodable;
+                };
+                let Some((msg, _)) = env.binary_to_term(&term) else {
+                    return Delivery::Undecodable;
+                };
+                let sent = unsafe {
                     rustler::sys::enif_send(
                         std::ptr::null_mut(),
                         pid.as_c_arg(),
@@ -108,10 +118,14 @@ impl Handler for NifHandler {
                         msg.as_c_arg(),
                     )
                 };
-                Some(ok != 0)
+                if sent != 0 {
+                    Delivery::Delivered
+                } else {
+                    Delivery::NoDestination
+                }
             });
             owned.clear();
-            sent.unwrap_or(false)
+            outcome
         })
     }
 
@@ -123,6 +137,7 @@ impl Handler for NifHandler {
                 event_pid: self.event_pid,
                 pid_template: self.pid_template.clone(),
                 pid_numbers_at: self.pid_numbers_at,
+                max_term: self.max_term,
             };
             let _ = std::thread::Builder::new()
                 .name("partisan-event".into())

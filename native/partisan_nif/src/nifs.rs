@@ -68,7 +68,12 @@ fn io_reason<'a>(env: Env<'a>, e: &io::Error) -> Term<'a> {
 fn start<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
     let cfg = decode_start_config(config)?;
     let self_etf = env.pid().encode(env).to_binary();
-    let handler = NifHandler::new(cfg.event_pid, self_etf.as_slice()).ok_or(Error::BadArg)?;
+    let handler = NifHandler::new(
+        cfg.event_pid,
+        self_etf.as_slice(),
+        cfg.engine.max_frame_size,
+    )
+    .ok_or(Error::BadArg)?;
     let engine = match Engine::start(cfg.engine, Arc::new(handler)) {
         Ok(e) => e,
         Err(e) => {

@@ -65,6 +65,16 @@ impl Cluster {
         }
     }
 
+    /// Gossip that knows this node by an older life is stale: its sender has not yet heard that
+    /// we left (or were removed, or restarted) and would pull us back into a cluster we are no
+    /// longer part of. It is taken only from a node we asked to join.
+    fn accepts_gossip(&self, me: &str, from: &str, remote: &State) -> bool {
+        let stale = remote
+            .get(me)
+            .is_some_and(|e| e.incarnation < self.incarnation);
+        !stale || self.pending.contains_key(from)
+    }
+
     fn should_dial(&self, name: &str) -> bool {
         self.state.is_member(name) || self.pending.contains_key(name)
     }
@@ -85,7 +95,7 @@ pub(crate) fn leave(inner: &Arc<Inner>, name: &str) {
         let mut cluster = inner.cluster.lock();
         cluster.state.remove(name);
         // Tell everyone before the connections close; the writers flush this frame first.
-        broadcast(inner, &cluster.state);
+        broadcast(inner, &cluster);
         cluster.reset();
         let members = cluster.members_changed();
         drop(cluster);
@@ -96,7 +106,11 @@ pub(crate) fn leave(inner: &Arc<Inner>, name: &str) {
         let mut cluster = inner.cluster.lock();
         cluster.pending.remove(name);
         if cluster.state.remove(name) {
-            broadcast(inner, &cluster.state);
+            broadcast(inner, &cluster);
+            // The removed node is no longer a member, but it must hear the news too.
+            if let Some(p) = inner.peer(name) {
+                send_state(&p, inner.control, &cluster.state);
+            }
         }
         let members = cluster.members_changed();
         drop(cluster);
@@ -106,9 +120,9 @@ pub(crate) fn leave(inner: &Arc<Inner>, name: &str) {
 }
 
 /// Merges a peer's state; spreads it on if it taught us something.
-pub(crate) fn on_gossip(inner: &Arc<Inner>, remote: State) {
+pub(crate) fn on_gossip(inner: &Arc<Inner>, from: &str, remote: State) {
     let mut cluster = inner.cluster.lock();
-    if !cluster.state.merge(&remote) {
+    if !cluster.accepts_gossip(&inner.local_name, from, &remote) || !cluster.state.merge(&remote) {
         return;
     }
     let me = &*inner.local_name;
@@ -138,7 +152,7 @@ pub(crate) fn on_gossip(inner: &Arc<Inner>, remote: State) {
     for name in live.iter().map(|s| &s.name).chain(removed.iter()) {
         cluster.pending.remove(name);
     }
-    broadcast(inner, &cluster.state);
+    broadcast(inner, &cluster);
     let members = cluster.members_changed();
     drop(cluster);
     for spec in live.iter().filter(|s| s.name != me) {
@@ -159,14 +173,24 @@ fn gossip_frame(state: &State) -> bytes::Bytes {
     encode_frame(FrameKind::Gossip, &state.encode())
 }
 
-/// Queues our state on every control connection.
-fn broadcast(inner: &Inner, state: &State) {
-    let frame = gossip_frame(state);
-    for peer in inner.peers.read().values() {
-        for slot in peer.slots[inner.control].iter() {
-            if let Some(c) = slot.current() {
-                c.enqueue(frame.clone());
-            }
+/// Queues our state on the control connection of every member and join target (never on
+/// connections from nodes outside the cluster, which must not learn our state by accident).
+fn broadcast(inner: &Inner, cluster: &Cluster) {
+    let frame = gossip_frame(&cluster.state);
+    let peers = inner.peers.read();
+    for peer in peers.values().filter(|p| cluster.should_dial(&p.name)) {
+        enqueue_control(peer, inner.control, &frame);
+    }
+}
+
+fn send_state(peer: &Peer, control: usize, state: &State) {
+    enqueue_control(peer, control, &gossip_frame(state));
+}
+
+fn enqueue_control(peer: &Peer, control: usize, frame: &bytes::Bytes) {
+    for slot in peer.slots[control].iter() {
+        if let Some(c) = slot.current() {
+            c.enqueue(frame.clone());
         }
     }
 }
@@ -251,8 +275,11 @@ pub(crate) fn install(inner: &Arc<Inner>, peer: &Arc<Peer>, conn: &Arc<Conn>) ->
     }
     slot.failures.store(0, Ordering::Relaxed);
     if conn.channel == inner.control {
-        let state = inner.cluster.lock().state.clone();
-        conn.enqueue(gossip_frame(&state));
+        let cluster = inner.cluster.lock();
+        if cluster.should_dial(&peer.name) {
+            conn.enqueue(gossip_frame(&cluster.state));
+        }
+        drop(cluster);
         if !peer.control_up.swap(true, Ordering::AcqRel) {
             inner.handler.event(Event::NodeUp(peer.name.clone()));
         }
@@ -351,8 +378,7 @@ pub(crate) async fn gossip_loop(inner: Arc<Inner>) {
             _ = tokio::time::sleep(inner.cfg.periodic_interval) => {}
             _ = shutdown.changed() => return,
         }
-        let state = inner.cluster.lock().state.clone();
-        broadcast(&inner, &state);
+        broadcast(&inner, &inner.cluster.lock());
     }
 }
 

@@ -15,6 +15,7 @@ use super::cluster;
 use super::engine::Inner;
 use super::peer::{Conn, Peer};
 use super::stats::Stats;
+use super::Delivery;
 use crate::membership::State;
 use crate::wire::{
     encode_frame, read_preamble, AckStatus, Frame, FrameDecoder, FrameKind, Hello, HelloAck,
@@ -233,7 +234,7 @@ async fn run(
     Stats::incr(&inner.stats.connections_opened);
     let (rd, wr) = stream.into_split();
     tokio::spawn(write_loop(conn.clone(), wr));
-    read_loop(&inner, &conn, rd, buf).await;
+    read_loop(&inner, &peer, &conn, rd, buf).await;
     conn.close();
     cluster::uninstall(&inner, &peer, &conn);
     Stats::incr(&inner.stats.connections_closed);
@@ -270,7 +271,13 @@ async fn write_loop(conn: Arc<Conn>, wr: OwnedWriteHalf) {
     let _ = w.shutdown().await;
 }
 
-async fn read_loop(inner: &Arc<Inner>, conn: &Arc<Conn>, mut rd: OwnedReadHalf, mut buf: BytesMut) {
+async fn read_loop(
+    inner: &Arc<Inner>,
+    peer: &Peer,
+    conn: &Arc<Conn>,
+    mut rd: OwnedReadHalf,
+    mut buf: BytesMut,
+) {
     let decoder = FrameDecoder::new(inner.cfg.max_frame_size);
     let mut stop = conn.stop_reader.subscribe();
     let ping = &inner.cfg.ping;
@@ -282,7 +289,7 @@ async fn read_loop(inner: &Arc<Inner>, conn: &Arc<Conn>, mut rd: OwnedReadHalf, 
         loop {
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
-                    if handle_frame(inner, conn, frame).is_err() {
+                    if handle_frame(inner, peer, conn, frame).is_err() {
                         Stats::incr(&inner.stats.protocol_errors);
                         return;
                     }
@@ -334,21 +341,28 @@ async fn read_loop(inner: &Arc<Inner>, conn: &Arc<Conn>, mut rd: OwnedReadHalf, 
     }
 }
 
-fn handle_frame(inner: &Arc<Inner>, conn: &Conn, frame: Frame) -> Result<(), WireError> {
+fn handle_frame(
+    inner: &Arc<Inner>,
+    peer: &Peer,
+    conn: &Conn,
+    frame: Frame,
+) -> Result<(), WireError> {
     match frame.kind {
         FrameKind::Data => {
             let mut r = Reader::new(&frame.body);
             let target = Target::decode(&mut r)?;
             Stats::incr(&inner.stats.received);
-            if !inner.handler.deliver(&target, r.rest()) {
-                Stats::incr(&inner.stats.dropped_undeliverable);
+            match inner.handler.deliver(&target, r.rest()) {
+                Delivery::Delivered => {}
+                Delivery::NoDestination => Stats::incr(&inner.stats.dropped_unknown_dest),
+                Delivery::Undecodable => Stats::incr(&inner.stats.dropped_decode),
             }
         }
         FrameKind::Ping => {
             conn.enqueue(encode_frame(FrameKind::Pong, &frame.body));
         }
         FrameKind::Pong => {}
-        FrameKind::Gossip => cluster::on_gossip(inner, State::decode(&frame.body)?),
+        FrameKind::Gossip => cluster::on_gossip(inner, &peer.name, State::decode(&frame.body)?),
         FrameKind::Hello | FrameKind::HelloAck => {
             return Err(WireError::Invalid("handshake frame after handshake"))
         }

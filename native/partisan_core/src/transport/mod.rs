@@ -16,6 +16,17 @@ pub use engine::{Engine, JoinError, SendError};
 pub use peer::Peer;
 pub use stats::{Stats, StatsSnapshot};
 
+/// What became of a received message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Delivered,
+    /// No such registered name or process on this node.
+    NoDestination,
+    /// The payload is not a term this node may decode safely (for example it names an atom
+    /// that does not exist here: peers may not create atoms).
+    Undecodable,
+}
+
 use std::sync::Arc;
 
 use crate::wire::Target;
@@ -35,9 +46,9 @@ pub enum Event {
 
 /// What the engine reports to. Called from I/O threads; implementations must not block.
 pub trait Handler: Send + Sync + 'static {
-    /// Delivers one message (external term format) to `target`; returns false when the target
-    /// does not exist or the payload cannot be decoded, so the engine can count the drop.
-    fn deliver(&self, target: &Target, payload: &[u8]) -> bool;
+    /// Delivers one message (external term format) to `target`; says why not, so the engine
+    /// can count the drop.
+    fn deliver(&self, target: &Target, payload: &[u8]) -> Delivery;
     /// Reports a cluster event.
     fn event(&self, event: Event);
 }

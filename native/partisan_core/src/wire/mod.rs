@@ -4,11 +4,13 @@
 //! malformed input is an `Err`, never a panic. The format is documented in `docs/wire.md`.
 
 mod bytes_io;
+mod etf;
 mod frame;
 mod handshake;
 mod target;
 
 pub use bytes_io::{Reader, Writer};
+pub use etf::uncompressed_term;
 pub use frame::{
     encode_data_frame, encode_frame, Frame, FrameDecoder, FrameKind, FRAME_HEADER_LEN,
 };

@@ -1,0 +1,4 @@
+[
+  inputs: ["mix.exs", ".formatter.exs", "{lib,test}/**/*.{ex,exs}"],
+  line_length: 100
+]

@@ -1,0 +1,1064 @@
+%% -----------------------------------------------------------------------------
+%% @doc The Partisan API: the node, its membership and message passing.
+%%
+%% Several functions are the Partisan counterparts of functions of the
+%% `erlang' and `net_kernel' modules, working over Partisan's transport and
+%% with remote references (see {@link partisan_remote_ref}) where Distributed
+%% Erlang would use pids and references of other nodes.
+%%
+%% Sending ({@link forward_message/4} and friends) runs entirely in the
+%% caller: the message is encoded here and handed to the native transport,
+%% without going through any other Erlang process.
+%% @end
+%% -----------------------------------------------------------------------------
+-module(partisan).
+
+-include("partisan.hrl").
+
+%% Messages encoded to at most this size are handed to the transport on a
+%% normal scheduler; larger ones on a dirty scheduler (docs/nif_api.md).
+-define(MAX_INLINE_PAYLOAD, 65536).
+-define(IS_OPTS(Opts), (is_map(Opts) orelse is_list(Opts))).
+
+-type any_pid() :: pid() | remote_pid().
+-type any_reference() :: reference() | remote_reference().
+-type any_name() :: atom() | remote_name().
+-type remote_pid() :: partisan_remote_ref:p().
+-type remote_reference() :: partisan_remote_ref:r().
+-type remote_name() :: partisan_remote_ref:n().
+-type server_ref() :: partisan_peer_service_manager:server_ref().
+-type forward_opts() :: partisan_peer_service_manager:forward_opts().
+-type node_type() :: this | known | visible | connected | hidden.
+-type channel() :: atom().
+-type channel_opts() :: #{
+    parallelism := pos_integer(),
+    monotonic => boolean(),
+    compression => boolean() | 0..9
+}.
+-type listen_addr() :: #{ip := inet:ip_address(), port := inet:port_number()}.
+-type node_spec() :: #{
+    name := node(),
+    listen_addrs := [listen_addr()],
+    channels := #{channel() => channel_opts()}
+}.
+-type message() :: term().
+-type send_dst() :: server_ref().
+-type forward_result() :: ok | {error, partisan_nif:send_error()}.
+
+-export_type([any_name/0]).
+-export_type([any_pid/0]).
+-export_type([any_reference/0]).
+-export_type([channel/0]).
+-export_type([channel_opts/0]).
+-export_type([forward_opts/0]).
+-export_type([forward_result/0]).
+-export_type([listen_addr/0]).
+-export_type([message/0]).
+-export_type([node_spec/0]).
+-export_type([node_type/0]).
+-export_type([remote_name/0]).
+-export_type([remote_pid/0]).
+-export_type([remote_reference/0]).
+-export_type([server_ref/0]).
+
+%% Application
+-export([start/0]).
+-export([stop/0]).
+
+%% Counterparts of erlang and net_kernel functions
+-export([disconnect_node/1]).
+-export([is_alive/0]).
+-export([is_pid/1]).
+-export([is_reference/1]).
+-export([make_ref/0]).
+-export([node/0]).
+-export([node/1]).
+-export([nodes/0]).
+-export([nodes/1]).
+-export([self/0]).
+-export([self/1]).
+-export([send/2]).
+-export([send/3]).
+-export([whereis/1]).
+
+%% Partisan
+-export([cast_message/2]).
+-export([cast_message/3]).
+-export([cast_message/4]).
+-export([channel_opts/1]).
+-export([default_channel/0]).
+-export([forward_message/2]).
+-export([forward_message/3]).
+-export([forward_message/4]).
+-export([is_connected/1]).
+-export([is_connected/2]).
+-export([is_fully_connected/1]).
+-export([is_local/1]).
+-export([is_local_name/1]).
+-export([is_local_name/2]).
+-export([is_local_pid/1]).
+-export([is_local_pid/2]).
+-export([is_local_reference/1]).
+-export([is_local_reference/2]).
+-export([is_self/1]).
+-export([join/1]).
+-export([kill_connections/1]).
+-export([leave/0]).
+-export([node_spec/0]).
+-export([node_spec/1]).
+-export([node_spec/2]).
+-export([nodestring/0]).
+
+-compile({no_auto_import, [
+    disconnect_node/1, is_alive/0, is_pid/1, is_reference/1, make_ref/0,
+    node/0, node/1, nodes/0, nodes/1, self/0, whereis/1
+]}).
+
+
+
+%% =============================================================================
+%% APPLICATION
+%% =============================================================================
+
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Starts the `partisan' application and the applications it needs.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec start() -> {ok, [atom()]} | {error, term()}.
+
+start() ->
+    application:ensure_all_started(?APP).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Stops the `partisan' application.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec stop() -> ok | {error, term()}.
+
+stop() ->
+    application:stop(?APP).
+
+
+
+%% =============================================================================
+%% THE NODE
+%% =============================================================================
+
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the name of the local node: Distributed Erlang's name when the
+%% node is distributed, else the configured or generated one.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec node() -> node().
+
+node() ->
+    partisan_config:get(name).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the node `Arg' belongs to: a pid, port, reference or remote
+%% reference. Local pids, ports and references belong to {@link node/0} (unless
+%% `connect_disterl' is `true', where Distributed Erlang's answer is kept).
+%% Fails with `badarg' for a URI reference of a node this VM does not know.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec node(pid() | port() | reference() | partisan_remote_ref:t()) ->
+    node() | no_return().
+
+node(Arg)
+when erlang:is_pid(Arg); erlang:is_port(Arg); erlang:is_reference(Arg) ->
+    case erlang:node(Arg) of
+        nonode@nohost ->
+            case partisan_config:get(connect_disterl, false) of
+                true -> nonode@nohost;
+                false -> node()
+            end;
+        Node ->
+            Node
+    end;
+
+node(Arg) ->
+    partisan_remote_ref:node(Arg).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the name of the local node as a binary.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec nodestring() -> binary().
+
+nodestring() ->
+    partisan_config:get(nodestring).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the specification of the local node: what other nodes need to
+%% join it. `listen_addrs' holds the bound addresses once the peer service is
+%% running.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec node_spec() -> node_spec().
+
+node_spec() ->
+    #{
+        name => node(),
+        listen_addrs => partisan_config:listen_addrs(),
+        channels => maps:map(fun spec_channel_opts/2, partisan_config:channels())
+    }.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Same as `node_spec(Node, #{})'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec node_spec(node() | binary() | string()) ->
+    {ok, node_spec()} | {error, Reason :: term()}.
+
+node_spec(Node) ->
+    node_spec(Node, #{}).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the specification of node `Node': the local one, a member's
+%% (as known to the membership), or, for a node connected through Distributed
+%% Erlang, the one it reports (with timeout `rpc_timeout', default 5000 ms).
+%% Otherwise returns `{error, not_yet_connected}'. A name given as text never
+%% creates an atom: an unknown name is not connected.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec node_spec(
+    Node :: node() | binary() | string(),
+    Opts :: #{rpc_timeout => timeout()}) ->
+    {ok, node_spec()} | {error, Reason :: term()}.
+
+node_spec(Node, Opts) when is_binary(Node); is_list(Node) ->
+    case existing_atom(Node) of
+        {ok, Atom} -> node_spec(Atom, Opts);
+        error -> {error, not_yet_connected}
+    end;
+
+node_spec(Node, Opts) when is_atom(Node), is_map(Opts) ->
+    case Node =:= node() of
+        true ->
+            {ok, node_spec()};
+        false ->
+            Timeout = maps:get(rpc_timeout, Opts, ?DEFAULT_TIMEOUT),
+            remote_node_spec(Node, Timeout)
+    end;
+
+node_spec(Node, Opts) ->
+    erlang:error(badarg, [Node, Opts]).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Same as `nodes(visible)': the members this node is connected to.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec nodes() -> [node()].
+
+nodes() ->
+    nodes(visible).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns nodes by type, like `erlang:nodes/1': `this' (the local
+%% node), `known' (all members, the local node included), `visible' and
+%% `connected' (the members with a live connection), `hidden' (always `[]');
+%% a list gives the union. With `connect_disterl' set to `true', this is
+%% `erlang:nodes(Arg)'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec nodes(node_type() | [node_type()]) -> [node()].
+
+nodes(Arg) ->
+    case partisan_config:get(connect_disterl, false) of
+        true -> erlang:nodes(Arg);
+        false -> partisan_nodes(Arg)
+    end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns whether the peer service is running.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec is_alive() -> boolean().
+
+is_alive() ->
+    erlang:whereis(?PEER_SERVICE_MANAGER) =/= undefined.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the name of the default channel.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec default_channel() -> channel().
+
+default_channel() ->
+    ?DEFAULT_CHANNEL.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the options of `Channel'; fails with `badarg' if it does not
+%% exist.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec channel_opts(Channel :: channel()) -> channel_opts() | no_return().
+
+channel_opts(Channel) ->
+    partisan_config:channel_opts(Channel).
+
+
+
+%% =============================================================================
+%% MEMBERSHIP AND CONNECTIONS
+%% =============================================================================
+
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Joins the cluster of `NodeSpec'. See {@link partisan_peer_service:join/1}.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec join(node_spec() | node()) -> ok | {error, Reason :: term()}.
+
+join(NodeSpec) ->
+    partisan_peer_service:join(NodeSpec).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Leaves the cluster. See {@link partisan_peer_service:leave/0}.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec leave() -> ok.
+
+leave() ->
+    partisan_peer_service:leave().
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Removes `Node' from the cluster (leaves it if `Node' is the local node)
+%% and returns `true'; returns `false' if `Node' is not a member.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec disconnect_node(node()) -> boolean().
+
+disconnect_node(Node) when is_atom(Node) ->
+    case Node =:= node() of
+        true ->
+            ok = partisan_peer_service:leave(),
+            true;
+        false ->
+            partisan_peer_service:member(Node)
+                andalso partisan_peer_service:leave(Node) =:= ok
+    end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Closes every connection to `Node' (or to each node of a list). Members
+%% reconnect afterwards.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec kill_connections(node() | [node()]) -> ok.
+
+kill_connections(Node) when is_atom(Node) ->
+    kill_connections([Node]);
+
+kill_connections(Nodes) when is_list(Nodes) ->
+    partisan_nif:kill_connections(partisan_nif:engine(), Nodes).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns whether there is at least one connection to the node.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec is_connected(node() | node_spec()) -> boolean().
+
+is_connected(NodeOrSpec) ->
+    is_connected(NodeOrSpec, '_').
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns whether there is at least one connection to the node on
+%% `Channel' (`` '_' '' for any channel).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec is_connected(node() | node_spec(), channel() | '_') -> boolean().
+
+is_connected(NodeOrSpec, Channel) when is_atom(Channel) ->
+    Node = node_name(NodeOrSpec),
+    partisan_nif:is_connected(partisan_nif:engine(), Node, Channel).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns whether every connection to the node (each channel times its
+%% parallelism) is up.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec is_fully_connected(node() | node_spec()) -> boolean().
+
+is_fully_connected(NodeOrSpec) ->
+    Node = node_name(NodeOrSpec),
+    partisan_nif:is_fully_connected(partisan_nif:engine(), Node).
+
+
+
+%% =============================================================================
+%% PROCESSES, REFERENCES AND NAMES
+%% =============================================================================
+
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the remote reference of the calling process.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec self() -> remote_pid().
+
+self() ->
+    partisan_remote_ref:from_term(erlang:self()).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the remote reference of the calling process. With `[cache]'
+%% it is computed once and kept in the process dictionary (avoid this in a
+%% shell process, whose dictionary survives into its successor).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec self([cache]) -> remote_pid().
+
+self([]) ->
+    self();
+
+self([cache]) ->
+    Key = {?MODULE, self},
+    case get(Key) of
+        undefined ->
+            Ref = self(),
+            _ = put(Key, Ref),
+            Ref;
+        Ref ->
+            Ref
+    end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns a new reference, as a remote reference.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec make_ref() -> remote_reference().
+
+make_ref() ->
+    partisan_remote_ref:from_term(erlang:make_ref()).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the pid or port registered as `Arg' (a name or a name
+%% reference of this node), or `undefined'. Fails with `badarg' for a
+%% reference of another node.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec whereis(atom() | remote_name()) -> pid() | port() | undefined.
+
+whereis(Name) when is_atom(Name) ->
+    erlang:whereis(Name);
+
+whereis(Ref) ->
+    partisan_remote_ref:is_local_name(Ref) orelse erlang:error(badarg, [Ref]),
+    try partisan_remote_ref:to_name(Ref) of
+        Name -> erlang:whereis(Name)
+    catch
+        %% No such atom, so nothing can be registered under it.
+        error:badarg -> undefined
+    end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns whether `Arg' is a pid or a pid remote reference.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec is_pid(term()) -> boolean().
+
+is_pid(Arg) when erlang:is_pid(Arg) ->
+    true;
+
+is_pid(Arg) ->
+    partisan_remote_ref:is_pid(Arg).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns whether `Arg' is a reference or a reference remote reference.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec is_reference(term()) -> boolean().
+
+is_reference(Arg) when erlang:is_reference(Arg) ->
+    true;
+
+is_reference(Arg) ->
+    partisan_remote_ref:is_reference(Arg).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns whether `Arg' (a pid, port, reference or remote reference)
+%% belongs to the local node.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec is_local(pid() | port() | reference() | partisan_remote_ref:t()) ->
+    boolean() | no_return().
+
+is_local(Arg)
+when erlang:is_pid(Arg); erlang:is_port(Arg); erlang:is_reference(Arg) ->
+    Node = erlang:node(Arg),
+    Node =:= nonode@nohost orelse Node =:= node();
+
+is_local(Arg) ->
+    partisan_remote_ref:is_local(Arg).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns whether `Arg' is a local pid or a pid reference of this node.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec is_local_pid(term()) -> boolean().
+
+is_local_pid(Pid) when erlang:is_pid(Pid) ->
+    is_local(Pid);
+
+is_local_pid(Arg) ->
+    partisan_remote_ref:is_local_pid(Arg).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns whether `Arg' designates the local process `Pid'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec is_local_pid(term(), pid()) -> boolean() | no_return().
+
+is_local_pid(Pid, Pid) when erlang:is_pid(Pid) ->
+    is_local(Pid);
+
+is_local_pid(Arg, Pid) when erlang:is_pid(Pid) ->
+    partisan_remote_ref:is_local_pid(Arg, Pid);
+
+is_local_pid(Arg, Pid) ->
+    erlang:error(badarg, [Arg, Pid]).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns whether `Arg' is a name, or a name reference of this node.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec is_local_name(term()) -> boolean().
+
+is_local_name(Name) when is_atom(Name) ->
+    true;
+
+is_local_name(Arg) ->
+    partisan_remote_ref:is_local_name(Arg).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns whether `Arg' is the name `Name', or its reference on this
+%% node.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec is_local_name(term(), atom()) -> boolean() | no_return().
+
+is_local_name(Name, Name) when is_atom(Name) ->
+    true;
+
+is_local_name(Arg, Name) when is_atom(Name) ->
+    partisan_remote_ref:is_local_name(Arg, Name);
+
+is_local_name(Arg, Name) ->
+    erlang:error(badarg, [Arg, Name]).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns whether `Arg' is a local reference or a reference remote
+%% reference of this node.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec is_local_reference(term()) -> boolean().
+
+is_local_reference(Ref) when erlang:is_reference(Ref) ->
+    is_local(Ref);
+
+is_local_reference(Arg) ->
+    partisan_remote_ref:is_local_reference(Arg).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns whether `Arg' stands for the local reference `Ref'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec is_local_reference(term(), reference()) -> boolean() | no_return().
+
+is_local_reference(Ref, Ref) when erlang:is_reference(Ref) ->
+    is_local(Ref);
+
+is_local_reference(Arg, Ref) when erlang:is_reference(Ref) ->
+    partisan_remote_ref:is_local_reference(Arg, Ref);
+
+is_local_reference(Arg, Ref) ->
+    erlang:error(badarg, [Arg, Ref]).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns whether `Arg' is the calling process (its pid or its remote
+%% reference).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec is_self(term()) -> boolean().
+
+is_self(Pid) when erlang:is_pid(Pid) ->
+    Pid =:= erlang:self();
+
+is_self(Arg) ->
+    partisan_remote_ref:is_local_pid(Arg, erlang:self()).
+
+
+
+%% =============================================================================
+%% MESSAGE PASSING
+%% =============================================================================
+
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Same as `forward_message(ServerRef, Msg, #{})'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec forward_message(server_ref(), message()) -> forward_result().
+
+forward_message(ServerRef, Msg) ->
+    forward_message(ServerRef, Msg, #{}).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Sends `Msg' to `ServerRef': a local pid or registered name, `{Name,
+%% Node}', a pid or name remote reference, a pid of another node (when
+%% Distributed Erlang is on), `{global, Name}' or `{via, Module, Name}'.
+%%
+%% Options (a map or a property list): `channel' (default: the default
+%% channel), `partition_key' (picks the connection; default: round robin),
+%% `channel_fallback' (default: the option of that name), `ack' (accepted;
+%% the transport already delivers in order over a live connection).
+%%
+%% Returns `ok' or, for a remote destination the transport could not take,
+%% `{error, not_yet_connected | message_too_large | {unknown_channel, C}}'.
+%% If the channel has no connection yet and `channel_fallback' holds, the
+%% message goes over the default channel instead. Fails with `badarg' on an
+%% invalid destination or options, and, like `erlang:send/2', when sending to
+%% a local name that is not registered.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec forward_message(server_ref(), message(), forward_opts()) ->
+    forward_result() | no_return().
+
+forward_message(Pid, Msg, Opts) when erlang:is_pid(Pid), ?IS_OPTS(Opts) ->
+    case erlang:node(Pid) of
+        Node when Node =:= erlang:node() ->
+            erlang:send(Pid, Msg),
+            ok;
+        Node ->
+            send_remote(Node, Pid, Msg, opts_map(Opts))
+    end;
+
+forward_message(Name, Msg, Opts) when is_atom(Name), ?IS_OPTS(Opts) ->
+    erlang:send(Name, Msg),
+    ok;
+
+forward_message({global, Name}, Msg, Opts) when ?IS_OPTS(Opts) ->
+    send_via(global, Name, Msg);
+
+forward_message({via, Module, Name}, Msg, Opts)
+when is_atom(Module), ?IS_OPTS(Opts) ->
+    send_via(Module, Name, Msg);
+
+forward_message({Name, Node}, Msg, Opts) when is_atom(Name), is_atom(Node) ->
+    forward_message(Node, Name, Msg, Opts);
+
+forward_message(RemoteRef, Msg, Opts) when ?IS_OPTS(Opts) ->
+    Node =
+        try
+            partisan_remote_ref:node(RemoteRef)
+        catch
+            error:badarg ->
+                erlang:error(badarg, [RemoteRef, Msg, Opts])
+        end,
+    forward_message(Node, RemoteRef, Msg, Opts);
+
+forward_message(ServerRef, Msg, Opts) ->
+    erlang:error(badarg, [ServerRef, Msg, Opts]).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Sends `Msg' to `ServerRef' on node `Node'. `ServerRef' is a name, a
+%% pid, a remote reference, `{Name, Node}', or a target as returned by
+%% {@link partisan_remote_ref:target/1}. On the local node, delivery to a name
+%% that is not registered is silently dropped (as on a remote node). See
+%% {@link forward_message/3} for the options and the result.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec forward_message(node(), server_ref(), message(), forward_opts()) ->
+    forward_result() | no_return().
+
+forward_message(Node, ServerRef, Msg, Opts) when is_atom(Node), ?IS_OPTS(Opts) ->
+    case Node =:= node() of
+        true ->
+            deliver_locally(ServerRef, Msg);
+        false ->
+            send_remote(Node, remote_target(ServerRef), Msg, opts_map(Opts))
+    end;
+
+forward_message(Node, ServerRef, Msg, Opts) ->
+    erlang:error(badarg, [Node, ServerRef, Msg, Opts]).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Sends `{'$gen_cast', Msg}' to `ServerRef' (what `gen_server:cast/2'
+%% sends). Always returns `ok', as a cast does not report delivery.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec cast_message(server_ref(), message()) -> ok.
+
+cast_message(ServerRef, Msg) ->
+    cast_message(ServerRef, Msg, #{}).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Like {@link cast_message/2} with forwarding options.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec cast_message(server_ref(), message(), forward_opts()) -> ok.
+
+cast_message(ServerRef, Msg, Opts) ->
+    _ = forward_message(ServerRef, {'$gen_cast', Msg}, Opts),
+    ok.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Like {@link cast_message/3} to `ServerRef' on node `Node'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec cast_message(node(), server_ref(), message(), forward_opts()) -> ok.
+
+cast_message(Node, ServerRef, Msg, Opts) ->
+    _ = forward_message(Node, ServerRef, {'$gen_cast', Msg}, Opts),
+    ok.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Sends `Msg' to `Dest' and returns `Msg', like `erlang:send/2'
+%% (delivery is not reported).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec send(send_dst(), message()) -> message().
+
+send(Dest, Msg) ->
+    _ = send(Dest, Msg, []),
+    Msg.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Sends `Msg' to `Dest'. With `connect_disterl' set to `true', a pid,
+%% name or `{Name, Node}' goes through `erlang:send/3' (which takes the
+%% `nosuspend' and `noconnect' options); everything else goes through
+%% {@link forward_message/3}.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec send(send_dst(), message(), forward_opts() | [nosuspend | noconnect]) ->
+    ok | nosuspend | noconnect | {error, term()}.
+
+send(Dest, Msg, Opts) ->
+    UseDisterl =
+        partisan_config:get(connect_disterl, false)
+            andalso is_erlang_destination(Dest),
+    case UseDisterl of
+        true -> erlang:send(Dest, Msg, erlang_send_opts(Opts));
+        false -> forward_message(Dest, Msg, Opts)
+    end.
+
+
+
+%% =============================================================================
+%% PRIVATE: sending
+%% =============================================================================
+
+
+
+%% The transport's destination on the remote node.
+remote_target(Name) when is_atom(Name) ->
+    Name;
+
+remote_target(Pid) when erlang:is_pid(Pid) ->
+    Pid;
+
+remote_target({Name, Node}) when is_atom(Name), is_atom(Node) ->
+    Name;
+
+remote_target({encoded_pid, Text} = Target) when is_list(Text) ->
+    try list_to_binary(Text)
+    catch error:badarg -> erlang:error(badarg, [Target])
+    end;
+
+remote_target({encoded_name, Text} = Target) when is_list(Text) ->
+    %% A name the caller chose: local input, so the atom may be created.
+    try list_to_atom(Text)
+    catch error:badarg -> erlang:error(badarg, [Target])
+    end;
+
+remote_target(RemoteRef) ->
+    partisan_remote_ref:delivery_target(RemoteRef).
+
+
+%% Encodes Msg for the channel and hands it to the transport, falling back to
+%% the default channel when the requested one has no connection yet.
+send_remote(Node, Target, Msg, Opts0) ->
+    Opts = with_forward_defaults(Opts0),
+    Channel = maps:get(channel, Opts, ?DEFAULT_CHANNEL),
+    Key = maps:get(partition_key, Opts, ?DEFAULT_PARTITION_KEY),
+    is_atom(Channel) andalso is_partition_key(Key)
+        orelse erlang:error(badarg, [Node, Target, Msg, Opts0]),
+    Payload = term_to_binary(Msg, partisan_config:channel_encode_opts(Channel)),
+    Engine = partisan_nif:engine(),
+    case transmit(Engine, Node, Channel, Key, Target, Payload) of
+        {error, not_yet_connected} = Error when Channel =/= ?DEFAULT_CHANNEL ->
+            case channel_fallback(Opts) of
+                true ->
+                    transmit(
+                        Engine, Node, ?DEFAULT_CHANNEL, Key, Target, Payload
+                    );
+                false ->
+                    Error
+            end;
+        Result ->
+            Result
+    end.
+
+
+transmit(Engine, Node, Channel, Key, Target, Payload)
+when byte_size(Payload) =< ?MAX_INLINE_PAYLOAD ->
+    partisan_nif:send(Engine, Node, Channel, Key, Target, Payload);
+
+transmit(Engine, Node, Channel, Key, Target, Payload) ->
+    partisan_nif:send_dirty(Engine, Node, Channel, Key, Target, Payload).
+
+
+%% The `forward_options' option holds defaults for every send.
+with_forward_defaults(Opts) ->
+    case partisan_config:get(forward_options, #{}) of
+        Defaults when map_size(Defaults) =:= 0 -> Opts;
+        Defaults -> maps:merge(Defaults, Opts)
+    end.
+
+
+channel_fallback(#{channel_fallback := Flag}) when is_boolean(Flag) ->
+    Flag;
+
+channel_fallback(_) ->
+    partisan_config:get(channel_fallback, true).
+
+
+is_partition_key(undefined) -> true;
+is_partition_key(Key) -> is_integer(Key) andalso Key >= 0.
+
+
+opts_map(Opts) when is_map(Opts) ->
+    Opts;
+
+opts_map([]) ->
+    #{};
+
+opts_map(Opts) ->
+    try
+        maps:from_list(Opts)
+    catch
+        error:badarg -> erlang:error(badarg, [Opts])
+    end.
+
+
+%% Delivery on this node. Like a remote node, an unregistered name drops the
+%% message.
+deliver_locally(Pid, Msg) when erlang:is_pid(Pid) ->
+    erlang:send(Pid, Msg),
+    ok;
+
+deliver_locally(Name, Msg) when is_atom(Name) ->
+    send_to_local_name(Name, Msg);
+
+deliver_locally({global, _} = ServerRef, Msg) ->
+    forward_message(ServerRef, Msg, #{});
+
+deliver_locally({via, _, _} = ServerRef, Msg) ->
+    forward_message(ServerRef, Msg, #{});
+
+deliver_locally({Name, Node}, Msg) when is_atom(Name), is_atom(Node) ->
+    send_to_local_name(Name, Msg);
+
+deliver_locally({encoded_pid, Text} = Target, Msg) when is_list(Text) ->
+    try list_to_pid(Text) of
+        Pid -> deliver_locally(Pid, Msg)
+    catch
+        error:badarg -> erlang:error(badarg, [Target, Msg])
+    end;
+
+deliver_locally({encoded_name, Text}, Msg) when is_list(Text) ->
+    try list_to_existing_atom(Text) of
+        Name -> send_to_local_name(Name, Msg)
+    catch
+        %% No such atom, so no such registered process.
+        error:badarg -> ok
+    end;
+
+deliver_locally(RemoteRef, Msg) ->
+    try partisan_remote_ref:to_pid_or_name(RemoteRef) of
+        Dest -> deliver_locally(Dest, Msg)
+    catch
+        error:badarg ->
+            %% A name whose atom does not exist here has no process; anything
+            %% else is not something we can deliver to.
+            partisan_remote_ref:is_name(RemoteRef)
+                orelse erlang:error(badarg, [RemoteRef, Msg]),
+            ok
+    end.
+
+
+%% Sending to {Name, node()} never fails, even if Name is not registered.
+send_to_local_name(Name, Msg) ->
+    erlang:send({Name, erlang:node()}, Msg),
+    ok.
+
+
+send_via(Module, Name, Msg) ->
+    case Module:whereis_name(Name) of
+        Pid when erlang:is_pid(Pid) ->
+            erlang:send(Pid, Msg),
+            ok;
+        _ ->
+            ok
+    end.
+
+
+is_erlang_destination(Dest) when erlang:is_pid(Dest); is_atom(Dest) ->
+    true;
+
+is_erlang_destination({Name, Node}) ->
+    is_atom(Name) andalso is_atom(Node);
+
+is_erlang_destination(_) ->
+    false.
+
+
+erlang_send_opts(Opts) when is_list(Opts) ->
+    [Opt || Opt <- Opts, Opt == nosuspend orelse Opt == noconnect];
+
+erlang_send_opts(_) ->
+    [].
+
+
+
+%% =============================================================================
+%% PRIVATE: nodes
+%% =============================================================================
+
+
+
+partisan_nodes(this) ->
+    [node()];
+
+partisan_nodes(known) ->
+    {ok, Members} = partisan_peer_service:members(),
+    Members;
+
+partisan_nodes(Type) when Type == visible; Type == connected ->
+    partisan_nif:nodes(partisan_nif:engine());
+
+partisan_nodes(hidden) ->
+    [];
+
+partisan_nodes(Types) when is_list(Types) ->
+    unique(lists:append([partisan_nodes(Type) || Type <- Types]));
+
+partisan_nodes(Arg) ->
+    erlang:error(badarg, [Arg]).
+
+
+%% Removes duplicates, keeping the first occurrence of each node.
+unique(Nodes) ->
+    {Unique, _} = lists:foldl(
+        fun(Node, {Acc, Seen}) ->
+            case Seen of
+                #{Node := _} -> {Acc, Seen};
+                _ -> {[Node | Acc], Seen#{Node => true}}
+            end
+        end,
+        {[], #{}},
+        Nodes
+    ),
+    lists:reverse(Unique).
+
+
+node_name(#{name := Node}) when is_atom(Node) ->
+    Node;
+
+node_name(Node) when is_atom(Node) ->
+    Node;
+
+node_name(Arg) ->
+    erlang:error(badarg, [Arg]).
+
+
+spec_channel_opts(_, Opts) ->
+    maps:with([parallelism, monotonic, compression], Opts).
+
+
+remote_node_spec(Node, Timeout) ->
+    case member_spec(Node) of
+        {ok, _} = Found ->
+            Found;
+        error ->
+            case lists:member(Node, erlang:nodes(connected)) of
+                true -> node_spec_by_rpc(Node, Timeout);
+                false -> {error, not_yet_connected}
+            end
+    end.
+
+
+member_spec(Node) ->
+    try partisan_nif:members(partisan_nif:engine()) of
+        Specs ->
+            case [Spec || #{name := Name} = Spec <- Specs, Name =:= Node] of
+                [Spec | _] -> {ok, Spec};
+                [] -> error
+            end
+    catch
+        error:partisan_not_started -> error
+    end.
+
+
+node_spec_by_rpc(Node, Timeout) ->
+    try erpc:call(Node, ?MODULE, node_spec, [], Timeout) of
+        #{name := Node} = Spec -> {ok, Spec};
+        Other -> {error, {unexpected_node_spec, Other}}
+    catch
+        error:{erpc, Reason} -> {error, Reason};
+        Class:Reason -> {error, {Class, Reason}}
+    end.
+
+
+existing_atom(Text) ->
+    try
+        case is_binary(Text) of
+            true -> {ok, binary_to_existing_atom(Text, utf8)};
+            false -> {ok, list_to_existing_atom(lists:flatten(Text))}
+        end
+    catch
+        error:badarg -> error
+    end.

@@ -1,0 +1,84 @@
+%% -----------------------------------------------------------------------------
+%% @doc The `partisan' application: reads the configuration, loads the native
+%% library and starts the supervision tree.
+%% @end
+%% -----------------------------------------------------------------------------
+-module(partisan_app).
+
+-behaviour(application).
+
+-export([start/2]).
+-export([stop/1]).
+
+
+
+%% =============================================================================
+%% APPLICATION CALLBACKS
+%% =============================================================================
+
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Starts the application. Returns `{error, {invalid_config, Reason}}' if
+%% the configuration is invalid and `{error, {partisan_nif_not_loaded,
+%% Reason}}' if the native library cannot be loaded.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec start(application:start_type(), term()) ->
+    {ok, pid()} | {error, term()}.
+
+start(_StartType, _StartArgs) ->
+    case init_config() of
+        ok -> load_and_start();
+        {error, _} = Error -> Error
+    end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Called after the application has stopped; nothing is left to clean:
+%% the peer service manager stopped the engine when it terminated.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec stop(term()) -> ok.
+
+stop(_State) ->
+    ok.
+
+
+
+%% =============================================================================
+%% PRIVATE
+%% =============================================================================
+
+
+
+init_config() ->
+    try
+        partisan_config:init()
+    catch
+        error:Reason:Stacktrace ->
+            {error, {invalid_config, invalid_value(Reason, Stacktrace)}}
+    end.
+
+
+%% For a rejected option, report the option and its value.
+invalid_value(badarg, [{partisan_config, _, [Key, Value], _} | _]) ->
+    {Key, Value};
+
+invalid_value(Reason, _) ->
+    Reason.
+
+
+load_and_start() ->
+    case partisan_nif:load() of
+        ok -> start_supervisor();
+        {error, Reason} -> {error, {partisan_nif_not_loaded, Reason}}
+    end.
+
+
+start_supervisor() ->
+    case partisan_sup:start_link() of
+        {ok, _} = Started -> Started;
+        ignore -> {error, ignore};
+        {error, _} = Error -> Error
+    end.

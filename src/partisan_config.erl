@@ -1,0 +1,617 @@
+%% -----------------------------------------------------------------------------
+%% @doc Partisan's configuration: validation, defaults and fast access.
+%%
+%% Options are read from the `partisan' application environment by
+%% {@link init/0} (called when the application starts), normalised, and kept in
+%% `persistent_term' so that reading them costs one lookup. {@link set/2}
+%% changes a value at run time (and in the application environment, so that it
+%% survives an application restart); most options only take effect when the
+%% peer service manager starts.
+%%
+%% The option names, aliases and defaults are those of Partisan 5, for the
+%% options this implementation uses:
+%% <ul>
+%% <li>`name' (the node name when Distributed Erlang is off; generated when
+%% absent), `nodestring' (derived, read only)</li>
+%% <li>`listen_ip' (alias `peer_ip'), `listen_port' (alias `peer_port',
+%% default `0', an ephemeral port), `listen_addrs'</li>
+%% <li>`channels', `parallelism' (default `1'), `channel_fallback'
+%% (default `true')</li>
+%% <li>`connect_disterl' (default `false'), `peer_service_manager' (alias
+%% `partisan_peer_service_manager')</li>
+%% <li>`periodic_interval' (10000 ms), `connection_interval' (1000 ms),
+%% `connection_jitter' (1000 ms), `connection_ping'</li>
+%% <li>`forward_options' (default `#{}'), `remote_ref_format' (`improper_list'
+%% | `tuple' | `uri'), `remote_ref_uri_padding' (alias
+%% `remote_ref_binary_padding')</li>
+%% <li>`tls', `tls_client_options', `tls_server_options'</li>
+%% </ul>
+%% and two of this implementation: `max_frame_size' (bytes, default 64 MiB)
+%% and `io_threads' (default 2).
+%% @end
+%% -----------------------------------------------------------------------------
+-module(partisan_config).
+
+-include_lib("kernel/include/inet.hrl").
+-include("partisan.hrl").
+
+-define(KEY(Key), {?MODULE, Key}).
+-define(ENCODE_OPTS_KEY, ?KEY('$channel_encode_opts')).
+-define(MIB, 1048576).
+-define(RESOLVE_TIMEOUT, 5000).
+-define(DEFAULT_COMPRESSION_LEVEL, 6).
+
+-type channel_opts() :: #{
+    parallelism := pos_integer(),
+    monotonic := boolean(),
+    compression := boolean() | 0..9,
+    atom() => term()
+}.
+-type channels() :: #{atom() => channel_opts()}.
+-type listen_addr() :: #{ip := inet:ip_address(), port := inet:port_number()}.
+
+-export_type([channel_opts/0]).
+-export_type([channels/0]).
+-export_type([listen_addr/0]).
+
+-export([init/0]).
+-export([get/1]).
+-export([get/2]).
+-export([set/2]).
+-export([channel_opts/1]).
+-export([channels/0]).
+-export([channel_encode_opts/1]).
+-export([default_channel/0]).
+-export([listen_addrs/0]).
+-export([parallelism/0]).
+
+-compile({no_auto_import, [get/1]}).
+
+
+
+%% =============================================================================
+%% API
+%% =============================================================================
+
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Initialises the configuration from the application environment.
+%% Called by the application on start; idempotent. Fails with `badarg' on an
+%% invalid value.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec init() -> ok.
+
+init() ->
+    ok = erase_all(),
+    lists:foreach(
+        fun({Key, Default}) -> set(Key, env(Key, Default)) end,
+        plain_defaults()
+    ),
+    ok = init_name(),
+    ok = set(listen_ip, env(listen_ip, undefined)),
+    ok = set(listen_port, env(listen_port, 0)),
+    ok = set(listen_addrs, env(listen_addrs, [])),
+    %% After parallelism: the default channel takes its parallelism from it.
+    ok = set(channels, env(channels, #{})).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the value of `Key'. Fails with `badarg' if it has no value.
+%% Deprecated names are accepted (e.g. `peer_ip' reads `listen_ip').
+%% @end
+%% -----------------------------------------------------------------------------
+-spec get(Key :: atom()) -> term() | no_return().
+
+get(Key) ->
+    persistent_term:get(?KEY(canonical_key(Key))).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the value of `Key', or `Default' if it has no value.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec get(Key :: atom(), Default :: term()) -> term().
+
+get(Key, Default) ->
+    persistent_term:get(?KEY(canonical_key(Key)), Default).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Validates, normalises and stores `Value' under `Key' (its current name
+%% if `Key' is a deprecated one). Fails with `badarg' on an invalid value.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec set(Key :: atom(), Value :: term()) -> ok | no_return().
+
+set(Key0, Value0) when is_atom(Key0) ->
+    Key = canonical_key(Key0),
+    Value = normalize(Key, Value0),
+    store(Key, Value),
+    derive(Key, Value).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the options of channel `Name'; fails with `badarg' if there is
+%% no such channel.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec channel_opts(Name :: atom()) -> channel_opts() | no_return().
+
+channel_opts(Name) when is_atom(Name) ->
+    case maps:find(Name, channels()) of
+        {ok, Opts} ->
+            Opts;
+        error ->
+            erlang:error(badarg, [Name])
+    end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the configured channels (always including the default channel
+%% and the membership channel).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec channels() -> channels().
+
+channels() ->
+    get(channels).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the `term_to_binary/2' options for messages sent on `Channel':
+%% `[{compressed, N}]' when the channel compresses, `[]' otherwise (also for an
+%% unknown channel). One `persistent_term' lookup: this is on the send path.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec channel_encode_opts(Channel :: atom()) -> [{compressed, 1..9}].
+
+channel_encode_opts(Channel) ->
+    maps:get(Channel, persistent_term:get(?ENCODE_OPTS_KEY, #{}), []).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the name of the default channel (`undefined').
+%% @end
+%% -----------------------------------------------------------------------------
+-spec default_channel() -> undefined.
+
+default_channel() ->
+    ?DEFAULT_CHANNEL.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the listen addresses: the configured ones before the peer
+%% service starts, the bound ones (actual ports) after.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec listen_addrs() -> [listen_addr()].
+
+listen_addrs() ->
+    get(listen_addrs).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the default number of connections per channel.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec parallelism() -> pos_integer().
+
+parallelism() ->
+    get(parallelism, ?PARALLELISM).
+
+
+
+%% =============================================================================
+%% PRIVATE: defaults, names and storage
+%% =============================================================================
+
+
+
+%% Options stored as read (after validation), in the order they are set.
+plain_defaults() ->
+    [
+        {channel_fallback, true},
+        {connect_disterl, false},
+        {connection_interval, ?CONNECTION_INTERVAL},
+        {connection_jitter, ?CONNECTION_JITTER},
+        {connection_ping, default_connection_ping()},
+        {forward_options, #{}},
+        {io_threads, 2},
+        {max_frame_size, 64 * ?MIB},
+        {parallelism, ?PARALLELISM},
+        {peer_service_manager, ?DEFAULT_PEER_SERVICE_MANAGER},
+        {periodic_interval, ?PERIODIC_INTERVAL},
+        {remote_ref_format, improper_list},
+        {remote_ref_uri_padding, false},
+        {tls, false},
+        {tls_client_options, []},
+        {tls_server_options, []}
+    ].
+
+
+default_connection_ping() ->
+    #{
+        enabled => true,
+        idle_timeout => timer:seconds(20),
+        timeout => timer:seconds(10),
+        max_attempts => 5
+    }.
+
+
+%% Deprecated option names and the ones that replaced them.
+canonical_key(peer_ip) -> listen_ip;
+canonical_key(peer_port) -> listen_port;
+canonical_key(partisan_peer_service_manager) -> peer_service_manager;
+canonical_key(remote_ref_binary_padding) -> remote_ref_uri_padding;
+canonical_key(Key) -> Key.
+
+
+deprecated_keys(Key) ->
+    [Old || Old <- [peer_ip, peer_port, partisan_peer_service_manager,
+                    remote_ref_binary_padding],
+            canonical_key(Old) =:= Key].
+
+
+%% The environment value of Key, else of one of its deprecated names.
+env(Key, Default) ->
+    env_first([Key | deprecated_keys(Key)], Default).
+
+
+env_first([Key | Rest], Default) ->
+    case application:get_env(?APP, Key) of
+        {ok, Value} ->
+            Value;
+        undefined ->
+            env_first(Rest, Default)
+    end;
+
+env_first([], Default) ->
+    Default.
+
+
+store(Key, Value) ->
+    ok = application:set_env(?APP, Key, Value),
+    persistent_term:put(?KEY(Key), Value).
+
+
+%% Values computed from another option, kept for fast access.
+derive(name, Name) ->
+    store(nodestring, atom_to_binary(Name, utf8));
+
+derive(channels, Channels) ->
+    persistent_term:put(?ENCODE_OPTS_KEY, maps:map(fun encode_opts/2, Channels));
+
+derive(_, _) ->
+    ok.
+
+
+encode_opts(_, #{compression := true}) ->
+    [{compressed, ?DEFAULT_COMPRESSION_LEVEL}];
+
+encode_opts(_, #{compression := N}) when is_integer(N), N >= 1, N =< 9 ->
+    [{compressed, N}];
+
+encode_opts(_, _) ->
+    [].
+
+
+erase_all() ->
+    _ = [
+        persistent_term:erase(Key)
+        || {{?MODULE, _} = Key, _} <- persistent_term:get()
+    ],
+    ok.
+
+
+%% Distributed Erlang's name wins; then the configured one; else a generated
+%% one, which set/2 saves in the environment so a restart keeps it.
+init_name() ->
+    Name =
+        case erlang:node() of
+            nonode@nohost ->
+                case env(name, undefined) of
+                    undefined -> generated_name();
+                    Configured -> Configured
+                end;
+            Node ->
+                Node
+        end,
+    set(name, Name).
+
+
+generated_name() ->
+    Suffix = binary:encode_hex(rand:bytes(6)),
+    binary_to_atom(<<"partisan_", Suffix/binary, "@127.0.0.1">>, utf8).
+
+
+
+%% =============================================================================
+%% PRIVATE: validation
+%% =============================================================================
+
+
+
+normalize(name, Name) ->
+    to_node_name(Name);
+
+normalize(listen_ip, Ip) ->
+    to_listen_ip(Ip);
+
+normalize(listen_port, Port) ->
+    to_port(Port);
+
+normalize(listen_addrs, Addrs) when is_list(Addrs) ->
+    default_listen_addrs(lists:usort([to_listen_addr(A) || A <- Addrs]));
+
+normalize(channels, Channels) ->
+    to_channels(Channels);
+
+normalize(forward_options, Opts) ->
+    to_map(forward_options, Opts);
+
+normalize(connection_ping, Opts) ->
+    maps:merge(default_connection_ping(), to_map(connection_ping, Opts));
+
+normalize(remote_ref_format, Format)
+when Format == improper_list; Format == tuple; Format == uri ->
+    Format;
+
+normalize(Key, N)
+when (Key == parallelism orelse Key == io_threads
+    orelse Key == max_frame_size orelse Key == periodic_interval
+    orelse Key == connection_interval) ->
+    is_integer(N) andalso N > 0 orelse invalid(Key, N),
+    N;
+
+normalize(connection_jitter, N) when is_integer(N), N >= 0 ->
+    N;
+
+normalize(Key, Flag)
+when (Key == channel_fallback orelse Key == connect_disterl
+    orelse Key == remote_ref_uri_padding orelse Key == tls) ->
+    is_boolean(Flag) orelse invalid(Key, Flag),
+    Flag;
+
+normalize(Key, Value)
+when Key == listen_addrs; Key == remote_ref_format; Key == connection_jitter ->
+    invalid(Key, Value);
+
+normalize(_, Value) ->
+    Value.
+
+
+-spec invalid(atom(), term()) -> no_return().
+
+invalid(Key, Value) ->
+    erlang:error(badarg, [Key, Value]).
+
+
+to_map(_, Map) when is_map(Map) ->
+    Map;
+
+to_map(Key, List) when is_list(List) ->
+    try
+        maps:from_list(List)
+    catch
+        error:badarg ->
+            invalid(Key, List)
+    end;
+
+to_map(Key, Other) ->
+    invalid(Key, Other).
+
+
+to_node_name(Name) when is_atom(Name), Name =/= undefined ->
+    Name;
+
+to_node_name(Name) when is_binary(Name) ->
+    binary_to_atom(Name, utf8);
+
+to_node_name(Name) when is_list(Name) ->
+    try
+        list_to_atom(Name)
+    catch
+        error:badarg ->
+            invalid(name, Name)
+    end;
+
+to_node_name(Name) ->
+    invalid(name, Name).
+
+
+%% Without a configured IP we listen on the address of the node name's host,
+%% as Partisan does.
+to_listen_ip(undefined) ->
+    host_ip(node_host());
+
+to_listen_ip(Ip) ->
+    to_ip(listen_ip, Ip).
+
+
+to_ip(Key, Ip) when is_tuple(Ip) ->
+    is_ip_address(Ip) orelse invalid(Key, Ip),
+    Ip;
+
+to_ip(Key, Ip) when is_binary(Ip) ->
+    to_ip(Key, binary_to_list(Ip));
+
+to_ip(Key, Ip) when is_list(Ip) ->
+    case inet:parse_address(Ip) of
+        {ok, Parsed} ->
+            Parsed;
+        {error, _} ->
+            invalid(Key, Ip)
+    end;
+
+to_ip(Key, Ip) ->
+    invalid(Key, Ip).
+
+
+is_ip_address({A, B, C, D}) ->
+    lists:all(fun(X) -> is_integer(X) andalso X >= 0 andalso X =< 255 end,
+              [A, B, C, D]);
+
+is_ip_address({_, _, _, _, _, _, _, _} = Ip) ->
+    lists:all(fun(X) -> is_integer(X) andalso X >= 0 andalso X =< 65535 end,
+              tuple_to_list(Ip));
+
+is_ip_address(_) ->
+    false.
+
+
+to_port(Port) when is_integer(Port), Port >= 0, Port =< 65535 ->
+    Port;
+
+to_port(Port) when is_binary(Port) ->
+    to_port(binary_to_list(Port));
+
+to_port(Port) when is_list(Port) ->
+    case string:to_integer(Port) of
+        {N, []} ->
+            to_port(N);
+        _ ->
+            invalid(listen_port, Port)
+    end;
+
+to_port(Port) ->
+    invalid(listen_port, Port).
+
+
+%% Accepted forms: #{ip, port}, {Ip, Port}, "ip:port", <<"ip:port">>,
+%% "[v6]:port" and a bare "ip" (port: listen_port).
+to_listen_addr(#{ip := Ip, port := Port}) ->
+    #{ip => to_ip(listen_addrs, Ip), port => to_port(Port)};
+
+to_listen_addr({Ip, Port}) ->
+    to_listen_addr(#{ip => Ip, port => Port});
+
+to_listen_addr(Addr) when is_binary(Addr) ->
+    to_listen_addr(binary_to_list(Addr));
+
+to_listen_addr(Addr) when is_list(Addr) ->
+    io_lib:printable_list(Addr) orelse invalid(listen_addrs, Addr),
+    case inet:parse_address(Addr) of
+        {ok, Ip} ->
+            #{ip => Ip, port => get(listen_port, 0)};
+        {error, _} ->
+            to_listen_addr(split_host_port(Addr))
+    end;
+
+to_listen_addr(Addr) ->
+    invalid(listen_addrs, Addr).
+
+
+split_host_port(Addr) ->
+    case string:split(Addr, ":", trailing) of
+        [Host, Port] ->
+            {string:trim(Host, both, "[]"), Port};
+        _ ->
+            invalid(listen_addrs, Addr)
+    end.
+
+
+default_listen_addrs([]) ->
+    [#{ip => get(listen_ip), port => get(listen_port, 0)}];
+
+default_listen_addrs(Addrs) ->
+    Addrs.
+
+
+node_host() ->
+    case string:split(atom_to_list(get(name)), "@") of
+        [_, Host] ->
+            Host;
+        _ ->
+            "127.0.0.1"
+    end.
+
+
+host_ip(Host) ->
+    case inet:parse_address(Host) of
+        {ok, Ip} ->
+            Ip;
+        {error, _} ->
+            resolve(Host)
+    end.
+
+
+%% A host we cannot resolve (in time) falls back to the loopback address.
+resolve(Host) ->
+    case inet:gethostbyname(Host, inet, ?RESOLVE_TIMEOUT) of
+        {ok, #hostent{h_addr_list = [Ip | _]}} ->
+            Ip;
+        _ ->
+            ?LOCALHOST
+    end.
+
+
+
+%% =============================================================================
+%% PRIVATE: channels
+%% =============================================================================
+
+
+
+%% Channels are given as a map #{Name => Opts} or as a list of `Name',
+%% `{Name, Opts}', `Opts#{name => Name}' or the legacy `{monotonic, Name}'.
+%% Missing options take the defaults; the default channel always exists with
+%% the default options, and the membership channel exists and is never
+%% monotonic.
+to_channels(Arg) when is_list(Arg); is_map(Arg) ->
+    Defaults = default_channel_opts(),
+    Entries = case Arg of
+        List when is_list(List) -> List;
+        Map -> maps:to_list(Map)
+    end,
+    Channels = maps:from_list([to_channel(E, Defaults) || E <- Entries]),
+    with_membership_channel(Channels#{?DEFAULT_CHANNEL => Defaults});
+
+to_channels(Arg) ->
+    invalid(channels, Arg).
+
+
+default_channel_opts() ->
+    #{parallelism => parallelism(), monotonic => false, compression => false}.
+
+
+to_channel({monotonic, Name}, Defaults) when is_atom(Name) ->
+    to_channel({Name, #{monotonic => true}}, Defaults);
+
+to_channel(Name, Defaults) when is_atom(Name) ->
+    to_channel({Name, #{}}, Defaults);
+
+to_channel(#{name := Name} = Opts, Defaults) ->
+    to_channel({Name, Opts}, Defaults);
+
+to_channel({Name, Opts}, Defaults) when is_atom(Name), is_list(Opts) ->
+    to_channel({Name, to_map(channels, Opts)}, Defaults);
+
+to_channel({Name, Opts}, Defaults) when is_atom(Name), is_map(Opts) ->
+    Merged = maps:merge(Defaults, maps:remove(name, Opts)),
+    is_valid_channel(Merged) orelse invalid(channels, {Name, Opts}),
+    {Name, Merged};
+
+to_channel(Other, _) ->
+    invalid(channels, Other).
+
+
+is_valid_channel(#{parallelism := N, monotonic := M, compression := C}) ->
+    is_integer(N) andalso N >= 1
+        andalso is_boolean(M)
+        andalso (is_boolean(C) orelse (is_integer(C) andalso C >= 0
+                                       andalso C =< 9)).
+
+
+with_membership_channel(#{?MEMBERSHIP_CHANNEL := Opts} = Channels) ->
+    Channels#{?MEMBERSHIP_CHANNEL => Opts#{monotonic => false}};
+
+with_membership_channel(Channels) ->
+    Channels#{
+        ?MEMBERSHIP_CHANNEL => #{
+            parallelism => 1,
+            monotonic => false,
+            compression => true
+        }
+    }.

@@ -1,0 +1,329 @@
+%% -----------------------------------------------------------------------------
+%% @doc The boundary with the native transport (`priv/libpartisan_nif.so').
+%%
+%% This is the only module that calls the native library; see
+%% `docs/nif_api.md' for the contract. The library is loaded explicitly by
+%% {@link load/0} (from `partisan_app') rather than with `-on_load', so that a
+%% missing or broken library is reported as an application start error.
+%%
+%% Every native function is declared with a stub that raises
+%% `{not_loaded, partisan_nif}' until the library replaces it.
+%%
+%% The running engine is kept in `persistent_term' under `{partisan, engine}';
+%% {@link engine/0} reads it.
+%% @end
+%% -----------------------------------------------------------------------------
+-module(partisan_nif).
+
+-define(LIBRARY, "libpartisan_nif").
+-define(ENGINE_KEY, {partisan, engine}).
+
+-type engine() :: reference().
+-type channel() :: atom().
+-type node_spec() :: map().
+-type target() :: atom() | pid() | binary().
+-type partition_key() :: undefined | non_neg_integer().
+-type send_error() :: not_yet_connected
+                    | message_too_large
+                    | {unknown_channel, channel()}.
+
+-export_type([engine/0]).
+-export_type([send_error/0]).
+-export_type([target/0]).
+
+%% Erlang-side helpers
+-export([load/0]).
+-export([engine/0]).
+-export([put_engine/1]).
+-export([erase_engine/0]).
+
+%% Native functions
+-export([start/1]).
+-export([stop/1]).
+-export([listen_addrs/1]).
+-export([join/2]).
+-export([leave/2]).
+-export([update_members/2]).
+-export([members/1]).
+-export([nodes/1]).
+-export([is_connected/3]).
+-export([is_fully_connected/2]).
+-export([connections/1]).
+-export([send/6]).
+-export([send_dirty/6]).
+-export([kill_connections/2]).
+-export([stats/1]).
+
+-nifs([
+    start/1,
+    stop/1,
+    listen_addrs/1,
+    join/2,
+    leave/2,
+    update_members/2,
+    members/1,
+    nodes/1,
+    is_connected/3,
+    is_fully_connected/2,
+    connections/1,
+    send/6,
+    send_dirty/6,
+    kill_connections/2,
+    stats/1
+]).
+
+-define(NOT_LOADED, erlang:nif_error({not_loaded, ?MODULE})).
+
+
+
+%% =============================================================================
+%% ERLANG-SIDE HELPERS
+%% =============================================================================
+
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Loads the native library from the application's `priv' directory.
+%% Idempotent: a library that is already loaded counts as success.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec load() -> ok | {error, Reason :: term()}.
+
+load() ->
+    case erlang:load_nif(library_path(), 0) of
+        ok ->
+            ok;
+        {error, {reload, _}} ->
+            ok;
+        {error, _} = Error ->
+            Error
+    end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the running engine.
+%% Fails with `partisan_not_started' when the application is not running.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec engine() -> engine() | no_return().
+
+engine() ->
+    case persistent_term:get(?ENGINE_KEY, undefined) of
+        undefined ->
+            erlang:error(partisan_not_started);
+        Engine ->
+            Engine
+    end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Publishes `Engine' as the running engine (called by the peer service
+%% manager that started it).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec put_engine(engine()) -> ok.
+
+put_engine(Engine) ->
+    persistent_term:put(?ENGINE_KEY, Engine).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Forgets the running engine, so that later calls fail with
+%% `partisan_not_started' instead of reaching a stopped engine.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec erase_engine() -> ok.
+
+erase_engine() ->
+    _ = persistent_term:erase(?ENGINE_KEY),
+    ok.
+
+
+
+%% =============================================================================
+%% NATIVE FUNCTIONS
+%% =============================================================================
+
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Starts an engine with `Config'; its listeners are bound on return.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec start(Config :: map()) -> {ok, engine()} | {error, Reason :: term()}.
+
+start(_Config) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Stops an engine: closes its sockets and joins its threads. Idempotent.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec stop(engine()) -> ok.
+
+stop(_Engine) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the addresses the engine's listeners are actually bound to.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec listen_addrs(engine()) ->
+    [#{ip := inet:ip_address(), port := inet:port_number()}].
+
+listen_addrs(_Engine) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Adds `NodeSpec' to the membership and dials it.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec join(engine(), NodeSpec :: node_spec()) -> ok | {error, Reason :: term()}.
+
+join(_Engine, _NodeSpec) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Removes `Node' from the cluster; the local node name means leaving it.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec leave(engine(), node()) -> ok.
+
+leave(_Engine, _Node) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Joins the listed specs and removes the members that are not listed.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec update_members(engine(), [node_spec()]) -> ok.
+
+update_members(_Engine, _NodeSpecs) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the member specs, the local node included, sorted by name.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec members(engine()) -> [node_spec()].
+
+members(_Engine) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the members with a live control connection (not the local
+%% node).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec nodes(engine()) -> [node()].
+
+nodes(_Engine) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns whether there is at least one connection to `Node' on
+%% `Channel' (`` '_' '' for any channel).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec is_connected(engine(), node(), channel() | '_') -> boolean().
+
+is_connected(_Engine, _Node, _Channel) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns whether every channel x parallelism connection to `Node' is up.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec is_fully_connected(engine(), node()) -> boolean().
+
+is_fully_connected(_Engine, _Node) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the live connections.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec connections(engine()) ->
+    [{node(), channel(), Index :: non_neg_integer()}].
+
+connections(_Engine) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Enqueues an encoded message (up to 64 KiB) for `Target' on `Node'.
+%% Runs on a normal scheduler.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec send(
+    engine(), node(), channel(), partition_key(), target(), binary()) ->
+    ok | {error, send_error()}.
+
+send(_Engine, _Node, _Channel, _PartitionKey, _Target, _Payload) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Same as {@link send/6} on a dirty CPU scheduler, for large payloads.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec send_dirty(
+    engine(), node(), channel(), partition_key(), target(), binary()) ->
+    ok | {error, send_error()}.
+
+send_dirty(_Engine, _Node, _Channel, _PartitionKey, _Target, _Payload) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Closes every connection to `Nodes' (members reconnect).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec kill_connections(engine(), [node()]) -> ok.
+
+kill_connections(_Engine, _Nodes) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the engine's counters.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec stats(engine()) -> map().
+
+stats(_Engine) ->
+    ?NOT_LOADED.
+
+
+
+%% =============================================================================
+%% PRIVATE
+%% =============================================================================
+
+
+
+%% The library sits in the application's priv directory. When the application
+%% is not known to the code server (e.g. modules loaded by path in a test),
+%% priv is found next to the directory holding this module's beam file.
+library_path() ->
+    filename:join(priv_dir(), ?LIBRARY).
+
+
+priv_dir() ->
+    case code:priv_dir(partisan) of
+        {error, bad_name} ->
+            Ebin = filename:dirname(code:which(?MODULE)),
+            filename:join(filename:dirname(Ebin), "priv");
+        Dir ->
+            Dir
+    end.

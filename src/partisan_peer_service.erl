@@ -1,0 +1,269 @@
+%% -----------------------------------------------------------------------------
+%% @doc The peer service: joining and leaving the cluster, the membership and
+%% node status callbacks. Each function dispatches to the configured peer
+%% service manager (option `peer_service_manager', see {@link manager/0}).
+%% @end
+%% -----------------------------------------------------------------------------
+-module(partisan_peer_service).
+
+-include("partisan.hrl").
+
+-export([connections/0]).
+-export([get_local_state/0]).
+-export([join/1]).
+-export([leave/0]).
+-export([leave/1]).
+-export([manager/0]).
+-export([member/1]).
+-export([members/0]).
+-export([members_for_orchestration/0]).
+-export([on_down/2]).
+-export([on_down/3]).
+-export([on_up/2]).
+-export([on_up/3]).
+-export([stop/0]).
+-export([stop/1]).
+-export([sync_join/1]).
+-export([update_members/1]).
+
+-type node_selector() :: partisan_peer_service_manager:node_selector().
+-type on_event_fun() :: partisan_peer_service_manager:on_event_fun().
+-type event_opts() :: #{channel => partisan:channel()}.
+
+
+
+%% =============================================================================
+%% API
+%% =============================================================================
+
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the peer service manager module in use.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec manager() -> module().
+
+manager() ->
+    ?PEER_SERVICE_MANAGER.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Joins the cluster of the node described by `NodeSpec' (or of node
+%% `Node', whose specification is found with {@link partisan:node_spec/1}).
+%% Returns once the join is under way; the membership spreads by gossip.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec join(partisan:node_spec() | node()) ->
+    ok | {error, self_join | not_yet_connected | term()}.
+
+join(Arg) ->
+    with_node_spec(Arg, fun(NodeSpec) -> (manager()):join(NodeSpec) end).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Like {@link join/1}, then waits (up to 10 seconds) until every
+%% connection to the node is up. Returns `{error, timeout}' if they are not.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec sync_join(partisan:node_spec() | node()) ->
+    ok | {error, self_join | timeout | term()}.
+
+sync_join(Arg) ->
+    with_node_spec(Arg, fun(NodeSpec) -> (manager()):sync_join(NodeSpec) end).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Makes the local node leave the cluster.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec leave() -> ok.
+
+leave() ->
+    (manager()):leave().
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Removes a node from the cluster; for the local node, same as
+%% {@link leave/0}.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec leave(partisan:node_spec() | node()) -> ok.
+
+leave(Arg) ->
+    case node_name(Arg) =:= partisan:node() of
+        true -> (manager()):leave();
+        false -> (manager()):leave(Arg)
+    end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the names of the members, the local node included.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec members() -> {ok, [node()]}.
+
+members() ->
+    (manager()):members().
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns whether the node is a member.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec member(node() | partisan:node_spec()) -> boolean().
+
+member(Arg) ->
+    (manager()):member(Arg).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the specifications of the members, the local node included.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec members_for_orchestration() -> [partisan:node_spec()].
+
+members_for_orchestration() ->
+    (manager()):members_for_orchestration().
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Makes the membership `NodeSpecs' (plus the local node): joins the
+%% listed nodes and removes the others. For external membership services.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec update_members([partisan:node_spec()]) -> ok | {error, not_implemented}.
+
+update_members(NodeSpecs) when is_list(NodeSpecs) ->
+    (manager()):update_members(NodeSpecs).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the live connections as `{Node, Channel, Index}' tuples.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec connections() -> {ok, [{node(), partisan:channel(), non_neg_integer()}]}.
+
+connections() ->
+    {ok, partisan_nif:connections(partisan_nif:engine())}.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the manager's view of the membership.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec get_local_state() -> term().
+
+get_local_state() ->
+    (manager()):get_local_state().
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Calls `Fun' whenever the node (`` '_' '' or `any': every node) comes
+%% up. `Fun' takes no argument or the node.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec on_up(node_selector(), on_event_fun()) -> ok | {error, not_implemented}.
+
+on_up(Node, Fun) ->
+    (manager()):on_up(Node, Fun).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Like {@link on_up/2}, with options (`channel').
+%% @end
+%% -----------------------------------------------------------------------------
+-spec on_up(node_selector(), on_event_fun(), event_opts()) ->
+    ok | {error, not_implemented}.
+
+on_up(Node, Fun, Opts) ->
+    call_optional(on_up, [Node, Fun, Opts]).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Calls `Fun' whenever the node (`` '_' '' or `any': every node) goes
+%% down. `Fun' takes no argument or the node.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec on_down(node_selector(), on_event_fun()) ->
+    ok | {error, not_implemented}.
+
+on_down(Node, Fun) ->
+    (manager()):on_down(Node, Fun).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Like {@link on_down/2}, with options (`channel').
+%% @end
+%% -----------------------------------------------------------------------------
+-spec on_down(node_selector(), on_event_fun(), event_opts()) ->
+    ok | {error, not_implemented}.
+
+on_down(Node, Fun, Opts) ->
+    call_optional(on_down, [Node, Fun, Opts]).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Stops the node (`init:stop/0'), as Partisan does.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec stop() -> ok.
+
+stop() ->
+    stop("received stop request").
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Logs `Reason' and stops the node (`init:stop/0'), as Partisan does.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec stop(Reason :: term()) -> ok.
+
+stop(Reason) ->
+    logger:notice(#{description => "Peer service stopping", reason => Reason}),
+    init:stop().
+
+
+
+%% =============================================================================
+%% PRIVATE
+%% =============================================================================
+
+
+
+with_node_spec(#{name := Node} = NodeSpec, Fun) when is_atom(Node) ->
+    case Node =:= partisan:node() of
+        true -> {error, self_join};
+        false -> Fun(NodeSpec)
+    end;
+
+with_node_spec(Node, Fun) when is_atom(Node) ->
+    case partisan:node_spec(Node) of
+        {ok, NodeSpec} ->
+            with_node_spec(NodeSpec, Fun);
+        {error, _} = Error ->
+            Error
+    end;
+
+with_node_spec(Arg, _) ->
+    erlang:error(badarg, [Arg]).
+
+
+node_name(#{name := Node}) when is_atom(Node) ->
+    Node;
+
+node_name(Node) when is_atom(Node) ->
+    Node;
+
+node_name(Arg) ->
+    erlang:error(badarg, [Arg]).
+
+
+%% Calls an optional callback of the manager.
+call_optional(Function, Args) ->
+    Manager = manager(),
+    _ = code:ensure_loaded(Manager),
+    case erlang:function_exported(Manager, Function, length(Args)) of
+        true -> apply(Manager, Function, Args);
+        false -> {error, not_implemented}
+    end.

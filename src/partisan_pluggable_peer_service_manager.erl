@@ -1,0 +1,542 @@
+%% -----------------------------------------------------------------------------
+%% @doc The full-mesh peer service manager: every member connects to every
+%% other member.
+%%
+%% The membership and the connections live in the native engine; this
+%% process starts and stops it, receives its events and runs the `on_up' and
+%% `on_down' callbacks. Queries and membership changes go straight to the
+%% engine, and messages are sent by {@link partisan:forward_message/4} in the
+%% caller, so this process is on no hot path.
+%% @end
+%% -----------------------------------------------------------------------------
+-module(partisan_pluggable_peer_service_manager).
+
+-behaviour(gen_server).
+-behaviour(partisan_peer_service_manager).
+
+-include("partisan.hrl").
+
+-define(SYNC_JOIN_TIMEOUT, 10000).
+-define(SYNC_JOIN_POLL_INTERVAL, 50).
+
+-type event() :: up | down.
+-type callback() :: {partisan_peer_service_manager:on_event_fun(),
+                     partisan:channel()}.
+-type callbacks() :: #{node() | '_' => [callback()]}.
+
+-record(state, {
+    engine :: partisan_nif:engine(),
+    up = #{} :: callbacks(),
+    down = #{} :: callbacks(),
+    %% The member list of the last membership event.
+    members :: [node()]
+}).
+
+%% API
+-export([cast_message/2]).
+-export([cast_message/3]).
+-export([cast_message/4]).
+-export([forward_message/2]).
+-export([forward_message/3]).
+-export([forward_message/4]).
+-export([get_local_state/0]).
+-export([join/1]).
+-export([leave/0]).
+-export([leave/1]).
+-export([member/1]).
+-export([members/0]).
+-export([members_for_orchestration/0]).
+-export([on_down/2]).
+-export([on_down/3]).
+-export([on_up/2]).
+-export([on_up/3]).
+-export([start_link/0]).
+-export([supports_capability/1]).
+-export([sync_join/1]).
+-export([update_members/1]).
+
+%% gen_server callbacks
+-export([init/1]).
+-export([handle_call/3]).
+-export([handle_cast/2]).
+-export([handle_info/2]).
+-export([terminate/2]).
+
+
+
+%% =============================================================================
+%% API
+%% =============================================================================
+
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Starts the manager (and the native engine), registered under this
+%% module's name.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec start_link() -> {ok, pid()} | ignore | {error, term()}.
+
+start_link() ->
+    gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Adds `NodeSpec' to the membership and connects to it.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec join(partisan:node_spec()) -> ok | {error, term()}.
+
+join(#{name := _} = NodeSpec) ->
+    partisan_nif:join(partisan_nif:engine(), NodeSpec).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Like {@link join/1}, then waits up to 10 seconds for every connection
+%% to the node to be up.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec sync_join(partisan:node_spec()) -> ok | {error, timeout | term()}.
+
+sync_join(#{name := Node} = NodeSpec) ->
+    case join(NodeSpec) of
+        ok ->
+            Deadline = now_ms() + ?SYNC_JOIN_TIMEOUT,
+            wait_until_fully_connected(Node, Deadline);
+        Error ->
+            Error
+    end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Makes the local node leave the cluster.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec leave() -> ok.
+
+leave() ->
+    partisan_nif:leave(partisan_nif:engine(), partisan:node()).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Removes a node from the cluster.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec leave(partisan:node_spec() | node()) -> ok.
+
+leave(NodeOrSpec) ->
+    partisan_nif:leave(partisan_nif:engine(), node_name(NodeOrSpec)).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the names of the members, the local node included.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec members() -> {ok, [node()]}.
+
+members() ->
+    {ok, [Node || #{name := Node} <- members_for_orchestration()]}.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns whether the node is a member.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec member(node() | partisan:node_spec()) -> boolean().
+
+member(NodeOrSpec) ->
+    Node = node_name(NodeOrSpec),
+    lists:any(
+        fun(#{name := Name}) -> Name =:= Node end,
+        members_for_orchestration()
+    ).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the specifications of the members, the local node included.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec members_for_orchestration() -> [partisan:node_spec()].
+
+members_for_orchestration() ->
+    partisan_nif:members(partisan_nif:engine()).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Joins the listed nodes and removes the members that are not listed
+%% (never the local node).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec update_members([partisan:node_spec()]) -> ok.
+
+update_members(NodeSpecs) when is_list(NodeSpecs) ->
+    partisan_nif:update_members(partisan_nif:engine(), NodeSpecs).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns `{ok, Members}': the member names of the last membership
+%% change this node saw.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec get_local_state() -> {ok, [node()]}.
+
+get_local_state() ->
+    gen_server:call(?MODULE, get_local_state, infinity).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Same as `on_up(Node, Fun, #{})'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec on_up(
+    partisan_peer_service_manager:node_selector(),
+    partisan_peer_service_manager:on_event_fun()) -> ok.
+
+on_up(Node, Fun) ->
+    on_up(Node, Fun, #{}).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Calls `Fun' each time the node comes up (`` '_' '' or `any': any
+%% node). `Fun' takes no argument, the node, or the node and the channel
+%% given as option `channel' (default: the default channel). Callbacks run in
+%% this manager, one after another; an exception in one is logged.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec on_up(
+    partisan_peer_service_manager:node_selector(),
+    partisan_peer_service_manager:on_event_fun(),
+    #{channel => partisan:channel()}) -> ok.
+
+on_up(Node, Fun, Opts) ->
+    subscribe(up, Node, Fun, Opts).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Same as `on_down(Node, Fun, #{})'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec on_down(
+    partisan_peer_service_manager:node_selector(),
+    partisan_peer_service_manager:on_event_fun()) -> ok.
+
+on_down(Node, Fun) ->
+    on_down(Node, Fun, #{}).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Calls `Fun' each time the node goes down; see {@link on_up/3}.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec on_down(
+    partisan_peer_service_manager:node_selector(),
+    partisan_peer_service_manager:on_event_fun(),
+    #{channel => partisan:channel()}) -> ok.
+
+on_down(Node, Fun, Opts) ->
+    subscribe(down, Node, Fun, Opts).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc See {@link partisan:forward_message/2}.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec forward_message(partisan:server_ref(), partisan:message()) ->
+    partisan:forward_result().
+
+forward_message(ServerRef, Msg) ->
+    partisan:forward_message(ServerRef, Msg).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc See {@link partisan:forward_message/3}.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec forward_message(
+    partisan:server_ref(), partisan:message(), partisan:forward_opts()) ->
+    partisan:forward_result().
+
+forward_message(ServerRef, Msg, Opts) ->
+    partisan:forward_message(ServerRef, Msg, Opts).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc See {@link partisan:forward_message/4}.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec forward_message(
+    node(), partisan:server_ref(), partisan:message(),
+    partisan:forward_opts()) -> partisan:forward_result().
+
+forward_message(Node, ServerRef, Msg, Opts) ->
+    partisan:forward_message(Node, ServerRef, Msg, Opts).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc See {@link partisan:cast_message/2}.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec cast_message(partisan:server_ref(), partisan:message()) -> ok.
+
+cast_message(ServerRef, Msg) ->
+    partisan:cast_message(ServerRef, Msg).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc See {@link partisan:cast_message/3}.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec cast_message(
+    partisan:server_ref(), partisan:message(), partisan:forward_opts()) -> ok.
+
+cast_message(ServerRef, Msg, Opts) ->
+    partisan:cast_message(ServerRef, Msg, Opts).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc See {@link partisan:cast_message/4}.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec cast_message(
+    node(), partisan:server_ref(), partisan:message(),
+    partisan:forward_opts()) -> ok.
+
+cast_message(Node, ServerRef, Msg, Opts) ->
+    partisan:cast_message(Node, ServerRef, Msg, Opts).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns whether this manager supports `Capability': process and node
+%% monitoring (`monitoring') is supported, as every member sees every other.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec supports_capability(atom()) -> boolean().
+
+supports_capability(monitoring) ->
+    true;
+
+supports_capability(_) ->
+    false.
+
+
+
+%% =============================================================================
+%% GEN_SERVER CALLBACKS
+%% =============================================================================
+
+
+
+%% @private
+-spec init([]) -> {ok, #state{}} | {stop, term()}.
+
+init([]) ->
+    %% So that terminate/2 stops the engine when the supervisor shuts us down.
+    process_flag(trap_exit, true),
+    case partisan_config:get(tls, false) of
+        true ->
+            %% The engine contract has no TLS settings yet: refuse rather than
+            %% silently run in clear text.
+            {stop, {partisan_nif_start_failed, tls_not_supported}};
+        false ->
+            start_engine()
+    end.
+
+
+%% @private
+-spec handle_call(term(), gen_server:from(), #state{}) ->
+    {reply, term(), #state{}}.
+
+handle_call({subscribe, Event, Node, Callback}, _From, State) ->
+    {reply, ok, add_callback(Event, Node, Callback, State)};
+
+handle_call(get_local_state, _From, State) ->
+    {reply, {ok, State#state.members}, State};
+
+handle_call(_Request, _From, State) ->
+    {reply, {error, unknown_call}, State}.
+
+
+%% @private
+-spec handle_cast(term(), #state{}) -> {noreply, #state{}}.
+
+handle_cast(_Msg, State) ->
+    {noreply, State}.
+
+
+%% @private
+-spec handle_info(term(), #state{}) -> {noreply, #state{}}.
+
+handle_info({partisan_event, {node_up, Node}}, State) ->
+    ok = run_callbacks(Node, State#state.up),
+    {noreply, State};
+
+handle_info({partisan_event, {node_down, Node}}, State) ->
+    ok = run_callbacks(Node, State#state.down),
+    {noreply, State};
+
+handle_info({partisan_event, {membership, Members}}, State) ->
+    {noreply, State#state{members = Members}};
+
+handle_info({partisan_event, {left, Node}}, State) ->
+    _ = Node =:= partisan:node()
+        andalso logger:notice(#{
+            description => "This node was removed from the cluster",
+            node => Node
+        }),
+    {noreply, State};
+
+handle_info(_Info, State) ->
+    {noreply, State}.
+
+
+%% @private
+-spec terminate(term(), #state{}) -> ok.
+
+terminate(_Reason, #state{engine = Engine}) ->
+    %% Forget the engine first, so that concurrent senders get a clear
+    %% partisan_not_started rather than a stopping engine.
+    ok = partisan_nif:erase_engine(),
+    partisan_nif:stop(Engine).
+
+
+
+%% =============================================================================
+%% PRIVATE
+%% =============================================================================
+
+
+
+start_engine() ->
+    case partisan_nif:start(engine_config()) of
+        {ok, Engine} ->
+            try publish(Engine) of
+                ok -> {ok, #state{engine = Engine, members = [partisan:node()]}}
+            catch
+                _:Reason ->
+                    ok = partisan_nif:erase_engine(),
+                    ok = partisan_nif:stop(Engine),
+                    {stop, {partisan_nif_start_failed, Reason}}
+            end;
+        {error, Reason} ->
+            {stop, {partisan_nif_start_failed, Reason}}
+    end.
+
+
+%% Ports may have been ephemeral (0): the bound ones are published so that
+%% node_spec() tells peers where to connect.
+publish(Engine) ->
+    ok = partisan_nif:put_engine(Engine),
+    ok = partisan_config:set(listen_addrs, partisan_nif:listen_addrs(Engine)).
+
+
+%% The engine's configuration (docs/nif_api.md): the node specification and
+%% the transport options.
+engine_config() ->
+    Options = [
+        periodic_interval,
+        connection_interval,
+        connection_jitter,
+        connection_ping,
+        max_frame_size,
+        io_threads
+    ],
+    Config = maps:from_list([{Key, partisan_config:get(Key)} || Key <- Options]),
+    maps:merge(partisan:node_spec(), Config#{
+        event_pid => self(),
+        incarnation => erlang:system_time(nanosecond)
+    }).
+
+
+%% Validates in the caller so that bad arguments fail there with badarg.
+subscribe(Event, Node, Fun, Opts) ->
+    Selector = selector(Node),
+    is_callback_fun(Fun) andalso is_map(Opts)
+        orelse erlang:error(badarg, [Node, Fun, Opts]),
+    Channel = maps:get(channel, Opts, ?DEFAULT_CHANNEL),
+    is_atom(Channel) orelse erlang:error(badarg, [Node, Fun, Opts]),
+    Request = {subscribe, Event, Selector, {Fun, Channel}},
+    gen_server:call(?MODULE, Request, infinity).
+
+
+selector(#{name := Node}) when is_atom(Node) ->
+    Node;
+
+selector(any) ->
+    '_';
+
+selector(Node) when is_atom(Node) ->
+    Node;
+
+selector(Other) ->
+    erlang:error(badarg, [Other]).
+
+
+is_callback_fun(Fun) ->
+    is_function(Fun, 0) orelse is_function(Fun, 1) orelse is_function(Fun, 2).
+
+
+-spec add_callback(event(), node() | '_', callback(), #state{}) -> #state{}.
+
+add_callback(up, Node, Callback, #state{up = Callbacks} = State) ->
+    State#state{up = append(Node, Callback, Callbacks)};
+
+add_callback(down, Node, Callback, #state{down = Callbacks} = State) ->
+    State#state{down = append(Node, Callback, Callbacks)}.
+
+
+append(Key, Value, Map) ->
+    maps:update_with(Key, fun(List) -> List ++ [Value] end, [Value], Map).
+
+
+%% Wildcard callbacks first, then the node's own, each in registration order.
+run_callbacks(Node, Callbacks) ->
+    Matching = maps:get('_', Callbacks, []) ++ maps:get(Node, Callbacks, []),
+    lists:foreach(fun(Callback) -> run_callback(Callback, Node) end, Matching).
+
+
+run_callback({Fun, Channel}, Node) ->
+    try
+        case erlang:fun_info(Fun, arity) of
+            {arity, 0} -> Fun();
+            {arity, 1} -> Fun(Node);
+            {arity, 2} -> Fun(Node, Channel)
+        end
+    catch
+        Class:Reason:Stacktrace ->
+            logger:warning(#{
+                description => "Node status callback failed",
+                node => Node,
+                class => Class,
+                reason => Reason,
+                stacktrace => Stacktrace
+            })
+    end.
+
+
+node_name(#{name := Node}) when is_atom(Node) ->
+    Node;
+
+node_name(Node) when is_atom(Node) ->
+    Node;
+
+node_name(Arg) ->
+    erlang:error(badarg, [Arg]).
+
+
+wait_until_fully_connected(Node, Deadline) ->
+    case partisan_nif:is_fully_connected(partisan_nif:engine(), Node) of
+        true ->
+            ok;
+        false ->
+            case now_ms() >= Deadline of
+                true ->
+                    {error, timeout};
+                false ->
+                    timer:sleep(?SYNC_JOIN_POLL_INTERVAL),
+                    wait_until_fully_connected(Node, Deadline)
+            end
+    end.
+
+
+now_ms() ->
+    erlang:monotonic_time(millisecond).

@@ -1,0 +1,54 @@
+%% -----------------------------------------------------------------------------
+%% @doc The top supervisor: runs the configured peer service manager, which
+%% owns the native engine.
+%% @end
+%% -----------------------------------------------------------------------------
+-module(partisan_sup).
+
+-behaviour(supervisor).
+
+-include("partisan.hrl").
+
+-export([start_link/0]).
+-export([init/1]).
+
+
+
+%% =============================================================================
+%% API
+%% =============================================================================
+
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Starts the supervisor, registered as `partisan_sup'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec start_link() -> supervisor:startlink_ret().
+
+start_link() ->
+    supervisor:start_link({local, ?MODULE}, ?MODULE, []).
+
+
+
+%% =============================================================================
+%% SUPERVISOR CALLBACKS
+%% =============================================================================
+
+
+
+%% @private
+-spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
+
+init([]) ->
+    Manager = ?PEER_SERVICE_MANAGER,
+    Flags = #{strategy => one_for_one, intensity => 10, period => 10},
+    ManagerSpec = #{
+        id => Manager,
+        start => {Manager, start_link, []},
+        restart => permanent,
+        shutdown => 5000,
+        type => worker,
+        modules => [Manager]
+    },
+    {ok, {Flags, [ManagerSpec]}}.

@@ -1,0 +1,503 @@
+%% -----------------------------------------------------------------------------
+%% @doc Message delivery between two real BEAM nodes through partisan:
+%% registered names, remote pids (partisan remote references) and replies,
+%% named channels and parallelism, partition_key ordering, volume, large
+%% messages, the max_frame_size limit, compression, errors when not connected
+%% and the three remote reference formats.
+%%
+%% Distributed Erlang only drives the nodes (erpc); the two peers are hidden
+%% and never disterl-connected to each other, which the suite asserts.
+%% @end
+%% -----------------------------------------------------------------------------
+-module(partisan_messaging_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-export([all/0]).
+-export([groups/0]).
+-export([suite/0]).
+-export([init_per_suite/1]).
+-export([end_per_suite/1]).
+-export([init_per_group/2]).
+-export([end_per_group/2]).
+-export([init_per_testcase/2]).
+-export([end_per_testcase/2]).
+
+-export([forward_to_registered_name_2/1]).
+-export([forward_to_registered_name_4/1]).
+-export([forward_to_remote_pid/1]).
+-export([reply_via_remote_ref/1]).
+-export([named_channels/1]).
+-export([partition_key_ordering/1]).
+-export([ten_thousand_in_order/1]).
+-export([eight_mib_binary/1]).
+-export([not_connected/1]).
+-export([no_disterl_between_peers/1]).
+-export([oversized_refused_connection_survives/1]).
+-export([compressed_channel_intact/1]).
+-export([remote_ref_replies/1]).
+
+-define(S, partisan_ct_support).
+-define(MiB, (1024 * 1024)).
+-define(NOBODY, 'nobody@127.0.0.1').
+
+
+%% =============================================================================
+%% CT CALLBACKS
+%% =============================================================================
+
+
+suite() ->
+    [{timetrap, {seconds, 90}}].
+
+
+all() ->
+    [
+        {group, basic},
+        {group, frame_limit},
+        {group, compression},
+        {group, ref_improper_list},
+        {group, ref_tuple},
+        {group, ref_uri}
+    ].
+
+
+groups() ->
+    [
+        {basic, [], [
+            forward_to_registered_name_2,
+            forward_to_registered_name_4,
+            forward_to_remote_pid,
+            reply_via_remote_ref,
+            named_channels,
+            partition_key_ordering,
+            ten_thousand_in_order,
+            eight_mib_binary,
+            not_connected,
+            %% last: after all that traffic, still no disterl between peers
+            no_disterl_between_peers
+        ]},
+        {frame_limit, [], [oversized_refused_connection_survives]},
+        {compression, [], [compressed_channel_intact]},
+        {ref_improper_list, [], [remote_ref_replies]},
+        {ref_tuple, [], [remote_ref_replies]},
+        {ref_uri, [], [remote_ref_replies]}
+    ].
+
+
+init_per_suite(Config) ->
+    ok = ?S:init_dist(),
+    [{node_prefix, "msg"} | Config].
+
+
+end_per_suite(_Config) ->
+    ok.
+
+
+init_per_group(Group, Config0) ->
+    Env = group_env(Group),
+    Config = [{partisan_env, Env}, {group, Group} | Config0],
+    [A, B] = Nodes = ?S:start_nodes(2, Config),
+    try
+        ok = ?S:join(B, A),
+        ok = ?S:wait_until_converged(Nodes)
+    catch
+        C:R:St ->
+            ?S:stop_nodes(Nodes),
+            erlang:raise(C, R, St)
+    end,
+    [{nodes, Nodes} | Config].
+
+
+end_per_group(_Group, Config) ->
+    ?S:stop_nodes(?config(nodes, Config)).
+
+
+init_per_testcase(_TC, Config) ->
+    %% fresh collector ('inbox') and echo server ('echo') on both nodes
+    [
+        begin
+            _ = ?S:rpc(N, ?S, start_collector, [inbox]),
+            _ = ?S:rpc(N, ?S, start_echo, [echo])
+        end
+        || N <- ?config(nodes, Config)
+    ],
+    Config.
+
+
+end_per_testcase(_TC, _Config) ->
+    ok.
+
+
+group_env(basic) ->
+    #{channels => #{
+        fast => #{parallelism => 4},
+        slow => #{parallelism => 1}
+    }};
+
+group_env(frame_limit) ->
+    #{max_frame_size => ?MiB};
+
+group_env(compression) ->
+    #{channels => #{zip => #{parallelism => 1, compression => true}}};
+
+group_env(ref_improper_list) ->
+    #{remote_ref_format => improper_list};
+
+group_env(ref_tuple) ->
+    #{remote_ref_format => tuple};
+
+group_env(ref_uri) ->
+    #{remote_ref_format => uri}.
+
+
+
+%% =============================================================================
+%% TEST CASES
+%% =============================================================================
+
+
+%% partisan:forward_message({Name, Node}, Msg), both directions.
+forward_to_registered_name_2(Config) ->
+    [A, B] = ?config(nodes, Config),
+    ?assertEqual(
+        ok,
+        ?S:rpc(A, partisan, forward_message, [{inbox, B}, {hello, 1, A}])
+    ),
+    ?assertEqual(
+        ok,
+        ?S:rpc(B, partisan, forward_message, [{inbox, A}, {hello, 1, B}])
+    ),
+    ?assertEqual([{hello, 1, A}], ?S:wait_for_messages(B, inbox, 1)),
+    ?assertEqual([{hello, 1, B}], ?S:wait_for_messages(A, inbox, 1)),
+    %% forward_message/3 with the same destination form and options
+    ?assertEqual(
+        ok,
+        ?S:rpc(A, partisan, forward_message,
+               [{inbox, B}, {hello, 2, A}, #{channel => slow}])
+    ),
+    ?assertEqual(
+        [{hello, 1, A}, {hello, 2, A}],
+        ?S:wait_for_messages(B, inbox, 2)
+    ).
+
+
+%% partisan:forward_message(Node, Name, Msg, Opts) with map and list options.
+forward_to_registered_name_4(Config) ->
+    [A, B] = ?config(nodes, Config),
+    Msgs = [
+        {#{}, {m, 1}},
+        {#{channel => fast}, {m, 2}},
+        {#{channel => slow}, {m, 3}},
+        %% Partisan 5 also accepts options as a list
+        {[], {m, 4}}
+    ],
+    lists:foreach(
+        fun({Opts, Msg}) ->
+            ?assertEqual(
+                ok,
+                ?S:rpc(A, partisan, forward_message, [B, inbox, Msg, Opts]),
+                Opts
+            )
+        end,
+        Msgs
+    ),
+    Got = ?S:wait_for_messages(B, inbox, length(Msgs)),
+    ?assertEqual(lists:sort([M || {_, M} <- Msgs]), lists:sort(Got)).
+
+
+%% A partisan remote reference of a pid on B, used as destination from A.
+forward_to_remote_pid(Config) ->
+    [A, B] = ?config(nodes, Config),
+    Ref = ?S:rpc(B, ?S, collector_ref, [inbox]),
+    ?assertEqual(B, ?S:rpc(A, partisan_remote_ref, node, [Ref])),
+    ?assertEqual(
+        ok, ?S:rpc(A, partisan, forward_message, [Ref, {to_pid, 1}])
+    ),
+    ?assertEqual(
+        ok,
+        ?S:rpc(A, partisan, forward_message,
+               [Ref, {to_pid, 2}, #{channel => slow}])
+    ),
+    Got = ?S:wait_for_messages(B, inbox, 2),
+    ?assertEqual([{to_pid, 1}, {to_pid, 2}], lists:sort(Got)).
+
+
+%% partisan:self() carried in a message is used by the receiver to reply;
+%% replies come back the same way, in both directions and on a named channel.
+reply_via_remote_ref(Config) ->
+    [A, B] = ?config(nodes, Config),
+    Payload = {payload, lists:seq(1, 100), <<"bin">>, #{k => v}},
+    {ok, MeA, Reply} = ?S:rpc(A, ?S, ping, [{echo, B}, t1, Payload, 5000]),
+    ?assertEqual(Payload, Reply),
+    ?assertEqual(A, ?S:rpc(A, partisan_remote_ref, node, [MeA])),
+
+    {ok, _, Reply2} = ?S:rpc(B, ?S, ping, [{echo, A}, t2, Payload, 5000]),
+    ?assertEqual(Payload, Reply2),
+
+    %% sequential round trips both ways, and on a named channel
+    ?assertEqual(ok, ?S:rpc(A, ?S, ping_many, [{echo, B}, 200, #{}, 5000])),
+    ?assertEqual(ok, ?S:rpc(B, ?S, ping_many, [{echo, A}, 200, #{}, 5000])),
+    ?assertEqual(
+        ok,
+        ?S:rpc(A, ?S, ping_many, [{echo, B}, 50, #{channel => fast}, 5000])
+    ),
+    ?assertEqual([], ?S:rpc(A, ?S, echo_errors, [echo])),
+    ?assertEqual([], ?S:rpc(B, ?S, echo_errors, [echo])).
+
+
+%% Named channels with parallelism 4 (fast) and 1 (slow) are fully connected
+%% and deliver; the parallelism-1 channel keeps order.
+named_channels(Config) ->
+    [A, B] = ?config(nodes, Config),
+    [
+        ?assert(?S:rpc(N, partisan, is_connected, [Other, Channel]),
+                {N, Other, Channel})
+        || {N, Other} <- [{A, B}, {B, A}], Channel <- [fast, slow]
+    ],
+    ?assert(?S:rpc(A, partisan, is_fully_connected, [B])),
+
+    N = 1000,
+    ?assertEqual(
+        ok,
+        ?S:rpc(A, ?S, send_seq, [{inbox, B}, fast, 1, N, #{channel => fast}])
+    ),
+    ?assertEqual(
+        ok,
+        ?S:rpc(A, ?S, send_seq, [{inbox, B}, slow, 1, N, #{channel => slow}])
+    ),
+    Got = ?S:wait_for_messages(B, inbox, 2 * N),
+    ?assertEqual(2 * N, length(Got)),
+    Fast = [I || {seq, fast, I} <- Got],
+    Slow = [I || {seq, slow, I} <- Got],
+    %% parallelism 4 without a partition key: everything arrives, order free
+    ?assertEqual(lists:seq(1, N), lists:sort(Fast)),
+    %% parallelism 1: in order
+    ?assertEqual(lists:seq(1, N), Slow).
+
+
+%% With parallelism 4, messages that share a partition_key arrive in order.
+partition_key_ordering(Config) ->
+    [A, B] = ?config(nodes, Config),
+    Keys = lists:seq(0, 7),
+    PerKey = 250,
+    ?assertEqual(
+        ok,
+        ?S:rpc(A, ?S, send_keyed,
+               [{inbox, B}, pk, Keys, PerKey, #{channel => fast}, 0])
+    ),
+    Got = ?S:wait_for_messages(B, inbox, length(Keys) * PerKey),
+    ?assertEqual(length(Keys) * PerKey, length(Got)),
+    lists:foreach(
+        fun(K) ->
+            Seqs = [S || {keyed, pk, K1, S} <- Got, K1 == K],
+            ?assertEqual(lists:seq(1, PerKey), Seqs, {partition_key, K})
+        end,
+        Keys
+    ).
+
+
+%% 10,000 messages on a parallelism-1 channel arrive complete and in order.
+ten_thousand_in_order(Config) ->
+    [A, B] = ?config(nodes, Config),
+    N = 10000,
+    ?assertEqual(
+        ok,
+        ?S:rpc(A, ?S, send_seq, [{inbox, B}, tt, 1, N, #{channel => slow}])
+    ),
+    Got = ?S:wait_for_messages(B, inbox, N, 60000),
+    ?assertEqual(N, length(Got)),
+    ?assertEqual(lists:seq(1, N), [I || {seq, tt, I} <- Got]).
+
+
+%% An 8 MiB binary arrives intact (MD5 compared), and the connection keeps
+%% delivering in order after it.
+eight_mib_binary(Config) ->
+    [A, B] = ?config(nodes, Config),
+    Size = 8 * ?MiB,
+    {Res, Size, Md5} = ?S:rpc(
+        A, ?S, send_binary, [{inbox, B}, big, random, Size, #{}]
+    ),
+    ?assertEqual(ok, Res),
+    ?assertEqual(ok, ?S:rpc(A, ?S, forward, [{inbox, B}, after_big, #{}])),
+    Got = ?S:wait_for_messages(B, inbox, 2, 30000),
+    ?assertEqual([{bin, big, {'$binary', Size, Md5}}, after_big], Got),
+
+    %% and the other way, on a named channel
+    {Res2, Size, Md5b} = ?S:rpc(
+        B, ?S, send_binary,
+        [{inbox, A}, big_back, random, Size, #{channel => slow}]
+    ),
+    ?assertEqual(ok, Res2),
+    ?assertEqual(
+        [{bin, big_back, {'$binary', Size, Md5b}}],
+        ?S:wait_for_messages(A, inbox, 1, 30000)
+    ).
+
+
+%% Sending to a node we are not connected to returns
+%% {error, not_yet_connected}, whatever the destination form.
+not_connected(Config) ->
+    [A, B] = ?config(nodes, Config),
+    ?assertEqual(
+        {error, not_yet_connected},
+        ?S:rpc(A, partisan, forward_message, [?NOBODY, inbox, msg, #{}])
+    ),
+    ?assertEqual(
+        {error, not_yet_connected},
+        ?S:rpc(A, partisan, forward_message,
+               [?NOBODY, inbox, msg, #{channel => fast}])
+    ),
+    ?assertEqual(
+        {error, not_yet_connected},
+        ?S:rpc(A, partisan, forward_message, [{inbox, ?NOBODY}, msg])
+    ),
+    %% the node keeps working
+    ?assertEqual(ok, ?S:rpc(A, ?S, ping_many, [{echo, B}, 5, #{}, 5000])).
+
+
+%% The traffic of the whole group went through partisan: the two peers have
+%% no Distributed Erlang connection to each other.
+no_disterl_between_peers(Config) ->
+    ?S:assert_no_disterl_mesh(?config(nodes, Config)).
+
+
+%% max_frame_size = 1 MiB: a 2 MiB message is refused at the sender with an
+%% error (message_too_large), a message under the limit is delivered intact and
+%% the connection keeps working.
+oversized_refused_connection_survives(Config) ->
+    [A, B] = ?config(nodes, Config),
+    {Res, _, _} = ?S:rpc(
+        A, ?S, send_binary, [{inbox, B}, too_big, random, 2 * ?MiB, #{}]
+    ),
+    ct:log("oversized send returned ~p", [Res]),
+    case Res of
+        {error, message_too_large} -> ok;
+        {error, _} -> ok;
+        _ -> ct:fail({oversized_message_not_refused, Res})
+    end,
+    %% same with the 4-arity form
+    Big = binary:copy(<<"x">>, 2 * ?MiB),
+    ?assertMatch(
+        {error, _},
+        ?S:rpc(A, partisan, forward_message, [B, inbox, {big, Big}, #{}])
+    ),
+
+    %% small message after it arrives
+    ?assertEqual(ok, ?S:rpc(A, ?S, forward, [{inbox, B}, small_after, #{}])),
+    ?assertEqual([small_after], ?S:wait_for_messages(B, inbox, 1)),
+
+    %% a message under the limit goes through intact
+    Size = 512 * 1024,
+    {ok, Size, Md5} = ?S:rpc(
+        A, ?S, send_binary, [{inbox, B}, under, random, Size, #{}]
+    ),
+    ?assertEqual(
+        [small_after, {bin, under, {'$binary', Size, Md5}}],
+        ?S:wait_for_messages(B, inbox, 2)
+    ),
+    %% round trips still work, both ways
+    ?assertEqual(ok, ?S:rpc(A, ?S, ping_many, [{echo, B}, 20, #{}, 5000])),
+    ?assertEqual(ok, ?S:rpc(B, ?S, ping_many, [{echo, A}, 20, #{}, 5000])),
+    %% the refused message never reached B
+    Got = ?S:rpc(B, ?S, collected_digest, [inbox]),
+    ?assertEqual([], [M || {bin, too_big, _} = M <- Got]),
+    ?assertEqual([], [M || {big, _} = M <- Got]),
+    ?S:assert_no_disterl_mesh([A, B]).
+
+
+%% A channel with compression delivers compressible, incompressible and
+%% structured payloads intact, and in order.
+compressed_channel_intact(Config) ->
+    [A, B] = ?config(nodes, Config),
+    Opts = #{channel => zip},
+    {ok, S1, M1} = ?S:rpc(
+        A, ?S, send_binary, [{inbox, B}, pattern, pattern, 4 * ?MiB, Opts]
+    ),
+    {ok, S2, M2} = ?S:rpc(
+        A, ?S, send_binary, [{inbox, B}, random, random, 512 * 1024, Opts]
+    ),
+    Term = {
+        structured,
+        #{list => lists:seq(1, 1000), float => 3.14, atom => 'an atom',
+          nested => [{a, <<"b">>}, "string", -12345678901234567890]},
+        lists:duplicate(500, <<"repeated repeated repeated">>)
+    },
+    ?assertEqual(ok, ?S:rpc(A, ?S, forward, [{inbox, B}, Term, Opts])),
+    ?assertEqual(ok, ?S:rpc(A, ?S, send_seq, [{inbox, B}, z, 1, 500, Opts])),
+    Got = ?S:wait_for_messages(B, inbox, 503, 30000),
+    [G1, G2, G3 | Seq] = Got,
+    ?assertEqual({bin, pattern, {'$binary', S1, M1}}, G1),
+    ?assertEqual({bin, random, {'$binary', S2, M2}}, G2),
+    ?assertEqual(?S:digest(Term), G3),
+    ?assertEqual([{seq, z, I} || I <- lists:seq(1, 500)], Seq),
+    %% and back, through a remote ref reply on the compressed channel
+    ?assertEqual(ok, ?S:rpc(B, ?S, ping_many, [{echo, A}, 20, Opts, 5000])).
+
+
+%% With remote_ref_format set (on both nodes) to the group's format,
+%% partisan:self() has that shape and replies through it work end to end,
+%% as do sends to a remote pid ref and to a remote name ref.
+remote_ref_replies(Config) ->
+    [A, B] = ?config(nodes, Config),
+    Format = maps:get(remote_ref_format, group_env(?config(group, Config))),
+    lists:foreach(
+        fun(N) ->
+            ?assertEqual(
+                {ok, Format},
+                ?S:rpc(N, application, get_env, [partisan, remote_ref_format])
+            )
+        end,
+        [A, B]
+    ),
+
+    SelfRef = ?S:rpc(A, partisan, self, []),
+    ct:log("~p: partisan:self() on ~p = ~p", [Format, A, SelfRef]),
+    ?assert(has_format(Format, SelfRef), {Format, SelfRef}),
+    ?assertEqual(A, ?S:rpc(A, partisan_remote_ref, node, [SelfRef])),
+
+    %% replies through the remote ref carried in the message
+    {ok, Me, pong_payload} = ?S:rpc(
+        A, ?S, ping, [{echo, B}, fmt, pong_payload, 5000]
+    ),
+    ?assert(has_format(Format, Me), {Format, Me}),
+    ?assertEqual(ok, ?S:rpc(A, ?S, ping_many, [{echo, B}, 50, #{}, 5000])),
+    ?assertEqual(ok, ?S:rpc(B, ?S, ping_many, [{echo, A}, 50, #{}, 5000])),
+    ?assertEqual([], ?S:rpc(B, ?S, echo_errors, [echo])),
+    ?assertEqual([], ?S:rpc(A, ?S, echo_errors, [echo])),
+
+    %% a remote pid ref, and a remote name ref, as destinations
+    PidRef = ?S:rpc(B, ?S, collector_ref, [inbox]),
+    ?assert(has_format(Format, PidRef), {Format, PidRef}),
+    NameRef = ?S:rpc(A, partisan_remote_ref, from_term, [inbox, B]),
+    ?assert(has_format(Format, NameRef), {Format, NameRef}),
+    ?assertEqual(ok, ?S:rpc(A, partisan, forward_message, [PidRef, via_pid])),
+    ?assertEqual(
+        ok, ?S:rpc(A, partisan, forward_message, [NameRef, via_name])
+    ),
+    Got = ?S:wait_for_messages(B, inbox, 2),
+    ?assertEqual([via_name, via_pid], lists:sort(Got)),
+    ?S:assert_no_disterl_mesh([A, B]).
+
+
+
+%% =============================================================================
+%% PRIVATE
+%% =============================================================================
+
+
+has_format(improper_list, [Node | Rest]) when is_atom(Node) ->
+    is_binary(Rest);
+
+has_format(improper_list, _) ->
+    false;
+
+has_format(tuple, Ref) ->
+    is_tuple(Ref);
+
+has_format(uri, <<"partisan:", _/binary>>) ->
+    true;
+
+has_format(uri, _) ->
+    false.

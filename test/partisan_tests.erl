@@ -1,0 +1,229 @@
+%% EUnit tests of the partisan API paths that need no native library: local
+%% delivery, argument checking and node information.
+-module(partisan_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+%% These pass invalid arguments on purpose.
+-dialyzer({nowarn_function, [bad_arguments/0, node_info/0]}).
+
+-define(NODE, 'test@127.0.0.1').
+-define(OTHER, 'other@127.0.0.1').
+-define(NAME, partisan_tests_receiver).
+
+
+api_test_() ->
+    {foreach, fun setup/0, fun cleanup/1, [
+        {"local pid and name", registered(fun local_pid_and_name/0)},
+        {"local {Name, Node}", registered(fun local_name_node/0)},
+        {"local remote references", registered(fun local_remote_refs/0)},
+        {"local delivery with forward_message/4", registered(fun forward_4_local/0)},
+        {"options: map or property list", registered(fun options/0)},
+        {"bad arguments", registered(fun bad_arguments/0)},
+        {"remote send needs a running engine", registered(fun remote_needs_engine/0)},
+        {"cast and send", registered(fun cast_and_send/0)},
+        {"node information", registered(fun node_info/0)},
+        {"node_spec of unknown nodes", registered(fun unknown_node_spec/0)},
+        {"predicates", registered(fun predicates/0)},
+        {"self and make_ref", registered(fun self_and_make_ref/0)}
+    ]}.
+
+
+setup() ->
+    [application:unset_env(partisan, Key)
+        || {Key, _} <- application:get_all_env(partisan)],
+    ok = application:set_env(partisan, name, ?NODE),
+    ok = partisan_config:init(),
+    ok = partisan_config:set(name, ?NODE).
+
+
+cleanup(_) ->
+    [application:unset_env(partisan, Key)
+        || {Key, _} <- application:get_all_env(partisan)],
+    ok.
+
+
+%% =============================================================================
+%% TESTS
+%% =============================================================================
+
+
+local_pid_and_name() ->
+    ?assertEqual(ok, partisan:forward_message(self(), one)),
+    ?assertEqual(one, next()),
+    ?assertEqual(ok, partisan:forward_message(?NAME, two, #{})),
+    ?assertEqual(two, next()),
+    %% As erlang:send/2: an unregistered name is an error.
+    ?assertError(badarg, partisan:forward_message(no_such_name_here, x)).
+
+
+local_name_node() ->
+    ?assertEqual(ok, partisan:forward_message({?NAME, ?NODE}, three, [])),
+    ?assertEqual(three, next()),
+    %% As erlang:send({Name, node()}, _): silently dropped.
+    ?assertEqual(ok, partisan:forward_message({no_such_name_here, ?NODE}, x)).
+
+
+local_remote_refs() ->
+    lists:foreach(
+        fun(Format) ->
+            ok = partisan_config:set(remote_ref_format, Format),
+            ?assertEqual(ok, partisan:forward_message(partisan:self(), {pid, Format})),
+            ?assertEqual({pid, Format}, next()),
+            NameRef = partisan_remote_ref:from_term(?NAME),
+            ?assertEqual(ok, partisan:forward_message(NameRef, {name, Format}, #{})),
+            ?assertEqual({name, Format}, next())
+        end,
+        [improper_list, tuple, uri]
+    ).
+
+
+forward_4_local() ->
+    Node = partisan:node(),
+    ?assertEqual(ok, partisan:forward_message(Node, self(), a, #{})),
+    ?assertEqual(a, next()),
+    ?assertEqual(ok, partisan:forward_message(Node, ?NAME, b, #{})),
+    ?assertEqual(b, next()),
+    ?assertEqual(ok, partisan:forward_message(Node, {encoded_pid, pid_to_list(self())}, c, #{})),
+    ?assertEqual(c, next()),
+    ?assertEqual(ok, partisan:forward_message(Node, {encoded_name, atom_to_list(?NAME)}, d, #{})),
+    ?assertEqual(d, next()),
+    ?assertEqual(ok, partisan:forward_message(Node, partisan:self(), e, #{})),
+    ?assertEqual(e, next()),
+    %% Unregistered names are dropped on this node as on any other.
+    ?assertEqual(ok, partisan:forward_message(Node, no_such_name_here, x, #{})),
+    ?assertEqual(ok, partisan:forward_message(Node, {encoded_name, "no_such_name_xyz"}, x, #{})),
+    ?assertEqual(nothing, next()).
+
+
+options() ->
+    ?assertEqual(ok, partisan:forward_message(self(), a, [{channel, foo}])),
+    ?assertEqual(a, next()),
+    ?assertEqual(ok, partisan:forward_message(self(), b, [])),
+    ?assertEqual(b, next()),
+    ?assertEqual(ok, partisan:forward_message(self(), c, #{ack => true})),
+    ?assertEqual(c, next()).
+
+
+bad_arguments() ->
+    ?assertError(badarg, partisan:forward_message("not a ref", x)),
+    ?assertError(badarg, partisan:forward_message(42, x, #{})),
+    ?assertError(badarg, partisan:forward_message(self(), x, not_opts)),
+    ?assertError(badarg, partisan:forward_message(<<"partisan:pid">>, x)),
+    ?assertError(badarg, partisan:forward_message("node", self(), x, #{})),
+    ?assertError(badarg, partisan:forward_message(?OTHER, "not a ref", x, #{})),
+    ?assertError(badarg, partisan:forward_message(?OTHER, self(), x, [bad_opt])),
+    ?assertError(badarg, partisan:forward_message(?OTHER, self(), x, #{partition_key => -1})),
+    ?assertError(badarg, partisan:forward_message(?OTHER, self(), x, #{channel => "c"})),
+    RefRef = partisan_remote_ref:from_term(make_ref()),
+    ?assertError(badarg, partisan:forward_message(?OTHER, RefRef, x, #{})),
+    ?assertError(badarg, partisan:node_spec(42)),
+    ?assertError(badarg, partisan:is_local_pid(self(), not_a_pid)).
+
+
+remote_needs_engine() ->
+    ?assertError(partisan_not_started, partisan:forward_message(?OTHER, foo, x, #{})),
+    Remote = partisan_remote_ref:from_term(foo, ?OTHER),
+    ?assertError(partisan_not_started, partisan:forward_message(Remote, x)),
+    ?assertError(partisan_not_started, partisan:forward_message({foo, ?OTHER}, x)).
+
+
+cast_and_send() ->
+    ?assertEqual(ok, partisan:cast_message(self(), hello)),
+    ?assertEqual({'$gen_cast', hello}, next()),
+    ?assertEqual(ok, partisan:cast_message(?NAME, hi, #{})),
+    ?assertEqual({'$gen_cast', hi}, next()),
+    ?assertEqual(ok, partisan:cast_message(partisan:node(), ?NAME, hey, #{})),
+    ?assertEqual({'$gen_cast', hey}, next()),
+    %% A cast reports no delivery problem, but a stopped partisan is a
+    %% usage error.
+    ?assertError(partisan_not_started, partisan:cast_message(?OTHER, foo, x, #{})),
+    ?assertEqual(msg, partisan:send(self(), msg)),
+    ?assertEqual(msg, next()),
+    ?assertEqual(ok, partisan:send(?NAME, msg2, [])),
+    ?assertEqual(msg2, next()),
+    ok = partisan_config:set(connect_disterl, true),
+    ?assertEqual(ok, partisan:send(self(), msg3, [nosuspend])),
+    ?assertEqual(msg3, next()).
+
+
+node_info() ->
+    ?assertEqual(?NODE, partisan:node()),
+    ?assertEqual(<<"test@127.0.0.1">>, partisan:nodestring()),
+    ?assertEqual(?NODE, partisan:node(self())),
+    ?assertEqual(?NODE, partisan:node(make_ref())),
+    ?assertEqual(?OTHER, partisan:node(partisan_remote_ref:from_term(foo, ?OTHER))),
+    ?assertEqual([?NODE], partisan:nodes(this)),
+    ?assertEqual([], partisan:nodes(hidden)),
+    ?assertEqual([?NODE], partisan:nodes([this, hidden, this])),
+    ?assertError(badarg, partisan:nodes(bogus)),
+    ?assertEqual(undefined, partisan:default_channel()),
+    ?assertNot(partisan:is_alive()),
+    Spec = partisan:node_spec(),
+    ?assertMatch(#{name := ?NODE, listen_addrs := [_], channels := #{}}, Spec),
+    ?assertEqual({ok, Spec}, partisan:node_spec(?NODE)),
+    ?assertEqual({ok, Spec}, partisan:node_spec(<<"test@127.0.0.1">>)),
+    ?assertEqual({ok, Spec}, partisan:node_spec("test@127.0.0.1", #{})).
+
+
+unknown_node_spec() ->
+    Text = "never_seen_node_spec_7a1b@10.0.0.1",
+    Before = erlang:system_info(atom_count),
+    ?assertEqual({error, not_yet_connected}, partisan:node_spec(Text)),
+    ?assertEqual({error, not_yet_connected}, partisan:node_spec(list_to_binary(Text))),
+    ?assertEqual(Before, erlang:system_info(atom_count)),
+    ?assertEqual({error, not_yet_connected}, partisan:node_spec(?OTHER)).
+
+
+predicates() ->
+    Remote = partisan_remote_ref:from_term(foo, ?OTHER),
+    ?assert(partisan:is_pid(self())),
+    ?assert(partisan:is_pid(partisan:self())),
+    ?assertNot(partisan:is_pid(Remote)),
+    ?assert(partisan:is_reference(make_ref())),
+    ?assert(partisan:is_local(self())),
+    ?assert(partisan:is_local(partisan:self())),
+    ?assertNot(partisan:is_local(Remote)),
+    ?assert(partisan:is_local_pid(self())),
+    ?assert(partisan:is_local_pid(partisan:self(), self())),
+    ?assert(partisan:is_local_name(foo)),
+    ?assert(partisan:is_local_name(foo, foo)),
+    ?assertNot(partisan:is_local_name(Remote, foo)),
+    ?assert(partisan:is_local_reference(make_ref())),
+    ?assert(partisan:is_self(self())),
+    ?assert(partisan:is_self(partisan:self())),
+    ?assertNot(partisan:is_self(spawn(fun() -> ok end))),
+    ?assertEqual(self(), partisan:whereis(?NAME)),
+    ?assertEqual(self(), partisan:whereis(partisan_remote_ref:from_term(?NAME))),
+    ?assertError(badarg, partisan:whereis(Remote)).
+
+
+self_and_make_ref() ->
+    Ref = partisan:self([cache]),
+    ?assertEqual(Ref, partisan:self([cache])),
+    ?assertEqual(Ref, partisan:self([])),
+    erase({partisan, self}),
+    Made = partisan:make_ref(),
+    ?assert(partisan_remote_ref:is_local_reference(Made)).
+
+
+%% =============================================================================
+%% HELPERS
+%% =============================================================================
+
+
+%% Runs Test in the test process registered as ?NAME (the registration goes
+%% away with the process).
+registered(Test) ->
+    fun() ->
+        true = register(?NAME, self()),
+        Test()
+    end.
+
+
+next() ->
+    receive
+        Msg -> Msg
+    after 100 ->
+        nothing
+    end.
