@@ -648,10 +648,17 @@ forward_message(ServerRef, Msg) ->
 %% Options (a map or a property list): `channel' (default: the default
 %% channel), `partition_key' (picks the connection; default: round robin),
 %% `channel_fallback' (default: the option of that name), `ack' (accepted;
-%% the transport already delivers in order over a live connection).
+%% the transport already delivers in order over a live connection),
+%% `nosuspend' (see below).
+%%
+%% Back-pressure: when the connection's queue holds more than
+%% `send_queue_limit' bytes, the caller is suspended (it waits in a receive)
+%% until the queue drains to half of that, like a sender to a busy
+%% Distributed Erlang port; with `nosuspend' the message is refused with
+%% `{error, busy}' instead.
 %%
 %% Returns `ok' or, for a remote destination the transport could not take,
-%% `{error, not_yet_connected | message_too_large | {unknown_channel, C}}'.
+%% `{error, not_yet_connected | message_too_large | busy | {unknown_channel, C}}'.
 %% If the channel has no connection yet and `channel_fallback' holds, the
 %% message goes over the default channel instead. Fails with `badarg' on an
 %% invalid destination or options, and, like `erlang:send/2', when sending to
@@ -782,8 +789,14 @@ send(Dest, Msg, Opts) ->
             andalso is_erlang_destination(Dest),
     case UseDisterl of
         true -> erlang:send(Dest, Msg, erlang_send_opts(Opts));
-        false -> forward_message(Dest, Msg, Opts)
+        false -> erlang_send_result(forward_message(Dest, Msg, Opts))
     end.
+
+
+%% erlang:send/3's answers for what the transport reports.
+erlang_send_result({error, busy}) -> nosuspend;
+erlang_send_result({error, not_yet_connected}) -> noconnect;
+erlang_send_result(Result) -> Result.
 
 
 
@@ -828,12 +841,14 @@ send_remote(Node, Target, Msg, Opts0) ->
         orelse erlang:error(badarg, [Node, Target, Msg, Opts0]),
     Payload = term_to_binary(Msg, partisan_config:channel_encode_opts(Channel)),
     Engine = partisan_nif:engine(),
-    case transmit(Engine, Node, Channel, Key, Target, Payload) of
+    Mode = send_mode(Opts),
+    case transmit(Engine, Node, Channel, Key, Target, Payload, Mode) of
         {error, not_yet_connected} = Error when Channel =/= ?DEFAULT_CHANNEL ->
             case channel_fallback(Opts) of
                 true ->
                     transmit(
-                        Engine, Node, ?DEFAULT_CHANNEL, Key, Target, Payload
+                        Engine, Node, ?DEFAULT_CHANNEL, Key, Target, Payload,
+                        Mode
                     );
                 false ->
                     Error
@@ -843,12 +858,33 @@ send_remote(Node, Target, Msg, Opts0) ->
     end.
 
 
-transmit(Engine, Node, Channel, Key, Target, Payload)
-when byte_size(Payload) =< ?MAX_INLINE_PAYLOAD ->
-    partisan_nif:send(Engine, Node, Channel, Key, Target, Payload);
+%% Hands the payload to the engine. When the connection's queue is over its
+%% limit the engine has queued the message and asks us to wait (as a sender to
+%% a busy Distributed Erlang port is suspended): the wait is a receive, so the
+%% process neither spins nor holds a scheduler, and the engine always answers.
+transmit(Engine, Node, Channel, Key, Target, Payload, Mode) ->
+    case enqueue(Engine, Node, Channel, Key, Target, Payload, Mode) of
+        {suspend, Token} ->
+            receive
+                {'$partisan_resume', Token} -> ok
+            end;
+        Result ->
+            Result
+    end.
 
-transmit(Engine, Node, Channel, Key, Target, Payload) ->
-    partisan_nif:send_dirty(Engine, Node, Channel, Key, Target, Payload).
+
+enqueue(Engine, Node, Channel, Key, Target, Payload, Mode)
+when byte_size(Payload) =< ?MAX_INLINE_PAYLOAD ->
+    partisan_nif:send(Engine, Node, Channel, Key, Target, Payload, Mode);
+
+enqueue(Engine, Node, Channel, Key, Target, Payload, Mode) ->
+    partisan_nif:send_dirty(Engine, Node, Channel, Key, Target, Payload, Mode).
+
+
+%% `nosuspend' (as in erlang:send/3): refuse with {error, busy} rather than
+%% wait when the connection is over its limit.
+send_mode(#{nosuspend := true}) -> nosuspend;
+send_mode(_) -> suspend.
 
 
 %% The `forward_options' option holds defaults for every send.
@@ -876,12 +912,17 @@ opts_map(Opts) when is_map(Opts) ->
 opts_map([]) ->
     #{};
 
+opts_map(Opts) when is_list(Opts) ->
+    maps:from_list([opt_pair(Opt, Opts) || Opt <- Opts]);
+
 opts_map(Opts) ->
-    try
-        maps:from_list(Opts)
-    catch
-        error:badarg -> erlang:error(badarg, [Opts])
-    end.
+    erlang:error(badarg, [Opts]).
+
+
+%% `{Key, Value}', or a bare flag such as `nosuspend' (as in erlang:send/3).
+opt_pair({Key, _} = Pair, _) when is_atom(Key) -> Pair;
+opt_pair(Flag, _) when Flag == nosuspend; Flag == noconnect -> {Flag, true};
+opt_pair(_, Opts) -> erlang:error(badarg, [Opts]).
 
 
 %% Delivery on this node. Like a remote node, an unregistered name drops the

@@ -26,8 +26,9 @@
 %% `remote_ref_binary_padding')</li>
 %% <li>`tls', `tls_client_options', `tls_server_options'</li>
 %% </ul>
-%% and two of this implementation: `max_frame_size' (bytes, default 64 MiB)
-%% and `io_threads' (default 2).
+%% and three of this implementation: `max_frame_size' (bytes, default 64 MiB),
+%% `send_queue_limit' (bytes queued per connection before senders are
+%% suspended, default 8 MiB) and `io_threads' (default 2).
 %% @end
 %% -----------------------------------------------------------------------------
 -module(partisan_config).
@@ -220,6 +221,7 @@ plain_defaults() ->
         {forward_options, #{}},
         {io_threads, 2},
         {max_frame_size, 64 * ?MIB},
+        {send_queue_limit, 8 * ?MIB},
         {parallelism, ?PARALLELISM},
         {peer_service_manager, ?DEFAULT_PEER_SERVICE_MANAGER},
         {periodic_interval, ?PERIODIC_INTERVAL},
@@ -360,7 +362,8 @@ when Format == improper_list; Format == tuple; Format == uri ->
 
 normalize(Key, N)
 when (Key == parallelism orelse Key == io_threads
-    orelse Key == max_frame_size orelse Key == periodic_interval
+    orelse Key == max_frame_size orelse Key == send_queue_limit
+    orelse Key == periodic_interval
     orelse Key == connection_interval) ->
     is_integer(N) andalso N > 0 orelse invalid(Key, N),
     N;

@@ -25,10 +25,13 @@
 -type partition_key() :: undefined | non_neg_integer().
 -type send_error() :: not_yet_connected
                     | message_too_large
+                    | busy
                     | {unknown_channel, channel()}.
+-type send_mode() :: suspend | nosuspend.
 
 -export_type([engine/0]).
 -export_type([send_error/0]).
+-export_type([send_mode/0]).
 -export_type([target/0]).
 
 %% Erlang-side helpers
@@ -49,8 +52,8 @@
 -export([is_connected/3]).
 -export([is_fully_connected/2]).
 -export([connections/1]).
--export([send/6]).
--export([send_dirty/6]).
+-export([send/7]).
+-export([send_dirty/7]).
 -export([kill_connections/2]).
 -export([stats/1]).
 
@@ -66,8 +69,8 @@
     is_connected/3,
     is_fully_connected/2,
     connections/1,
-    send/6,
-    send_dirty/6,
+    send/7,
+    send_dirty/7,
     kill_connections/2,
     stats/1
 ]).
@@ -262,26 +265,33 @@ connections(_Engine) ->
 
 %% -----------------------------------------------------------------------------
 %% @doc Enqueues an encoded message (up to 64 KiB) for `Target' on `Node'.
-%% Runs on a normal scheduler.
+%% Runs on a normal scheduler. With `suspend', a send that takes the
+%% connection's queue over its limit (`send_queue_limit') is still queued but
+%% returns `{suspend, Token}': the caller must then wait for
+%% `{'$partisan_resume', Token}', which always arrives (when the queue drains
+%% to half the limit, or the connection closes). With `nosuspend', such a send
+%% is refused with `{error, busy}' and nothing is queued.
 %% @end
 %% -----------------------------------------------------------------------------
 -spec send(
-    engine(), node(), channel(), partition_key(), target(), binary()) ->
-    ok | {error, send_error()}.
+    engine(), node(), channel(), partition_key(), target(), binary(),
+    send_mode()) ->
+    ok | {suspend, non_neg_integer()} | {error, send_error()}.
 
-send(_Engine, _Node, _Channel, _PartitionKey, _Target, _Payload) ->
+send(_Engine, _Node, _Channel, _PartitionKey, _Target, _Payload, _Mode) ->
     ?NOT_LOADED.
 
 
 %% -----------------------------------------------------------------------------
-%% @doc Same as {@link send/6} on a dirty CPU scheduler, for large payloads.
+%% @doc Same as {@link send/7} on a dirty CPU scheduler, for large payloads.
 %% @end
 %% -----------------------------------------------------------------------------
 -spec send_dirty(
-    engine(), node(), channel(), partition_key(), target(), binary()) ->
-    ok | {error, send_error()}.
+    engine(), node(), channel(), partition_key(), target(), binary(),
+    send_mode()) ->
+    ok | {suspend, non_neg_integer()} | {error, send_error()}.
 
-send_dirty(_Engine, _Node, _Channel, _PartitionKey, _Target, _Payload) ->
+send_dirty(_Engine, _Node, _Channel, _PartitionKey, _Target, _Payload, _Mode) ->
     ?NOT_LOADED.
 
 

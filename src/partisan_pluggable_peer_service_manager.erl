@@ -438,6 +438,7 @@ engine_config() ->
         connection_jitter,
         connection_ping,
         max_frame_size,
+        send_queue_limit,
         io_threads
     ],
     Config = maps:from_list([{Key, partisan_config:get(Key)} || Key <- Options]),

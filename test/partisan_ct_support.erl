@@ -70,6 +70,7 @@
 -export([send_seq/5]).
 -export([send_keyed/6]).
 -export([send_binary/5]).
+-export([send_burst/5]).
 -export([register_on_down/2]).
 -export([register_on_up/2]).
 -export([resource_usage/0]).
@@ -838,6 +839,32 @@ send_binary(Dest, Tag, Kind, Size, Opts) ->
     Bin = make_binary(Kind, Size),
     Result = partisan:forward_message(Dest, {bin, Tag, Bin}, Opts),
     {Result, byte_size(Bin), erlang:md5(Bin)}.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Runs `Senders' processes on this node that each forward `Count'
+%% messages `{bin, N, Binary}' of `Size' bytes to `Dest' with `Opts', as fast
+%% as they can. Returns every result (`ok', `{error, busy}', ...) counted.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec send_burst(term(), pos_integer(), pos_integer(), pos_integer(), map()) ->
+    #{term() => non_neg_integer()}.
+
+send_burst(Dest, Senders, Count, Size, Opts) ->
+    Bin = make_binary(random, Size),
+    Parent = self(),
+    Pids = [
+        spawn_link(fun() ->
+            Results = [
+                partisan:forward_message(Dest, {bin, N, Bin}, Opts)
+                || N <- lists:seq(1, Count)
+            ],
+            Parent ! {self(), Results}
+        end)
+        || _ <- lists:seq(1, Senders)
+    ],
+    All = lists:append([receive {P, R} -> R end || P <- Pids]),
+    lists:foldl(fun(R, Acc) -> maps:update_with(R, fun(C) -> C + 1 end, 1, Acc) end, #{}, All).
 
 
 %% -----------------------------------------------------------------------------

@@ -37,6 +37,8 @@
 -export([oversized_refused_connection_survives/1]).
 -export([compressed_channel_intact/1]).
 -export([remote_ref_replies/1]).
+-export([burst_is_suspended_not_lost/1]).
+-export([nosuspend_refuses_when_busy/1]).
 
 -define(S, partisan_ct_support).
 -define(MiB, (1024 * 1024)).
@@ -57,6 +59,7 @@ all() ->
         {group, basic},
         {group, frame_limit},
         {group, compression},
+        {group, back_pressure},
         {group, ref_improper_list},
         {group, ref_tuple},
         {group, ref_uri}
@@ -80,6 +83,10 @@ groups() ->
         ]},
         {frame_limit, [], [oversized_refused_connection_survives]},
         {compression, [], [compressed_channel_intact]},
+        {back_pressure, [], [
+            burst_is_suspended_not_lost,
+            nosuspend_refuses_when_busy
+        ]},
         {ref_improper_list, [], [remote_ref_replies]},
         {ref_tuple, [], [remote_ref_replies]},
         {ref_uri, [], [remote_ref_replies]}
@@ -138,6 +145,10 @@ group_env(basic) ->
 
 group_env(frame_limit) ->
     #{max_frame_size => ?MiB};
+
+group_env(back_pressure) ->
+    %% The smallest limit the engine accepts, so that queues fill quickly.
+    #{send_queue_limit => 65536};
 
 group_env(compression) ->
     #{channels => #{zip => #{parallelism => 1, compression => true}}};
@@ -334,6 +345,33 @@ eight_mib_binary(Config) ->
         [{bin, big_back, {'$binary', Size, Md5b}}],
         ?S:wait_for_messages(A, inbox, 1, 30000)
     ).
+
+
+%% Four processes burst 256 KiB messages at a 64 KiB queue limit: senders are
+%% suspended (the engine counts it) and every message still arrives.
+burst_is_suspended_not_lost(Config) ->
+    [A, B] = ?config(nodes, Config),
+    Results = ?S:rpc(A, ?S, send_burst, [{inbox, B}, 4, 50, 256 * 1024, #{}]),
+    ?assertEqual(#{ok => 200}, Results),
+    _ = ?S:wait_for_messages(B, inbox, 200, 20000),
+    Engine = ?S:rpc(A, partisan_nif, engine, []),
+    #{senders_suspended := Suspended} = ?S:rpc(A, partisan_nif, stats, [Engine]),
+    ?assert(Suspended > 0).
+
+
+%% With nosuspend, sends over the limit are refused with {error, busy} and not
+%% queued; exactly the accepted ones arrive.
+nosuspend_refuses_when_busy(Config) ->
+    [A, B] = ?config(nodes, Config),
+    Results = ?S:rpc(
+        A, ?S, send_burst, [{inbox, B}, 1, 100, ?MiB, #{nosuspend => true}]
+    ),
+    Accepted = maps:get(ok, Results, 0),
+    ?assert(maps:get({error, busy}, Results, 0) > 0),
+    ?assertEqual(100, Accepted + maps:get({error, busy}, Results, 0)),
+    _ = ?S:wait_for_messages(B, inbox, Accepted, 20000),
+    timer:sleep(200),
+    ?assertEqual(Accepted, ?S:rpc(B, ?S, collected_count, [inbox])).
 
 
 %% Sending to a node we are not connected to returns

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use partisan_core::membership::{ChannelSpec, Compression};
-use partisan_core::transport::{Config, Delivery, Engine, Event, Handler};
+use partisan_core::transport::{
+    Config, Delivery, Engine, Event, Handler, Queued, Resume, SendError, SendMode,
+};
 use partisan_core::wire::{encode_data_frame, Target};
 
 #[derive(Default)]
@@ -96,7 +98,8 @@ fn three_nodes_converge_and_exchange_messages() {
             a.max_frame_size(),
         )
         .unwrap();
-        a.send(&peer, data, Some(7), frame).unwrap();
+        a.send(&peer, data, Some(7), frame, SendMode::NoSuspend)
+            .unwrap();
     }
     wait_until("1000 messages", || rb.delivered.lock().len() == 1000);
     let got: Vec<u32> = rb
@@ -188,4 +191,86 @@ fn restart_with_same_name_rejoins() {
     });
     a.stop();
     b2.stop();
+}
+
+/// A peer that completes handshakes by hand and then never reads: the queue must fill, senders
+/// must be refused (`nosuspend`) or suspended, and suspended senders resumed when it closes.
+#[test]
+fn back_pressure_suspends_and_refuses_when_a_peer_stops_reading() {
+    use partisan_core::membership::NodeSpec;
+    use partisan_core::wire::{
+        encode_frame, AckStatus, FrameDecoder, FrameKind, HelloAck, Preamble,
+    };
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let held2 = held.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let mut s = stream.unwrap();
+            let mut pre = [0u8; 5];
+            s.read_exact(&mut pre).unwrap();
+            s.write_all(&Preamble::ours()).unwrap();
+            let mut buf = bytes::BytesMut::new();
+            let dec = FrameDecoder::new(1 << 16);
+            let mut chunk = [0u8; 4096];
+            while dec.decode(&mut buf).unwrap().is_none() {
+                let n = s.read(&mut chunk).unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let ack = HelloAck {
+                status: AckStatus::Accepted,
+                name: "mute@127.0.0.1".into(),
+                incarnation: 1,
+                capabilities: 0,
+            };
+            s.write_all(&encode_frame(FrameKind::HelloAck, &ack.encode()))
+                .unwrap();
+            held2.lock().push(s); // keep it open, never read again
+        }
+    });
+
+    let mut cfg = config("a@127.0.0.1");
+    cfg.send_queue_limit = 256 * 1024;
+    cfg.channels.clear();
+    let a = Engine::start(cfg, Arc::new(Recorder::default())).unwrap();
+    let spec = NodeSpec {
+        name: "mute@127.0.0.1".into(),
+        listen_addrs: vec![addr],
+        channels: vec![],
+    };
+    a.join(spec).unwrap();
+    wait_until("connected", || a.is_fully_connected("mute@127.0.0.1"));
+    let peer = a.peer("mute@127.0.0.1").unwrap();
+    let ch = a.channel_id("undefined").unwrap();
+    let frame = encode_data_frame(&Target::Name("x".into()), &[7u8; 65536], 1 << 20).unwrap();
+
+    let mut sent = 0usize;
+    let refused = loop {
+        match a.send(&peer, ch, None, frame.clone(), SendMode::NoSuspend) {
+            Ok(_) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent < 10_000, "the queue never filled");
+        if sent.is_multiple_of(64) {
+            std::thread::sleep(Duration::from_millis(5)); // let the writer fill the socket buffers
+        }
+    };
+    assert_eq!(refused, SendError::Busy);
+
+    let resumed = Arc::new(AtomicBool::new(false));
+    let r = resumed.clone();
+    let mode = SendMode::Suspend(Resume::new(move || r.store(true, Ordering::SeqCst)));
+    assert_eq!(
+        a.send(&peer, ch, None, frame.clone(), mode),
+        Ok(Queued::Suspended)
+    );
+    assert!(!resumed.load(Ordering::SeqCst), "nothing drained yet");
+    a.kill_connections(&["mute@127.0.0.1"]);
+    wait_until("resumed on close", || resumed.load(Ordering::SeqCst));
+    a.stop();
+    drop(held);
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use partisan_core::membership::{ChannelSpec, Compression, NodeSpec};
-use partisan_core::transport::{Config, PingConfig};
+use partisan_core::transport::{Config, PingConfig, DEFAULT_SEND_QUEUE_LIMIT};
 use partisan_core::wire::DEFAULT_MAX_FRAME;
 use rustler::types::map::MapIterator;
 use rustler::{Atom, Error, LocalPid, NifResult, Term};
@@ -101,6 +101,8 @@ pub fn decode_start_config(term: Term) -> NifResult<StartConfig> {
         ping,
         max_frame_size: opt::<u64>(term, "max_frame_size", DEFAULT_MAX_FRAME as u64)?
             .clamp(1024, u32::MAX as u64 - 16) as usize,
+        send_queue_limit: opt::<u64>(term, "send_queue_limit", DEFAULT_SEND_QUEUE_LIMIT as u64)?
+            .clamp(64 * 1024, 1 << 40) as usize,
         io_threads: opt::<u64>(term, "io_threads", 2)?.clamp(1, 64) as usize,
     };
     Ok(StartConfig {

@@ -67,16 +67,25 @@ impl NifHandler {
             Target::Pid { number, serial } => self.local_pid(env, *number, *serial),
         }
     }
+}
 
-    fn send_event(&self, build: impl for<'a> FnOnce(Env<'a>) -> Term<'a>) {
-        SCRATCH.with(|cell| {
-            let mut env = cell.borrow_mut();
-            let _ = env.send_and_clear(&self.event_pid, |e| {
-                let ev = build(e);
-                make_tuple(e, &[partisan_event().encode(e), ev])
-            });
-        });
+/// Sends a message built by `build` to `pid` from whatever thread we are on. An owned environment
+/// may not send from a VM scheduler thread (inside a NIF call), so there a short-lived thread
+/// carries the message; that only happens for rare messages (events of join and leave, resuming
+/// senders when a connection is closed by a call).
+pub fn send_anywhere(
+    pid: LocalPid,
+    build: impl for<'a> FnOnce(Env<'a>) -> Term<'a> + Send + 'static,
+) {
+    if rustler::thread::is_scheduler_thread() {
+        let _ = std::thread::Builder::new()
+            .name("partisan-send".into())
+            .spawn(move || send_anywhere(pid, build));
+        return;
     }
+    SCRATCH.with(|cell| {
+        let _ = cell.borrow_mut().send_and_clear(&pid, build);
+    });
 }
 
 fn whereis(env: Env, name: Atom) -> Option<LocalPid> {
@@ -130,27 +139,13 @@ impl Handler for NifHandler {
     }
 
     fn event(&self, event: Event) {
-        // Events raised inside a NIF call run on a VM scheduler, where an owned environment may
-        // not send; they are rare (join, leave), so a short-lived thread carries them.
-        if rustler::thread::is_scheduler_thread() {
-            let me = NifHandler {
-                event_pid: self.event_pid,
-                pid_template: self.pid_template.clone(),
-                pid_numbers_at: self.pid_numbers_at,
-                max_term: self.max_term,
-            };
-            let _ = std::thread::Builder::new()
-                .name("partisan-event".into())
-                .spawn(move || me.event(event));
-            return;
-        }
-        self.send_event(|e| {
+        send_anywhere(self.event_pid, move |e| {
             let atom = |n: &str| {
                 Atom::from_str(e, n)
                     .map(|a| a.encode(e))
                     .unwrap_or_else(|_| n.encode(e))
             };
-            match &event {
+            let ev = match &event {
                 Event::NodeUp(n) => make_tuple(e, &[node_up().encode(e), atom(n)]),
                 Event::NodeDown(n) => make_tuple(e, &[node_down().encode(e), atom(n)]),
                 Event::Left(n) => make_tuple(e, &[left().encode(e), atom(n)]),
@@ -158,7 +153,8 @@ impl Handler for NifHandler {
                     let list: Vec<Term> = ns.iter().map(|n| atom(n)).collect();
                     make_tuple(e, &[membership().encode(e), list.encode(e)])
                 }
-            }
+            };
+            make_tuple(e, &[partisan_event().encode(e), ev])
         });
     }
 }

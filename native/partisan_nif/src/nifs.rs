@@ -4,22 +4,23 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use partisan_core::transport::{Engine, JoinError, Peer, SendError};
+use partisan_core::transport::{Engine, JoinError, Peer, Queued, Resume, SendError, SendMode};
 use partisan_core::wire::encode_data_frame;
 use rustler::sys::ErlNifTerm;
 use rustler::types::tuple::make_tuple;
 use rustler::{Atom, Binary, Encoder, Env, Error, NifResult, ResourceArc, Term};
 
 use crate::config::{decode_node_spec, decode_start_config};
-use crate::delivery::NifHandler;
+use crate::delivery::{send_anywhere, NifHandler};
 use crate::terms::{atom_text, decode_target, encode_listen_addrs, encode_node_spec};
 
 rustler::atoms! {
     ok, error, undefined, self_join, not_started, not_yet_connected, message_too_large,
-    unknown_channel, listen, eaddrinuse, eaddrnotavail, eacces, einval, any_channel = "_",
+    unknown_channel, listen, busy, suspend, nosuspend, partisan_resume = "$partisan_resume", eaddrinuse, eaddrnotavail, eacces, einval, any_channel = "_",
 }
 
 /// The engine as a BEAM resource; freed (and its threads stopped) when the last term is gone.
@@ -30,6 +31,8 @@ pub struct EngineRes {
     peers: RwLock<HashMap<ErlNifTerm, Arc<Peer>>>,
     /// Channel ids by the raw value of the channel's atom.
     channels: HashMap<ErlNifTerm, usize>,
+    /// Numbers the resumptions of suspended senders.
+    next_resume: AtomicU64,
 }
 
 #[rustler::resource_impl]
@@ -91,6 +94,7 @@ fn start<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
         engine,
         peers: RwLock::new(HashMap::new()),
         channels,
+        next_resume: AtomicU64::new(1),
     });
     Ok(make_tuple(env, &[ok().encode(env), res.encode(env)]))
 }
@@ -203,7 +207,12 @@ fn stats(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Term> {
     Term::map_from_term_arrays(env, &keys, &vals)
 }
 
+/// `send(Engine, Node, Channel, PartitionKey, Target, Payload, Mode)`: `Mode` is `suspend` or
+/// `nosuspend`. Returns `ok`; `{suspend, Token}` when the frame was queued but the connection is
+/// over its limit (the caller then waits for `{'$partisan_resume', Token}`, which always comes);
+/// `{error, busy}` when `nosuspend` and over the limit (nothing queued); or another error.
 #[rustler::nif]
+#[allow(clippy::too_many_arguments)] // mirrors the Erlang call
 fn send<'a>(
     env: Env<'a>,
     res: ResourceArc<EngineRes>,
@@ -212,11 +221,25 @@ fn send<'a>(
     key: Term<'a>,
     target: Term<'a>,
     payload: Binary<'a>,
+    mode: Atom,
 ) -> NifResult<Term<'a>> {
-    do_send(env, &res, node, channel, key, target, payload)
+    do_send(
+        env,
+        &res,
+        Route {
+            node,
+            channel,
+            key,
+            mode,
+        },
+        target,
+        payload,
+    )
 }
 
+/// `send/7` on a dirty CPU scheduler, for payloads too large to copy within a normal time slice.
 #[rustler::nif(schedule = "DirtyCpu")]
+#[allow(clippy::too_many_arguments)] // mirrors the Erlang call
 fn send_dirty<'a>(
     env: Env<'a>,
     res: ResourceArc<EngineRes>,
@@ -225,24 +248,45 @@ fn send_dirty<'a>(
     key: Term<'a>,
     target: Term<'a>,
     payload: Binary<'a>,
+    mode: Atom,
 ) -> NifResult<Term<'a>> {
-    do_send(env, &res, node, channel, key, target, payload)
+    do_send(
+        env,
+        &res,
+        Route {
+            node,
+            channel,
+            key,
+            mode,
+        },
+        target,
+        payload,
+    )
+}
+
+struct Route<'a> {
+    node: Atom,
+    channel: Atom,
+    key: Term<'a>,
+    mode: Atom,
 }
 
 fn do_send<'a>(
     env: Env<'a>,
     res: &EngineRes,
-    node: Atom,
-    channel: Atom,
-    key: Term<'a>,
+    route: Route<'a>,
     target: Term<'a>,
     payload: Binary<'a>,
 ) -> NifResult<Term<'a>> {
+    let Route {
+        node,
+        channel,
+        key,
+        mode,
+    } = route;
     let Some(&ch) = res.channels.get(&channel.as_c_arg()) else {
-        return Ok(error_tuple(
-            env,
-            make_tuple(env, &[unknown_channel().encode(env), channel.encode(env)]),
-        ));
+        let reason = make_tuple(env, &[unknown_channel().encode(env), channel.encode(env)]);
+        return Ok(error_tuple(env, reason));
     };
     let key = if key.is_atom() && Atom::from_term(key)? == undefined() {
         None
@@ -261,8 +305,23 @@ fn do_send<'a>(
         res.engine.count_no_connection();
         return Ok(error_tuple(env, not_yet_connected()));
     };
-    Ok(match res.engine.send(&peer, ch, key, frame) {
-        Ok(()) => ok().encode(env),
+    let token = res.next_resume.fetch_add(1, Ordering::Relaxed);
+    let send_mode = if mode == nosuspend() {
+        SendMode::NoSuspend
+    } else if mode == suspend() {
+        let caller = env.pid();
+        SendMode::Suspend(Resume::new(move || {
+            send_anywhere(caller, move |e| {
+                make_tuple(e, &[partisan_resume().encode(e), token.encode(e)])
+            })
+        }))
+    } else {
+        return Err(Error::BadArg);
+    };
+    Ok(match res.engine.send(&peer, ch, key, frame, send_mode) {
+        Ok(Queued::Sent) => ok().encode(env),
+        Ok(Queued::Suspended) => make_tuple(env, &[suspend().encode(env), token.encode(env)]),
+        Err(SendError::Busy) => error_tuple(env, busy()),
         Err(SendError::UnknownChannel) => error_tuple(env, unknown_channel()),
         Err(_) => error_tuple(env, not_yet_connected()),
     })

@@ -8,6 +8,8 @@ use crate::wire::DEFAULT_MAX_FRAME;
 
 /// The channel that carries membership gossip and pings apart from user data.
 pub const CONTROL_CHANNEL: &str = "partisan_membership";
+/// Default back-pressure threshold per connection (8 MiB).
+pub const DEFAULT_SEND_QUEUE_LIMIT: usize = 8 * 1024 * 1024;
 /// Partisan's default channel (the atom `undefined`).
 pub const DEFAULT_CHANNEL: &str = "undefined";
 
@@ -47,6 +49,9 @@ pub struct Config {
     pub connection_jitter: Duration,
     pub ping: PingConfig,
     pub max_frame_size: usize,
+    /// Bytes queued on one connection above which senders are suspended (or refused with
+    /// `nosuspend`); they resume when the queue drains to half of it.
+    pub send_queue_limit: usize,
     pub io_threads: usize,
 }
 
@@ -63,6 +68,7 @@ impl Config {
             connection_jitter: Duration::from_millis(100),
             ping: PingConfig::default(),
             max_frame_size: DEFAULT_MAX_FRAME,
+            send_queue_limit: DEFAULT_SEND_QUEUE_LIMIT,
             io_threads: 2,
         }
     }

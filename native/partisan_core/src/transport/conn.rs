@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::cluster;
 use super::engine::Inner;
-use super::peer::{Conn, Peer};
+use super::peer::{resume_all, Conn, Peer};
 use super::stats::Stats;
 use super::Delivery;
 use crate::membership::State;
@@ -233,7 +233,7 @@ async fn run(
 ) {
     Stats::incr(&inner.stats.connections_opened);
     let (rd, wr) = stream.into_split();
-    tokio::spawn(write_loop(conn.clone(), wr));
+    tokio::spawn(write_loop(conn.clone(), wr, inner.cfg.send_queue_limit / 2));
     read_loop(&inner, &peer, &conn, rd, buf).await;
     conn.close();
     cluster::uninstall(&inner, &peer, &conn);
@@ -241,12 +241,11 @@ async fn run(
 }
 
 /// Drains the queue in batches through a buffer, so a burst of small frames costs few syscalls.
-async fn write_loop(conn: Arc<Conn>, wr: OwnedWriteHalf) {
+async fn write_loop(conn: Arc<Conn>, wr: OwnedWriteHalf, low_water: usize) {
     let mut w = BufWriter::with_capacity(WRITE_BUFFER, wr);
     loop {
         let (batch, closed) = {
             let mut q = conn.queue.lock();
-            q.bytes = 0;
             (std::mem::take(&mut q.frames), q.closed)
         };
         if batch.is_empty() {
@@ -267,6 +266,9 @@ async fn write_loop(conn: Arc<Conn>, wr: OwnedWriteHalf) {
             conn.close();
             return;
         }
+        let written = batch.iter().map(|f| f.len()).sum();
+        let resumed = conn.queue.lock().written(written, low_water);
+        resume_all(resumed);
     }
     let _ = w.shutdown().await;
 }

@@ -14,7 +14,7 @@ use tokio::sync::{watch, Notify};
 
 use super::cluster::Cluster;
 use super::config::{Config, CONTROL_CHANNEL};
-use super::peer::Peer;
+use super::peer::{Peer, PushError, Queued, SendMode};
 use super::stats::{Stats, StatsSnapshot};
 use super::Handler;
 use crate::membership::{ChannelSpec, Compression, NodeSpec};
@@ -26,6 +26,8 @@ pub enum SendError {
     NotConnected,
     /// The channel is not configured on this node.
     UnknownChannel,
+    /// The queue is over its limit and the caller asked not to be suspended (`nosuspend`).
+    Busy,
     /// The engine was stopped.
     Stopped,
 }
@@ -181,27 +183,37 @@ impl Engine {
     }
 
     /// Queues a complete frame for `peer` on `channel`.
+    /// Queues a complete frame for `peer` on `channel`, with back-pressure as `mode` says.
     pub fn send(
         &self,
         peer: &Peer,
         channel: usize,
         key: Option<u64>,
         frame: Bytes,
-    ) -> Result<(), SendError> {
+        mode: SendMode,
+    ) -> Result<Queued, SendError> {
         if channel >= self.inner.parallelism.len() {
             return Err(SendError::UnknownChannel);
         }
         let len = frame.len() as u64;
-        if peer.enqueue(channel, key, frame) {
-            self.inner.stats.sent.fetch_add(1, Ordering::Relaxed);
-            self.inner
-                .stats
-                .bytes_sent
-                .fetch_add(len, Ordering::Relaxed);
-            Ok(())
-        } else {
-            Stats::incr(&self.inner.stats.dropped_no_connection);
-            Err(SendError::NotConnected)
+        let stats = &self.inner.stats;
+        match peer.push(channel, key, frame, mode, self.inner.cfg.send_queue_limit) {
+            Ok(queued) => {
+                stats.sent.fetch_add(1, Ordering::Relaxed);
+                stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
+                if queued == Queued::Suspended {
+                    Stats::incr(&stats.senders_suspended);
+                }
+                Ok(queued)
+            }
+            Err(PushError::Busy) => {
+                Stats::incr(&stats.busy_refusals);
+                Err(SendError::Busy)
+            }
+            Err(PushError::Closed) => {
+                Stats::incr(&stats.dropped_no_connection);
+                Err(SendError::NotConnected)
+            }
         }
     }
 

@@ -11,9 +11,9 @@ mod engine;
 mod peer;
 mod stats;
 
-pub use config::{Config, PingConfig, CONTROL_CHANNEL, DEFAULT_CHANNEL};
+pub use config::{Config, PingConfig, CONTROL_CHANNEL, DEFAULT_CHANNEL, DEFAULT_SEND_QUEUE_LIMIT};
 pub use engine::{Engine, JoinError, SendError};
-pub use peer::Peer;
+pub use peer::{Peer, Queued, Resume, SendMode};
 pub use stats::{Stats, StatsSnapshot};
 
 /// What became of a received message.

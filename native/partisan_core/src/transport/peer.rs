@@ -12,13 +12,74 @@ use tokio::sync::{watch, Notify};
 
 use crate::membership::NodeSpec;
 
+/// Called once a suspended sender may go on: its connection's queue drained below the low-water
+/// mark, or the connection closed (so nobody waits forever).
+pub struct Resume(Box<dyn FnOnce() + Send>);
+
+impl Resume {
+    pub fn new(f: impl FnOnce() + Send + 'static) -> Resume {
+        Resume(Box::new(f))
+    }
+
+    fn fire(self) {
+        (self.0)()
+    }
+}
+
+/// How a send behaves when the connection's queue is over its byte limit.
+pub enum SendMode {
+    /// Queue the frame; if the queue is now over the limit, keep `Resume` and report `Suspended`.
+    Suspend(Resume),
+    /// Refuse the frame with `Busy` while the queue is over the limit.
+    NoSuspend,
+}
+
+/// What happened to a frame handed to a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    Sent,
+    /// Queued, and the sender should wait for its `Resume` before sending again.
+    Suspended,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PushError {
+    Closed,
+    Busy,
+}
+
 /// Frames waiting for a connection's writer.
 #[derive(Default)]
 pub(crate) struct SendQueue {
     pub frames: VecDeque<Bytes>,
+    /// Bytes queued or being written: what back-pressure limits.
     pub bytes: usize,
     /// Set when the connection is closing: no new frames, the writer drains what is left.
     pub closed: bool,
+    waiters: Vec<Resume>,
+}
+
+impl SendQueue {
+    /// Accounts for bytes the writer has put on the socket; returns the senders to resume.
+    pub fn written(&mut self, n: usize, low_water: usize) -> Vec<Resume> {
+        self.bytes = self.bytes.saturating_sub(n);
+        if self.bytes <= low_water {
+            std::mem::take(&mut self.waiters)
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+impl Drop for SendQueue {
+    fn drop(&mut self) {
+        self.waiters.drain(..).for_each(Resume::fire);
+    }
+}
+
+/// Runs resumptions outside any lock.
+pub(crate) fn resume_all(waiters: Vec<Resume>) {
+    waiters.into_iter().for_each(Resume::fire);
 }
 
 /// One established connection.
@@ -55,25 +116,57 @@ impl Conn {
         }
     }
 
-    /// Queues a frame; false if the connection is closing.
+    /// Queues a control frame (gossip, ping): never refused for size, false if closing.
     pub fn enqueue(&self, frame: Bytes) -> bool {
         let mut q = self.queue.lock();
         if q.closed {
             return false;
         }
+        self.push_locked(&mut q, frame);
+        true
+    }
+
+    /// Queues a user frame, applying back-pressure at `limit` queued bytes.
+    pub fn push(&self, frame: Bytes, mode: SendMode, limit: usize) -> Result<Queued, PushError> {
+        let mut q = self.queue.lock();
+        if q.closed {
+            return Err(PushError::Closed);
+        }
+        match mode {
+            SendMode::NoSuspend if q.bytes >= limit => Err(PushError::Busy),
+            SendMode::NoSuspend => {
+                self.push_locked(&mut q, frame);
+                Ok(Queued::Sent)
+            }
+            SendMode::Suspend(resume) => {
+                self.push_locked(&mut q, frame);
+                if q.bytes > limit {
+                    q.waiters.push(resume);
+                    Ok(Queued::Suspended)
+                } else {
+                    Ok(Queued::Sent)
+                }
+            }
+        }
+    }
+
+    fn push_locked(&self, q: &mut SendQueue, frame: Bytes) {
         let was_empty = q.frames.is_empty();
         q.bytes += frame.len();
         q.frames.push_back(frame);
-        drop(q);
         if was_empty {
             self.wake_writer.notify_one();
         }
-        true
     }
 
     /// Starts a graceful close: queued frames still go out, then the socket is shut down.
     pub fn close(&self) {
-        self.queue.lock().closed = true;
+        let waiters = {
+            let mut q = self.queue.lock();
+            q.closed = true;
+            std::mem::take(&mut q.waiters)
+        };
+        resume_all(waiters);
         self.wake_writer.notify_one();
         let _ = self.stop_reader.send(true);
     }
@@ -151,23 +244,26 @@ impl Peer {
 
     /// Queues a frame on `channel`: on the slot picked by `key` if given (so one key keeps one
     /// order), else round robin; a slot that is down passes the frame to the next live one.
-    pub(crate) fn enqueue(&self, channel: usize, key: Option<u64>, frame: Bytes) -> bool {
-        let Some(slots) = self.slots.get(channel) else {
-            return false;
-        };
+    pub(crate) fn push(
+        &self,
+        channel: usize,
+        key: Option<u64>,
+        frame: Bytes,
+        mode: SendMode,
+        limit: usize,
+    ) -> Result<Queued, PushError> {
+        let conn = self.pick(channel, key).ok_or(PushError::Closed)?;
+        conn.push(frame, mode, limit)
+    }
+
+    fn pick(&self, channel: usize, key: Option<u64>) -> Option<Arc<Conn>> {
+        let slots = self.slots.get(channel)?;
         let n = slots.len();
         let start = match key {
             Some(k) => (k % n as u64) as usize,
             None => self.round_robin[channel].fetch_add(1, Ordering::Relaxed) % n,
         };
-        for i in 0..n {
-            if let Some(conn) = slots[(start + i) % n].conn.read().as_ref() {
-                if conn.enqueue(frame.clone()) {
-                    return true;
-                }
-            }
-        }
-        false
+        (0..n).find_map(|i| slots[(start + i) % n].current())
     }
 
     pub(crate) fn all_conns(&self) -> Vec<Arc<Conn>> {

@@ -17,6 +17,8 @@ pub struct Stats {
     pub connections_opened: AtomicU64,
     pub connections_closed: AtomicU64,
     pub ping_timeouts: AtomicU64,
+    pub senders_suspended: AtomicU64,
+    pub busy_refusals: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -44,6 +46,8 @@ impl Stats {
             ("connections_opened", c(&self.connections_opened)),
             ("connections_closed", c(&self.connections_closed)),
             ("ping_timeouts", c(&self.ping_timeouts)),
+            ("senders_suspended", c(&self.senders_suspended)),
+            ("busy_refusals", c(&self.busy_refusals)),
         ])
     }
 }
