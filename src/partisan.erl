@@ -17,7 +17,6 @@
 
 %% Messages encoded to at most this size are handed to the transport on a
 %% normal scheduler; larger ones on a dirty scheduler (docs/nif_api.md).
--define(MAX_INLINE_PAYLOAD, 65536).
 -define(IS_OPTS(Opts), (is_map(Opts) orelse is_list(Opts))).
 
 -type any_pid() :: pid() | remote_pid().
@@ -873,12 +872,8 @@ transmit(Engine, Node, Channel, Key, Target, Payload, Mode) ->
     end.
 
 
-enqueue(Engine, Node, Channel, Key, Target, Payload, Mode)
-when byte_size(Payload) =< ?MAX_INLINE_PAYLOAD ->
-    partisan_nif:send(Engine, Node, Channel, Key, Target, Payload, Mode);
-
 enqueue(Engine, Node, Channel, Key, Target, Payload, Mode) ->
-    partisan_nif:send_dirty(Engine, Node, Channel, Key, Target, Payload, Mode).
+    partisan_nif:send(Engine, Node, Channel, Key, Target, Payload, Mode).
 
 
 %% `nosuspend' (as in erlang:send/3): refuse with {error, busy} rather than

@@ -53,7 +53,6 @@
 -export([is_fully_connected/2]).
 -export([connections/1]).
 -export([send/7]).
--export([send_dirty/7]).
 -export([kill_connections/2]).
 -export([stats/1]).
 
@@ -70,7 +69,6 @@
     is_fully_connected/2,
     connections/1,
     send/7,
-    send_dirty/7,
     kill_connections/2,
     stats/1
 ]).
@@ -264,8 +262,9 @@ connections(_Engine) ->
 
 
 %% -----------------------------------------------------------------------------
-%% @doc Enqueues an encoded message (up to 64 KiB) for `Target' on `Node'.
-%% Runs on a normal scheduler. With `suspend', a send that takes the
+%% @doc Enqueues an encoded message for `Target' on `Node'. Runs on a normal
+%% scheduler in constant time for large payloads (they are referenced, not
+%% copied). With `suspend', a send that takes the
 %% connection's queue over its limit (`send_queue_limit') is still queued but
 %% returns `{suspend, Token}': the caller must then wait for
 %% `{'$partisan_resume', Token}', which always arrives (when the queue drains
@@ -279,19 +278,6 @@ connections(_Engine) ->
     ok | {suspend, non_neg_integer()} | {error, send_error()}.
 
 send(_Engine, _Node, _Channel, _PartitionKey, _Target, _Payload, _Mode) ->
-    ?NOT_LOADED.
-
-
-%% -----------------------------------------------------------------------------
-%% @doc Same as {@link send/7} on a dirty CPU scheduler, for large payloads.
-%% @end
-%% -----------------------------------------------------------------------------
--spec send_dirty(
-    engine(), node(), channel(), partition_key(), target(), binary(),
-    send_mode()) ->
-    ok | {suspend, non_neg_integer()} | {error, send_error()}.
-
-send_dirty(_Engine, _Node, _Channel, _PartitionKey, _Target, _Payload, _Mode) ->
     ?NOT_LOADED.
 
 

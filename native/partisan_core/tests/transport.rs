@@ -98,7 +98,7 @@ fn three_nodes_converge_and_exchange_messages() {
             a.max_frame_size(),
         )
         .unwrap();
-        a.send(&peer, data, Some(7), frame, SendMode::NoSuspend)
+        a.send(&peer, data, Some(7), frame.into(), SendMode::NoSuspend)
             .unwrap();
     }
     wait_until("1000 messages", || rb.delivered.lock().len() == 1000);
@@ -250,7 +250,7 @@ fn back_pressure_suspends_and_refuses_when_a_peer_stops_reading() {
 
     let mut sent = 0usize;
     let refused = loop {
-        match a.send(&peer, ch, None, frame.clone(), SendMode::NoSuspend) {
+        match a.send(&peer, ch, None, frame.clone().into(), SendMode::NoSuspend) {
             Ok(_) => sent += 1,
             Err(e) => break e,
         }
@@ -265,7 +265,7 @@ fn back_pressure_suspends_and_refuses_when_a_peer_stops_reading() {
     let r = resumed.clone();
     let mode = SendMode::Suspend(Resume::new(move || r.store(true, Ordering::SeqCst)));
     assert_eq!(
-        a.send(&peer, ch, None, frame.clone(), mode),
+        a.send(&peer, ch, None, frame.clone().into(), mode),
         Ok(Queued::Suspended)
     );
     assert!(!resumed.load(Ordering::SeqCst), "nothing drained yet");

@@ -6,6 +6,7 @@
 mod config;
 mod delivery;
 mod nifs;
+mod pinned;
 mod terms;
 
 rustler::init!("partisan_nif");

@@ -1,6 +1,6 @@
 //! The NIF functions and the engine resource. Every function is short; `start` and `stop` run on
-//! dirty I/O schedulers (they create or join threads), `send_dirty` on a dirty CPU scheduler for
-//! large payloads, everything else on normal schedulers and never blocks on I/O.
+//! dirty I/O schedulers (they create or join threads), everything else on normal schedulers and
+//! never blocks on I/O. `send` copies payloads up to 64 KiB and pins larger ones (O(1)).
 
 use std::collections::HashMap;
 use std::io;
@@ -8,8 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use partisan_core::transport::{Engine, JoinError, Peer, Queued, Resume, SendError, SendMode};
-use partisan_core::wire::encode_data_frame;
+use partisan_core::transport::{
+    Engine, JoinError, OutFrame, Peer, Queued, Resume, SendError, SendMode,
+};
+use partisan_core::wire::{encode_data_frame, encode_data_head};
+
+use crate::pinned::{pin, PIN_MIN};
 use rustler::sys::ErlNifTerm;
 use rustler::types::tuple::make_tuple;
 use rustler::{Atom, Binary, Encoder, Env, Error, NifResult, ResourceArc, Term};
@@ -237,33 +241,6 @@ fn send<'a>(
     )
 }
 
-/// `send/7` on a dirty CPU scheduler, for payloads too large to copy within a normal time slice.
-#[rustler::nif(schedule = "DirtyCpu")]
-#[allow(clippy::too_many_arguments)] // mirrors the Erlang call
-fn send_dirty<'a>(
-    env: Env<'a>,
-    res: ResourceArc<EngineRes>,
-    node: Atom,
-    channel: Atom,
-    key: Term<'a>,
-    target: Term<'a>,
-    payload: Binary<'a>,
-    mode: Atom,
-) -> NifResult<Term<'a>> {
-    do_send(
-        env,
-        &res,
-        Route {
-            node,
-            channel,
-            key,
-            mode,
-        },
-        target,
-        payload,
-    )
-}
-
 struct Route<'a> {
     node: Atom,
     channel: Atom,
@@ -294,7 +271,17 @@ fn do_send<'a>(
         Some(key.decode::<u64>()?)
     };
     let target = decode_target(target)?;
-    let frame = match encode_data_frame(&target, payload.as_slice(), res.engine.max_frame_size()) {
+    let max = res.engine.max_frame_size();
+    let encoded = if payload.len() >= PIN_MIN {
+        encode_data_head(&target, payload.len(), max).map(|head| OutFrame {
+            head,
+            body: pin(payload.to_term(env)),
+        })
+    } else {
+        encode_data_frame(&target, payload.as_slice(), max).map(OutFrame::from)
+    };
+    let frame = match encoded {
+        Ok(OutFrame { body: None, .. }) if payload.len() >= PIN_MIN => return Err(Error::BadArg),
         Ok(f) => f,
         Err(_) => {
             res.engine.count_too_large();

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -233,20 +236,33 @@ async fn run(
 ) {
     Stats::incr(&inner.stats.connections_opened);
     let (rd, wr) = stream.into_split();
-    tokio::spawn(write_loop(conn.clone(), wr, inner.cfg.send_queue_limit / 2));
+    let socket = Arc::new(wr);
+    let _ = conn.socket.set(socket.clone());
+    tokio::spawn(write_loop(
+        conn.clone(),
+        socket,
+        inner.cfg.send_queue_limit / 2,
+    ));
     read_loop(&inner, &peer, &conn, rd, buf).await;
     conn.close();
     cluster::uninstall(&inner, &peer, &conn);
     Stats::incr(&inner.stats.connections_closed);
 }
 
-/// Drains the queue in batches through a buffer, so a burst of small frames costs few syscalls.
-async fn write_loop(conn: Arc<Conn>, wr: OwnedWriteHalf, low_water: usize) {
-    let mut w = BufWriter::with_capacity(WRITE_BUFFER, wr);
+/// Drains the queue in batches: small frames are gathered into one buffer, so a burst of them
+/// costs few syscalls; large ones are written as they are.
+async fn write_loop(conn: Arc<Conn>, socket: Arc<OwnedWriteHalf>, low_water: usize) {
+    let mut out = Vec::with_capacity(WRITE_BUFFER);
     loop {
         let (batch, closed) = {
             let mut q = conn.queue.lock();
-            (std::mem::take(&mut q.frames), q.closed)
+            if q.writing {
+                // A sender is writing directly; it wakes us when it is done.
+                (VecDeque::new(), false)
+            } else {
+                q.writing = !q.frames.is_empty();
+                (std::mem::take(&mut q.frames), q.closed)
+            }
         };
         if batch.is_empty() {
             if closed {
@@ -255,22 +271,57 @@ async fn write_loop(conn: Arc<Conn>, wr: OwnedWriteHalf, low_water: usize) {
             conn.wake_writer.notified().await;
             continue;
         }
-        let mut ok = true;
-        for frame in &batch {
-            if w.write_all(frame).await.is_err() {
-                ok = false;
-                break;
-            }
-        }
-        if !ok || w.flush().await.is_err() {
+        let result = write_batch(&socket, &batch, &mut out).await;
+        let written = batch.iter().map(|f| f.len()).sum();
+        let resumed = {
+            let mut q = conn.queue.lock();
+            q.writing = false;
+            q.written(written, low_water)
+        };
+        resume_all(resumed);
+        if result.is_err() {
             conn.close();
             return;
         }
-        let written = batch.iter().map(|f| f.len()).sum();
-        let resumed = conn.queue.lock().written(written, low_water);
-        resume_all(resumed);
     }
-    let _ = w.shutdown().await;
+    let _ = socket2::SockRef::from(socket.as_ref().as_ref()).shutdown(std::net::Shutdown::Write);
+}
+
+async fn write_batch(
+    socket: &OwnedWriteHalf,
+    batch: &VecDeque<Bytes>,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    for frame in batch {
+        if frame.len() >= WRITE_BUFFER {
+            flush(socket, out).await?;
+            write_all(socket, frame).await?;
+        } else {
+            if out.len() + frame.len() > WRITE_BUFFER {
+                flush(socket, out).await?;
+            }
+            out.extend_from_slice(frame);
+        }
+    }
+    flush(socket, out).await
+}
+
+async fn flush(socket: &OwnedWriteHalf, out: &mut Vec<u8>) -> io::Result<()> {
+    let r = write_all(socket, out).await;
+    out.clear();
+    r
+}
+
+async fn write_all(socket: &OwnedWriteHalf, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match socket.try_write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 async fn read_loop(

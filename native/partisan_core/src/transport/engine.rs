@@ -7,14 +7,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::runtime::Runtime;
 use tokio::sync::{watch, Notify};
 
 use super::cluster::Cluster;
 use super::config::{Config, CONTROL_CHANNEL};
-use super::peer::{Peer, PushError, Queued, SendMode};
+use super::peer::{OutFrame, Peer, PushError, Queued, SendMode};
 use super::stats::{Stats, StatsSnapshot};
 use super::Handler;
 use crate::membership::{ChannelSpec, Compression, NodeSpec};
@@ -189,7 +188,7 @@ impl Engine {
         peer: &Peer,
         channel: usize,
         key: Option<u64>,
-        frame: Bytes,
+        frame: OutFrame,
         mode: SendMode,
     ) -> Result<Queued, SendError> {
         if channel >= self.inner.parallelism.len() {

@@ -13,7 +13,7 @@ mod stats;
 
 pub use config::{Config, PingConfig, CONTROL_CHANNEL, DEFAULT_CHANNEL, DEFAULT_SEND_QUEUE_LIMIT};
 pub use engine::{Engine, JoinError, SendError};
-pub use peer::{Peer, Queued, Resume, SendMode};
+pub use peer::{OutFrame, Peer, Queued, Resume, SendMode};
 pub use stats::{Stats, StatsSnapshot};
 
 /// What became of a received message.

@@ -3,11 +3,12 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, MutexGuard, RwLock};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{watch, Notify};
 
 use crate::membership::NodeSpec;
@@ -23,6 +24,29 @@ impl Resume {
 
     fn fire(self) {
         (self.0)()
+    }
+}
+
+/// A frame ready to queue: one buffer, or a head followed by a payload that stays where it is
+/// (for example a large binary owned by the VM), so it is never copied.
+pub struct OutFrame {
+    pub head: Bytes,
+    pub body: Option<Bytes>,
+}
+
+impl OutFrame {
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body.as_ref().map_or(0, Bytes::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Bytes> for OutFrame {
+    fn from(head: Bytes) -> OutFrame {
+        OutFrame { head, body: None }
     }
 }
 
@@ -48,6 +72,9 @@ pub(crate) enum PushError {
     Busy,
 }
 
+/// Largest frame a sender writes itself; larger ones always go through the writer task.
+const DIRECT_WRITE_MAX: usize = 64 * 1024;
+
 /// Frames waiting for a connection's writer.
 #[derive(Default)]
 pub(crate) struct SendQueue {
@@ -56,6 +83,9 @@ pub(crate) struct SendQueue {
     pub bytes: usize,
     /// Set when the connection is closing: no new frames, the writer drains what is left.
     pub closed: bool,
+    /// Someone (the writer task, or a sender writing directly) is writing to the socket; only
+    /// one may, so that frames keep their order.
+    pub writing: bool,
     waiters: Vec<Resume>,
 }
 
@@ -94,6 +124,9 @@ pub(crate) struct Conn {
     pub wake_writer: Notify,
     /// Tells the reader to stop.
     pub stop_reader: watch::Sender<bool>,
+    /// The socket's write half, set once the connection runs; senders write to it directly when
+    /// nothing is queued ahead of them (saving the hand-off to the writer task).
+    pub socket: OnceLock<Arc<OwnedWriteHalf>>,
 }
 
 impl Conn {
@@ -113,6 +146,7 @@ impl Conn {
             queue: Mutex::new(SendQueue::default()),
             wake_writer: Notify::new(),
             stop_reader: watch::channel(false).0,
+            socket: OnceLock::new(),
         }
     }
 
@@ -127,19 +161,29 @@ impl Conn {
     }
 
     /// Queues a user frame, applying back-pressure at `limit` queued bytes.
-    pub fn push(&self, frame: Bytes, mode: SendMode, limit: usize) -> Result<Queued, PushError> {
+    pub fn push(&self, frame: OutFrame, mode: SendMode, limit: usize) -> Result<Queued, PushError> {
         let mut q = self.queue.lock();
         if q.closed {
             return Err(PushError::Closed);
         }
+        if q.frames.is_empty()
+            && !q.writing
+            && frame.body.is_none()
+            && frame.head.len() <= DIRECT_WRITE_MAX
+        {
+            if let Some(socket) = self.socket.get() {
+                self.write_direct(q, socket, frame.head);
+                return Ok(Queued::Sent);
+            }
+        }
         match mode {
             SendMode::NoSuspend if q.bytes >= limit => Err(PushError::Busy),
             SendMode::NoSuspend => {
-                self.push_locked(&mut q, frame);
+                self.push_frame(&mut q, frame);
                 Ok(Queued::Sent)
             }
             SendMode::Suspend(resume) => {
-                self.push_locked(&mut q, frame);
+                self.push_frame(&mut q, frame);
                 if q.bytes > limit {
                     q.waiters.push(resume);
                     Ok(Queued::Suspended)
@@ -147,6 +191,36 @@ impl Conn {
                     Ok(Queued::Sent)
                 }
             }
+        }
+    }
+
+    /// Writes `frame` on the caller's thread without blocking: whatever the socket does not take
+    /// now goes to the front of the queue for the writer task.
+    fn write_direct(
+        &self,
+        mut q: MutexGuard<'_, SendQueue>,
+        socket: &OwnedWriteHalf,
+        frame: Bytes,
+    ) {
+        q.writing = true;
+        drop(q);
+        // An error other than WouldBlock is left for the writer task to meet and report.
+        let n = socket.try_write(&frame).unwrap_or(0);
+        let mut q = self.queue.lock();
+        q.writing = false;
+        if n < frame.len() {
+            q.bytes += frame.len() - n;
+            q.frames.push_front(frame.slice(n..));
+        }
+        if !q.frames.is_empty() {
+            self.wake_writer.notify_one();
+        }
+    }
+
+    fn push_frame(&self, q: &mut SendQueue, frame: OutFrame) {
+        self.push_locked(q, frame.head);
+        if let Some(body) = frame.body {
+            self.push_locked(q, body);
         }
     }
 
@@ -248,7 +322,7 @@ impl Peer {
         &self,
         channel: usize,
         key: Option<u64>,
-        frame: Bytes,
+        frame: OutFrame,
         mode: SendMode,
         limit: usize,
     ) -> Result<Queued, PushError> {

@@ -56,16 +56,36 @@ pub fn encode_frame(kind: FrameKind, body: &[u8]) -> Bytes {
 
 /// Builds a data frame (header, target, payload) in one allocation, refusing one over `max`.
 pub fn encode_data_frame(target: &Target, payload: &[u8], max: usize) -> Result<Bytes, WireError> {
-    let len = 1 + target.encoded_len() + payload.len();
+    let mut v = data_head(target, payload.len(), max, payload.len())?;
+    v.extend_from_slice(payload);
+    Ok(Bytes::from(v))
+}
+
+/// The part of a data frame before its payload (length, kind, target), for a payload of
+/// `payload_len` bytes that is written from where it already is, without copying it.
+pub fn encode_data_head(
+    target: &Target,
+    payload_len: usize,
+    max: usize,
+) -> Result<Bytes, WireError> {
+    data_head(target, payload_len, max, 0).map(Bytes::from)
+}
+
+fn data_head(
+    target: &Target,
+    payload_len: usize,
+    max: usize,
+    extra: usize,
+) -> Result<Vec<u8>, WireError> {
+    let len = 1 + target.encoded_len() + payload_len;
     if len > max || len > u32::MAX as usize {
         return Err(WireError::FrameTooLarge { len, max });
     }
-    let mut v = Vec::with_capacity(4 + len);
+    let mut v = Vec::with_capacity(4 + len - payload_len + extra);
     v.extend_from_slice(&(len as u32).to_be_bytes());
     v.push(FrameKind::Data as u8);
     target.encode_into(&mut v);
-    v.extend_from_slice(payload);
-    Ok(Bytes::from(v))
+    Ok(v)
 }
 
 /// Splits a byte stream into frames, enforcing the maximum frame size before buffering a body.

@@ -12,7 +12,8 @@ mod target;
 pub use bytes_io::{Reader, Writer};
 pub use etf::uncompressed_term;
 pub use frame::{
-    encode_data_frame, encode_frame, Frame, FrameDecoder, FrameKind, FRAME_HEADER_LEN,
+    encode_data_frame, encode_data_head, encode_frame, Frame, FrameDecoder, FrameKind,
+    FRAME_HEADER_LEN,
 };
 pub use handshake::{
     read_preamble, AckStatus, Hello, HelloAck, Preamble, CAPABILITIES, PREAMBLE_LEN,
