@@ -1,0 +1,517 @@
+%% -----------------------------------------------------------------------------
+%% @doc `make bench': the same workloads over Distributed Erlang and over
+%% partisan, between the same two BEAM nodes on this machine.
+%%
+%% This module is the orchestrator. It runs on its own node (started by
+%% `bench/run.sh'), starts the two measured nodes with OTP's `peer' module,
+%% starts partisan on both and joins them, then runs every workload over both
+%% transports, round after round, alternating which transport goes first.
+%% The workloads themselves are in `partisan_bench_load' (loaded on both
+%% nodes); the table and the chart are made by `partisan_bench_report'.
+%%
+%% Distributed Erlang connects the orchestrator to the two nodes, to set each
+%% run up and to collect its result (one message at the end); during a run
+%% over partisan, the traffic between the two nodes is partisan's.
+%% @end
+%% -----------------------------------------------------------------------------
+-module(partisan_bench).
+
+-export([main/1]).
+
+-define(LOAD, partisan_bench_load).
+-define(RPC_TIMEOUT, 60000).
+-define(CONNECT_MS, 30000).
+-define(GRACE_MS, 10000).
+-define(SETTLE_MS, 150).
+-define(KiB, 1024).
+-define(MiB, (1024 * 1024)).
+
+-type transport() :: disterl | partisan.
+-type workload() :: #{id := term(), kind := atom(), atom() => term()}.
+-type run() :: #{workload := term(), transport := transport(), round := pos_integer(),
+                 metrics := #{atom() => number()} | {error, term()},
+                 long := #{term() => pos_integer()},
+                 peaks := #{memory := non_neg_integer(), rss := non_neg_integer()}}.
+-export_type([transport/0, workload/0, run/0]).
+
+
+%% =============================================================================
+%% ENTRY POINT
+%% =============================================================================
+
+
+%% @doc `partisan_bench:main(["--root", Dir, "--code", Dir | ["--quick"]])'; halts.
+-spec main([string()]) -> no_return().
+main(Args) ->
+    ok = io:setopts(standard_io, [{encoding, unicode}]),
+    ok = io:setopts(standard_error, [{encoding, unicode}]),
+    Code =
+        try run(parse_args(Args, #{mode => full})) of
+            ok -> 0
+        catch
+            throw:{bench_failed, Why} ->
+                io:format(standard_error, "bench: FAILED: ~ts~n", [Why]),
+                1;
+            Class:Reason:Stack ->
+                io:format(standard_error, "bench: FAILED: ~p:~p~n~p~n", [Class, Reason, Stack]),
+                1
+        end,
+    erlang:halt(Code).
+
+
+parse_args([], Opts) ->
+    maps:is_key(root, Opts) andalso maps:is_key(code, Opts)
+        orelse fail("usage: partisan_bench [--quick] --root DIR --code DIR", []),
+    Opts;
+parse_args(["--quick" | Rest], Opts) -> parse_args(Rest, Opts#{mode => quick});
+parse_args(["--root", Dir | Rest], Opts) -> parse_args(Rest, Opts#{root => Dir});
+parse_args(["--code", Dir | Rest], Opts) -> parse_args(Rest, Opts#{code => Dir});
+parse_args([Other | _], _) -> fail("unknown argument: ~ts", [Other]).
+
+
+run(#{mode := Mode, root := Root} = Opts) ->
+    Started = erlang:monotonic_time(millisecond),
+    Config = config(Mode),
+    Meta = partisan_bench_report:machine(Root, #{mode => Mode, rounds => rounds(Config)}),
+    Nodes = start_nodes(Opts),
+    try
+        Ctx = setup(Nodes),
+        Runs = run_rounds(Ctx, Config),
+        Rows = summarize(workloads(Config, Ctx), Runs),
+        Elapsed = erlang:monotonic_time(millisecond) - Started,
+        partisan_bench_report:write(Rows, Meta#{elapsed_ms => Elapsed},
+                                    filename:join([Root, "bench", "results"]))
+    after
+        stop_nodes(Nodes)
+    end.
+
+
+%% =============================================================================
+%% WHAT RUNS: sizes, counts and time caps per mode
+%% =============================================================================
+
+
+config(full) ->
+    #{rounds => 3, senders => [1, 16], bursts => [2000, 100000],
+      flow_cap_ms => 3000, burst_cap_ms => 10000, scale => 1,
+      latency => #{count => 20000, warmup => 1000, cap_ms => 8000},
+      hol => #{count => 2000, warmup => 200, cap_ms => 8000},
+      call => #{count => 10000, cap_ms => 5000}};
+config(quick) ->
+    #{rounds => 1, senders => [16], bursts => [2000],
+      flow_cap_ms => 1500, burst_cap_ms => 5000, scale => 4,
+      latency => #{count => 5000, warmup => 500, cap_ms => 3000},
+      hol => #{count => 500, warmup => 100, cap_ms => 3000},
+      call => #{count => 2000, cap_ms => 2000}}.
+
+
+rounds(#{rounds := R}) -> R.
+
+
+%% Total messages of a flow-controlled run (split over its senders), and the
+%% window W of each sender, per payload size.
+flow_total(64) -> 600000;
+flow_total(?KiB) -> 400000;
+flow_total(64 * ?KiB) -> 50000;
+flow_total(?MiB) -> 4000.
+
+window(Size) when Size =< ?KiB -> 256;
+window(Size) when Size =< 64 * ?KiB -> 32;
+window(_) -> 8.
+
+
+workloads(Config, Ctx) ->
+    #{senders := Senders, bursts := Bursts} = Config,
+    [flow(N, Size, Config) || N <- Senders, Size <- [64, ?KiB, 64 * ?KiB, ?MiB]]
+    ++ [burst(N, M, Config) || M <- Bursts, N <- Senders]
+    ++ [#{id => latency, kind => latency, params => maps:get(latency, Config)},
+        #{id => hol, kind => hol, params => maps:get(hol, Config),
+          bulk => #{size => 8 * ?MiB, window => 4}},
+        #{id => call, kind => call, params => maps:get(call, Config),
+          available => maps:get(gen_server, Ctx)}].
+
+
+flow(N, Size, #{flow_cap_ms := Cap, scale := Scale}) ->
+    #{id => {flow, N, Size, window(Size)}, kind => throughput, senders => N, size => Size,
+      window => window(Size), count => max(1, flow_total(Size) div Scale div N),
+      cap_ms => Cap}.
+
+
+burst(N, M, #{burst_cap_ms := Cap}) ->
+    #{id => {burst, N, M}, kind => throughput, senders => N, size => 64,
+      window => infinity, count => M, cap_ms => Cap}.
+
+
+%% =============================================================================
+%% NODES
+%% =============================================================================
+
+
+start_nodes(#{root := Root, code := Code}) ->
+    Ebin = filename:join([Root, "_build", "default", "lib", "partisan", "ebin"]),
+    filelib:is_regular(filename:join(Ebin, "partisan.app"))
+        orelse fail("~ts has no partisan.app: run `rebar3 compile`", [Ebin]),
+    Args = ["-pa", Ebin, "-pa", Code, "-setcookie", atom_to_list(erlang:get_cookie()),
+            "-kernel", "logger_level", "warning"],
+    Suffix = os:getpid(),
+    [start_node("bench_a_" ++ Suffix, Args), start_node("bench_b_" ++ Suffix, Args)].
+
+
+start_node(Name, Args) ->
+    Opts = #{name => list_to_atom(Name), host => "127.0.0.1", longnames => true,
+             args => Args, wait_boot => 30000},
+    case peer:start(Opts) of
+        {ok, Peer, Node} -> {Peer, Node};
+        {error, Reason} -> fail("could not start node ~ts: ~p", [Name, Reason])
+    end.
+
+
+stop_nodes(Nodes) ->
+    [catch peer:stop(Peer) || {Peer, _} <- Nodes],
+    ok.
+
+
+%% Loads the workload code on both nodes, connects them over Distributed Erlang
+%% (for the disterl runs), starts partisan on both and joins them.
+setup([{_, A}, {_, B}]) ->
+    progress("nodes ~ts and ~ts up; starting partisan", [A, B]),
+    [ok = rpc(N, ?LOAD, load, []) || N <- [A, B]],
+    true = rpc(A, net_kernel, connect_node, [B]),
+    Env = [{listen_addrs, [#{ip => {127, 0, 0, 1}, port => 0}]},
+           {channels, #{bulk => #{parallelism => 1}}}],
+    SpecA = start_partisan(A, Env),
+    _ = start_partisan(B, Env),
+    ok = rpc(B, partisan_peer_service, join, [SpecA]),
+    [rpc(X, ?LOAD, wait_connected, [Y, ?CONNECT_MS]) orelse
+         fail("partisan: ~ts is not fully connected to ~ts", [X, Y]) || {X, Y} <- [{A, B}, {B, A}]],
+    GenServer = lists:all(fun(N) -> rpc(N, code, which, [partisan_gen_server]) =/= non_existing end,
+                          [A, B]),
+    #{a => A, b => B, gen_server => GenServer}.
+
+
+start_partisan(Node, Env) ->
+    case rpc(Node, ?LOAD, start_partisan, [Env]) of
+        {ok, Spec} -> Spec;
+        {error, Reason} -> fail("partisan did not start on ~ts: ~p", [Node, Reason])
+    end.
+
+
+%% =============================================================================
+%% ROUNDS
+%% =============================================================================
+
+
+run_rounds(Ctx, Config) ->
+    Workloads = workloads(Config, Ctx),
+    warm_up(Ctx),
+    Rounds = rounds(Config),
+    lists:foldl(fun(R, Done) -> Done ++ run_round(Ctx, Workloads, R, Rounds, failed(Done)) end,
+                [], lists:seq(1, Rounds)).
+
+
+%% Odd rounds run Distributed Erlang first, even rounds partisan first. A
+%% workload that failed over a transport is not run over it again (a broken
+%% transport would otherwise cost a time-out per round).
+run_round(Ctx, Workloads, Round, Rounds, Failed) ->
+    Order = case Round rem 2 of 1 -> [disterl, partisan]; 0 -> [partisan, disterl] end,
+    [run_one(Ctx, W, T, Round, Rounds) ||
+        #{id := Id} = W <- Workloads, runnable(W), T <- Order,
+        not lists:member({Id, T}, Failed)].
+
+
+failed(Runs) ->
+    [{Id, T} || #{workload := Id, transport := T, metrics := {error, _}} <- Runs].
+
+
+runnable(#{kind := call, available := Available}) -> Available;
+runnable(_) -> true.
+
+
+warm_up(Ctx) ->
+    progress("warming up both transports", []),
+    W = #{id => warm_up, kind => throughput, senders => 2, size => ?KiB, window => 256,
+          count => 10000, cap_ms => 2000},
+    [run_workload(Ctx, W, T) || T <- [disterl, partisan]],
+    ok.
+
+
+run_one(Ctx, Workload, Transport, Round, Rounds) ->
+    #{id := Id} = Workload,
+    T0 = erlang:monotonic_time(millisecond),
+    Run = with_probes(Ctx, fun() -> run_workload(Ctx, Workload, Transport) end),
+    Ms = erlang:monotonic_time(millisecond) - T0,
+    progress("round ~b/~b  ~-42ts ~-8ts ~ts  (~.1f s)",
+             [Round, Rounds, partisan_bench_report:workload_label(Id), Transport,
+              partisan_bench_report:headline(Id, maps:get(metrics, Run)), Ms / 1000]),
+    Run#{workload => Id, transport => Transport, round => Round}.
+
+
+%% Runs Fun with a long_schedule monitor on both nodes and a memory sampler on
+%% the sending node.
+with_probes(#{a := A, b := B}, Fun) ->
+    Monitors = [{N, rpc(N, ?LOAD, start_monitor, [Role])} || {Role, N} <- [{a, A}, {b, B}]],
+    Sampler = rpc(A, ?LOAD, start_sampler, []),
+    Metrics =
+        try Fun()
+        catch Class:Reason -> {error, {Class, Reason}}
+        end,
+    Peaks = rpc(A, ?LOAD, stop_sampler, [Sampler]),
+    Long = lists:foldl(fun({N, M}, Acc) -> merge_counts(rpc(N, ?LOAD, stop_monitor, [M]), Acc) end,
+                       #{}, Monitors),
+    flush(),
+    timer:sleep(?SETTLE_MS),
+    #{metrics => Metrics, peaks => Peaks, long => Long}.
+
+
+merge_counts(M1, M2) ->
+    maps:fold(fun(K, V, Acc) -> maps:update_with(K, fun(C) -> C + V end, V, Acc) end, M2, M1).
+
+
+%% =============================================================================
+%% ONE RUN OF ONE WORKLOAD OVER ONE TRANSPORT
+%% =============================================================================
+
+
+via(disterl, _Channel) -> disterl;
+via(partisan, undefined) -> {partisan, #{}};
+via(partisan, Channel) -> {partisan, #{channel => Channel}}.
+
+
+run_workload(#{a := A, b := B}, #{kind := throughput} = W, Transport) ->
+    #{senders := N, size := Size, window := Window, count := Count, cap_ms := Cap} = W,
+    Via = via(Transport, undefined),
+    Ref = make_ref(),
+    Spec = #{via => Via, count => Count, payload => rand:bytes(Size), window => Window,
+             cap_ms => Cap},
+    Senders = rpc(A, ?LOAD, spawn_senders, [N, Spec]),
+    Receivers = rpc(B, ?LOAD, spawn_receivers, [Senders, Via, Window, {self(), Ref}, Cap + ?GRACE_MS]),
+    Watch = watch(Senders),
+    T0 = rpc(A, ?LOAD, go, [lists:zip(Senders, Receivers)]),
+    Result = await(Ref, Cap + ?GRACE_MS + 5000, Watch),
+    _ = rpc(A, ?LOAD, kill, [Senders]),
+    throughput_metrics(Result, T0, N * Count);
+
+run_workload(#{a := A, b := B}, #{kind := latency, params := Params}, Transport) ->
+    Via = via(Transport, undefined),
+    Ref = make_ref(),
+    Pinger = rpc(A, ?LOAD, spawn_pinger, [Via, Params, {self(), Ref}]),
+    Ponger = rpc(B, ?LOAD, spawn_ponger, [Via, Pinger]),
+    Watch = watch([Pinger, Ponger]),
+    _ = rpc(A, ?LOAD, go, [[{Pinger, Ponger}]]),
+    Result = await(Ref, maps:get(cap_ms, Params) * 2 + 5000, Watch),
+    ok = rpc(B, ?LOAD, kill, [[Ponger]]),
+    latency_metrics(Result, maps:get(count, Params));
+
+run_workload(#{a := A, b := B}, #{kind := hol, params := Params, bulk := Bulk}, Transport) ->
+    #{size := Size, window := Window} = Bulk,
+    Via = via(Transport, undefined),
+    BulkVia = via(Transport, bulk),
+    Ref = make_ref(),
+    Streamer = rpc(A, ?LOAD, spawn_streamer, [BulkVia, #{payload => rand:bytes(Size),
+                                                         window => Window}]),
+    Sink = rpc(B, ?LOAD, spawn_sink, [BulkVia, Streamer, Window]),
+    Pinger = rpc(A, ?LOAD, spawn_pinger, [Via, Params, {self(), Ref}]),
+    Ponger = rpc(B, ?LOAD, spawn_ponger, [Via, Pinger]),
+    Watch = watch([Streamer, Sink, Pinger, Ponger]),
+    _ = rpc(A, ?LOAD, go, [[{Streamer, Sink}, {Pinger, Ponger}]]),
+    Result = await(Ref, maps:get(cap_ms, Params) * 2 + 5000, Watch),
+    Stream = stop_stream(Streamer),
+    ok = rpc(A, ?LOAD, kill, [[Streamer, Pinger]]),
+    ok = rpc(B, ?LOAD, kill, [[Sink, Ponger]]),
+    hol_metrics(latency_metrics(Result, maps:get(count, Params)), Stream);
+
+run_workload(#{a := A, b := B}, #{kind := call, params := Params}, Transport) ->
+    Behaviour = case Transport of disterl -> gen_server; partisan -> partisan_gen_server end,
+    {ok, Server} = rpc(B, ?LOAD, start_echo, [Behaviour]),
+    Ref = make_ref(),
+    Caller = rpc(A, ?LOAD, spawn_caller, [Behaviour, Params, rand:bytes(64), {self(), Ref}]),
+    Watch = watch([Caller, Server]),
+    _ = rpc(A, ?LOAD, go, [[{Caller, {rpc(A, ?LOAD, echo_name, [Behaviour]), B}}]]),
+    Result = await(Ref, maps:get(cap_ms, Params) + ?GRACE_MS, Watch),
+    ok = rpc(B, ?LOAD, kill, [[Server]]),
+    call_metrics(Result).
+
+
+%% Monitors the processes of a run (before it starts), so that a crash ends
+%% the wait at once.
+watch(Pids) ->
+    [monitor(process, Pid) || Pid <- Pids].
+
+
+%% The run's result, `{crashed, Reason}' if a watched process died abnormally,
+%% or `timeout'.
+await(Ref, Timeout, Watch) ->
+    Result = await_loop(Ref, Watch, erlang:monotonic_time(millisecond) + Timeout),
+    [demonitor(M, [flush]) || M <- Watch],
+    Result.
+
+
+await_loop(Ref, Watch, Deadline) ->
+    receive
+        {bench_result, Ref, Result} ->
+            Result;
+        {'DOWN', M, process, _, Reason} when Reason =/= normal ->
+            case lists:member(M, Watch) of
+                true -> {crashed, Reason};
+                false -> await_loop(Ref, Watch, Deadline)
+            end
+    after max(0, Deadline - erlang:monotonic_time(millisecond)) ->
+        timeout
+    end.
+
+
+stop_stream(Streamer) ->
+    Ref = make_ref(),
+    Down = monitor(process, Streamer),
+    Streamer ! {bench_stop, self(), Ref},
+    receive
+        {bench_stream, Ref, Stream} -> demonitor(Down, [flush]), Stream;
+        {'DOWN', Down, process, _, Reason} -> {stream_crashed, Reason}
+    after 20000 ->
+        demonitor(Down, [flush]),
+        stream_timeout
+    end.
+
+
+flush() ->
+    receive _ -> flush() after 0 -> ok end.
+
+
+%% =============================================================================
+%% METRICS OF A RUN
+%% =============================================================================
+
+
+throughput_metrics(#{received := Got, bytes := Bytes, sent := Sent, t_end := TEnd}, T0, Planned)
+when Got > 0 ->
+    Us = max(1, TEnd - T0),
+    #{msgs_per_s => Got * 1.0e6 / Us, mb_per_s => Bytes / Us,
+      lost => Sent - Got, capped => Sent < Planned};
+throughput_metrics(#{received := 0}, _, _) ->
+    {error, nothing_received};
+throughput_metrics(Other, _, _) ->
+    {error, Other}.
+
+
+latency_metrics(#{rtts_us := []}, _Planned) ->
+    {error, no_round_trip};
+latency_metrics(#{rtts_us := Rtts}, Planned) ->
+    Sorted = lists:sort(Rtts),
+    #{p50 => percentile(Sorted, 0.50), p99 => percentile(Sorted, 0.99),
+      p999 => percentile(Sorted, 0.999), capped => length(Sorted) < Planned};
+latency_metrics(Other, _Planned) ->
+    {error, Other}.
+
+
+%% The ping-pong figures count only if the stream ran beside them.
+hol_metrics({error, _} = Error, _Stream) ->
+    Error;
+hol_metrics(Latency, #{acked_bytes := Bytes, elapsed_us := Us}) when Bytes > 0 ->
+    Latency#{bulk_mb_per_s => Bytes / max(1, Us)};
+hol_metrics(_Latency, #{acked_bytes := 0}) ->
+    {error, stream_not_acknowledged};
+hol_metrics(_Latency, Stream) ->
+    {error, Stream}.
+
+
+call_metrics(#{calls := Calls, elapsed_us := Us}) when Calls > 0 ->
+    #{calls_per_s => Calls * 1.0e6 / max(1, Us)};
+call_metrics(Other) ->
+    {error, Other}.
+
+
+percentile(Sorted, P) ->
+    N = length(Sorted),
+    lists:nth(max(1, min(N, ceil(P * N))), Sorted).
+
+
+%% =============================================================================
+%% SUMMARY: one row per figure, medians over rounds
+%% =============================================================================
+
+
+%% The rows of the table for each workload: {label suffix (or {label, L}),
+%% metric, unit, whether higher or lower is better}.
+rows(#{kind := throughput}) -> [{"", msgs_per_s, "msg/s", higher}];
+rows(#{kind := latency}) -> [{" p50", p50, "µs", lower}, {" p99", p99, "µs", lower},
+                             {" p99.9", p999, "µs", lower}];
+rows(#{kind := hol}) -> [{" p50", p50, "µs", lower}, {" p99", p99, "µs", lower},
+                         {{label, "HOL: the 8 MiB stream itself"}, bulk_mb_per_s, "MB/s", higher}];
+rows(#{kind := call}) -> [{"", calls_per_s, "calls/s", higher}].
+
+
+summarize(Workloads, Runs) ->
+    lists:append([summarize_workload(W, Runs) || W <- Workloads]).
+
+
+summarize_workload(#{id := Id} = W, Runs) ->
+    Mine = [R || #{workload := Wid} = R <- Runs, Wid =:= Id],
+    Rows = rows(W),
+    [summarize_row(W, Row, Mine, First) ||
+        {Row, First} <- lists:zip(Rows, [true | lists:duplicate(length(Rows) - 1, false)])].
+
+
+summarize_row(#{id := Id} = W, {Name, Metric, Unit, Better}, Runs, First) ->
+    Label = case Name of
+        {label, L} -> L;
+        Suffix -> partisan_bench_report:workload_label(Id) ++ Suffix
+    end,
+    Base = #{label => Label, unit => Unit,
+             better => Better, workload => Id, first => First},
+    case {W, Runs} of
+        {#{kind := call, available := false}, _} ->
+            Base#{na => "n/a (partisan_gen_server not yet implemented)"};
+        _ ->
+            Base#{disterl => transport_summary(disterl, Metric, Runs),
+                  partisan => transport_summary(partisan, Metric, Runs),
+                  ratios => round_ratios(Metric, Runs)}
+    end.
+
+
+transport_summary(Transport, Metric, Runs) ->
+    Mine = [R || #{transport := T} = R <- Runs, T =:= Transport],
+    Values = [V || #{metrics := #{Metric := V}} <- Mine],
+    Errors = [E || #{metrics := {error, E}} <- Mine],
+    #{values => Values, runs => length(Mine), errors => Errors,
+      extra => extra(Metric, Mine),
+      lost => lists:sum([L || #{metrics := #{lost := L}} <- Mine]),
+      capped => lists:any(fun(#{metrics := M}) -> is_map(M) andalso maps:get(capped, M, false) end,
+                          Mine),
+      long => lists:foldl(fun(#{long := L}, Acc) -> merge_counts(L, Acc) end, #{}, Mine),
+      peak_memory => lists:max([0 | [M || #{peaks := #{memory := M}} <- Mine]]),
+      peak_rss => lists:max([0 | [M || #{peaks := #{rss := M}} <- Mine]])}.
+
+
+%% MB/s beside messages/s.
+extra(msgs_per_s, Runs) -> [V || #{metrics := #{mb_per_s := V}} <- Runs];
+extra(_, _) -> [].
+
+
+%% partisan / disterl of the same round, for each round where both ran.
+round_ratios(Metric, Runs) ->
+    ByRound = maps:groups_from_list(fun(#{round := R}) -> R end, Runs),
+    [P / D || {_, Pair} <- lists:sort(maps:to_list(ByRound)),
+              {D, P} <- [pair_values(Metric, Pair)], is_number(D), is_number(P), D > 0].
+
+
+pair_values(Metric, Pair) ->
+    Value = fun(T) -> hd([V || #{transport := T1, metrics := #{Metric := V}} <- Pair, T1 =:= T]
+                         ++ [none]) end,
+    {Value(disterl), Value(partisan)}.
+
+
+%% =============================================================================
+%% HELPERS
+%% =============================================================================
+
+
+rpc(Node, M, F, A) ->
+    erpc:call(Node, M, F, A, ?RPC_TIMEOUT).
+
+
+progress(Fmt, Args) ->
+    io:format(standard_error, "bench: " ++ Fmt ++ "~n", Args).
+
+
+fail(Fmt, Args) ->
+    throw({bench_failed, lists:flatten(io_lib:format(Fmt, Args))}).
