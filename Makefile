@@ -37,7 +37,7 @@ step = @printf '\n==> %s\n' "$(1)"
 .NOTPARALLEL:
 
 .PHONY: all setup build test test-rust test-erlang eunit ct test-elixir \
-        fmt-check clippy cargo-test epmd demo bench bench-quick bench-check bench-rust \
+        fmt-check clippy cargo-test loom epmd demo bench bench-quick bench-check bench-rust \
         lint xref dialyzer clean
 
 all: build
@@ -64,10 +64,10 @@ build: setup
 	$(REBAR3) compile
 
 ## test: stops at the first failing step and exits non-zero.
-test: setup fmt-check clippy cargo-test eunit ct test-elixir
+test: setup fmt-check clippy cargo-test loom eunit ct test-elixir
 	@printf '\n==> make test: every step passed\n'
 
-test-rust: fmt-check clippy cargo-test
+test-rust: fmt-check clippy cargo-test loom
 test-erlang: eunit ct
 
 fmt-check:
@@ -81,6 +81,11 @@ clippy:
 cargo-test:
 	$(call step,cargo test)
 	$(CARGO) test --workspace
+
+## loom: model-check the back-pressure handshake (its own target dir: the cfg changes every crate's flags)
+loom:
+	$(call step,loom model checking)
+	RUSTFLAGS="--cfg partisan_loom" CARGO_TARGET_DIR=target/loom $(CARGO) test --release -p partisan_core --test loom_pressure
 
 eunit: setup
 	$(call step,rebar3 eunit)

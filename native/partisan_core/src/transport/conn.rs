@@ -7,16 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use std::collections::VecDeque;
-
-use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::cluster;
 use super::engine::Inner;
-use super::peer::{resume_all, Conn, Peer};
+use super::peer::{Conn, Peer};
+use super::send_queue::Batch;
 use super::stats::Stats;
 use super::Delivery;
 use crate::membership::State;
@@ -29,6 +27,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Writes are gathered in a buffer of this size, so many small frames become one syscall.
 const WRITE_BUFFER: usize = 256 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
+/// Most queued frames the writer takes at once, so that it accounts for progress regularly.
+const BATCH_FRAMES: usize = 4096;
 
 fn invalid(e: WireError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
@@ -237,7 +237,7 @@ async fn run(
     Stats::incr(&inner.stats.connections_opened);
     let (rd, wr) = stream.into_split();
     let socket = Arc::new(wr);
-    let _ = conn.socket.set(socket.clone());
+    conn.queue.attach(socket.clone());
     tokio::spawn(write_loop(
         conn.clone(),
         socket,
@@ -253,57 +253,49 @@ async fn run(
 /// costs few syscalls; large ones are written as they are.
 async fn write_loop(conn: Arc<Conn>, socket: Arc<OwnedWriteHalf>, low_water: usize) {
     let mut out = Vec::with_capacity(WRITE_BUFFER);
+    let q = &conn.queue;
     loop {
-        let (batch, closed) = {
-            let mut q = conn.queue.lock();
-            if q.writing {
-                // A sender is writing directly; it wakes us when it is done.
-                (VecDeque::new(), false)
-            } else {
-                q.writing = !q.frames.is_empty();
-                (std::mem::take(&mut q.frames), q.closed)
+        if let Some(batch) = q.claim_batch(BATCH_FRAMES) {
+            let result = write_batch(&socket, &batch, &mut out).await;
+            q.finish_batch(batch.len(), low_water);
+            if result.is_err() {
+                conn.close();
+                return;
             }
-        };
-        if batch.is_empty() {
-            if closed {
-                break;
-            }
-            conn.wake_writer.notified().await;
             continue;
         }
-        let result = write_batch(&socket, &batch, &mut out).await;
-        let written = batch.iter().map(|f| f.len()).sum();
-        let resumed = {
-            let mut q = conn.queue.lock();
-            q.writing = false;
-            q.written(written, low_water)
-        };
-        resume_all(resumed);
-        if result.is_err() {
-            conn.close();
-            return;
+        if q.finished() {
+            break;
         }
+        q.idle().await;
     }
     let _ = socket2::SockRef::from(socket.as_ref().as_ref()).shutdown(std::net::Shutdown::Write);
 }
 
-async fn write_batch(
-    socket: &OwnedWriteHalf,
-    batch: &VecDeque<Bytes>,
-    out: &mut Vec<u8>,
-) -> io::Result<()> {
-    for frame in batch {
-        if frame.len() >= WRITE_BUFFER {
-            flush(socket, out).await?;
-            write_all(socket, frame).await?;
-        } else {
-            if out.len() + frame.len() > WRITE_BUFFER {
-                flush(socket, out).await?;
-            }
-            out.extend_from_slice(frame);
+async fn write_batch(socket: &OwnedWriteHalf, batch: &Batch, out: &mut Vec<u8>) -> io::Result<()> {
+    if let Some(front) = &batch.front {
+        write_part(socket, front, out).await?;
+    }
+    for frame in &batch.frames {
+        write_part(socket, &frame.head, out).await?;
+        if let Some(body) = &frame.body {
+            write_part(socket, body, out).await?;
         }
     }
     flush(socket, out).await
+}
+
+/// Gathers a small part into `out`; writes a large one as it is (after what is gathered).
+async fn write_part(socket: &OwnedWriteHalf, part: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    if part.len() >= WRITE_BUFFER {
+        flush(socket, out).await?;
+        return write_all(socket, part).await;
+    }
+    if out.len() + part.len() > WRITE_BUFFER {
+        flush(socket, out).await?;
+    }
+    out.extend_from_slice(part);
+    Ok(())
 }
 
 async fn flush(socket: &OwnedWriteHalf, out: &mut Vec<u8>) -> io::Result<()> {

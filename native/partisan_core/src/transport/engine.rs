@@ -13,7 +13,8 @@ use tokio::sync::{watch, Notify};
 
 use super::cluster::Cluster;
 use super::config::{Config, CONTROL_CHANNEL};
-use super::peer::{OutFrame, Peer, PushError, Queued, SendMode};
+use super::peer::Peer;
+use super::send_queue::{OutFrame, PushError, Queued, SendMode};
 use super::stats::{Stats, StatsSnapshot};
 use super::Handler;
 use crate::membership::{ChannelSpec, Compression, NodeSpec};

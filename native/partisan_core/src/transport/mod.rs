@@ -9,11 +9,15 @@ mod config;
 mod conn;
 mod engine;
 mod peer;
+mod pressure;
+mod send_queue;
 mod stats;
 
 pub use config::{Config, PingConfig, CONTROL_CHANNEL, DEFAULT_CHANNEL, DEFAULT_SEND_QUEUE_LIMIT};
 pub use engine::{Engine, JoinError, SendError};
-pub use peer::{OutFrame, Peer, Queued, Resume, SendMode};
+pub use peer::Peer;
+pub use pressure::Resume;
+pub use send_queue::{OutFrame, Queued, SendMode};
 pub use stats::{Stats, StatsSnapshot};
 
 /// What became of a received message.

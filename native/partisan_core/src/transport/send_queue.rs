@@ -1,0 +1,269 @@
+//! The send side of one connection, lock-free for senders.
+//!
+//! Senders push frames on a crossbeam channel and wake the writer task only if it sleeps. One
+//! party at a time may write to the socket, whoever holds `writing`: normally the writer task,
+//! which drains everything queued at once; but a sender whose connection has been idle for a
+//! while (latency-bound traffic, not a stream) writes its frame itself, without blocking, when
+//! nothing is queued ahead of it, which saves a thread hand-off. What such a write leaves over
+//! goes in `front`, ahead of the channel.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::Notify;
+
+use super::pressure::{Pressure, Resume};
+
+/// Largest frame a sender writes itself; larger ones always go through the writer task.
+const DIRECT_WRITE_MAX: usize = 64 * 1024;
+/// A sender writes directly only if the previous send on the connection is at least this old:
+/// back-to-back sends are better gathered by the writer task into few syscalls.
+const DIRECT_AFTER_IDLE: Duration = Duration::from_micros(30);
+
+/// A frame ready to queue: one buffer, or a head followed by a payload that stays where it is
+/// (for example a large binary owned by the VM), so it is never copied.
+pub struct OutFrame {
+    pub head: Bytes,
+    pub body: Option<Bytes>,
+}
+
+impl OutFrame {
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body.as_ref().map_or(0, Bytes::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Bytes> for OutFrame {
+    fn from(head: Bytes) -> OutFrame {
+        OutFrame { head, body: None }
+    }
+}
+
+/// How a send behaves when the connection holds more than its byte limit.
+pub enum SendMode {
+    /// Queue the frame; if the connection is now over the limit, keep `Resume` for when it
+    /// drains and report `Suspended`.
+    Suspend(Resume),
+    /// Refuse the frame with `Busy` while the connection is over the limit.
+    NoSuspend,
+}
+
+/// What happened to a frame handed to a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    Sent,
+    /// Queued, and the sender should wait for its `Resume` before sending again.
+    Suspended,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PushError {
+    Closed,
+    Busy,
+}
+
+/// Work for the writer task: the rest of a partial direct write, then queued frames.
+pub(crate) struct Batch {
+    pub front: Option<Bytes>,
+    pub frames: Vec<OutFrame>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.front.as_ref().map_or(0, Bytes::len)
+            + self.frames.iter().map(OutFrame::len).sum::<usize>()
+    }
+}
+
+pub(crate) struct SendQueue {
+    tx: Sender<OutFrame>,
+    rx: Receiver<OutFrame>,
+    front: Mutex<Option<Bytes>>,
+    writing: AtomicBool,
+    writer_idle: AtomicBool,
+    closed: AtomicBool,
+    wake: Notify,
+    pub pressure: Pressure,
+    socket: OnceLock<Arc<OwnedWriteHalf>>,
+    last_push: AtomicU64,
+}
+
+fn clock_ns() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+impl SendQueue {
+    pub fn new() -> SendQueue {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        SendQueue {
+            tx,
+            rx,
+            front: Mutex::new(None),
+            writing: AtomicBool::new(false),
+            writer_idle: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            wake: Notify::new(),
+            pressure: Pressure::default(),
+            socket: OnceLock::new(),
+            last_push: AtomicU64::new(0),
+        }
+    }
+
+    /// Gives senders the socket for direct writes, once the connection runs.
+    pub fn attach(&self, socket: Arc<OwnedWriteHalf>) {
+        let _ = self.socket.set(socket);
+    }
+
+    /// Queues a control frame (gossip, ping): never refused for size; false if closing.
+    pub fn push_control(&self, frame: Bytes) -> bool {
+        if self.closed.load(SeqCst) {
+            return false;
+        }
+        self.pressure.add(frame.len());
+        self.enqueue(frame.into());
+        true
+    }
+
+    /// Queues (or writes) a user frame, applying back-pressure at `limit` bytes.
+    pub fn push(&self, frame: OutFrame, mode: SendMode, limit: usize) -> Result<Queued, PushError> {
+        if self.closed.load(SeqCst) {
+            return Err(PushError::Closed);
+        }
+        let now = clock_ns();
+        let quiet = now.saturating_sub(self.last_push.swap(now, Relaxed))
+            >= DIRECT_AFTER_IDLE.as_nanos() as u64;
+        if quiet
+            && frame.body.is_none()
+            && frame.head.len() <= DIRECT_WRITE_MAX
+            && self.try_direct(&frame.head)
+        {
+            return Ok(Queued::Sent);
+        }
+        if matches!(mode, SendMode::NoSuspend) && self.pressure.bytes() >= limit {
+            return Err(PushError::Busy);
+        }
+        let total = self.pressure.add(frame.len());
+        self.enqueue(frame);
+        match mode {
+            SendMode::Suspend(resume) if total > limit => {
+                self.pressure.wait(resume, limit / 2);
+                Ok(Queued::Suspended)
+            }
+            _ => Ok(Queued::Sent),
+        }
+    }
+
+    fn enqueue(&self, frame: OutFrame) {
+        // The receiver lives as long as `self`: sending cannot fail.
+        let _ = self.tx.send(frame);
+        self.kick();
+    }
+
+    /// Wakes the writer task if it sleeps (at most one notification per sleep).
+    fn kick(&self) {
+        if self.writer_idle.swap(false, SeqCst) {
+            self.wake.notify_one();
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        !self.rx.is_empty() || self.front.lock().is_some()
+    }
+
+    /// Writes `frame` on the caller's thread if nothing is queued and nobody writes; true if the
+    /// frame was taken (written, with any rest left in `front` for the writer task).
+    fn try_direct(&self, frame: &Bytes) -> bool {
+        let Some(socket) = self.socket.get() else {
+            return false;
+        };
+        if !self.rx.is_empty()
+            || self
+                .writing
+                .compare_exchange(false, true, SeqCst, SeqCst)
+                .is_err()
+        {
+            return false;
+        }
+        if self.has_work() {
+            self.release_writing();
+            return false;
+        }
+        // An error other than WouldBlock is left for the writer task to meet and report.
+        let n = socket.try_write(frame).unwrap_or(0);
+        if n < frame.len() {
+            self.pressure.add(frame.len() - n);
+            *self.front.lock() = Some(frame.slice(n..));
+        }
+        self.release_writing();
+        true
+    }
+
+    fn release_writing(&self) {
+        self.writing.store(false, SeqCst);
+        if self.has_work() {
+            self.kick();
+        }
+    }
+
+    /// For the writer task: takes the right to write and everything waiting (up to `max`
+    /// frames). `None` if there is nothing, or a sender is writing directly.
+    pub fn claim_batch(&self, max: usize) -> Option<Batch> {
+        if self
+            .writing
+            .compare_exchange(false, true, SeqCst, SeqCst)
+            .is_err()
+        {
+            return None;
+        }
+        let front = self.front.lock().take();
+        let frames: Vec<OutFrame> = self.rx.try_iter().take(max).collect();
+        if front.is_none() && frames.is_empty() {
+            self.writing.store(false, SeqCst);
+            return None;
+        }
+        Some(Batch { front, frames })
+    }
+
+    /// For the writer task: the batch of `written` bytes is on the socket.
+    pub fn finish_batch(&self, written: usize, low_water: usize) {
+        self.writing.store(false, SeqCst);
+        self.pressure.drained(written, low_water);
+    }
+
+    /// For the writer task: true once closed and nothing is left to write.
+    pub fn finished(&self) -> bool {
+        self.closed.load(SeqCst) && !self.has_work()
+    }
+
+    /// For the writer task: sleeps until a sender kicks it (returns at once if work arrived).
+    pub async fn idle(&self) {
+        if self.writing.load(SeqCst) {
+            // A sender is writing directly: it kicks us after, if anything is left.
+            tokio::task::yield_now().await;
+        }
+        // swap (not store) so that a sender's earlier kick is seen: see `kick`.
+        self.writer_idle.swap(true, SeqCst);
+        if (self.has_work() || self.closed.load(SeqCst)) && self.writer_idle.swap(false, SeqCst) {
+            return;
+        }
+        self.wake.notified().await;
+    }
+
+    /// Starts a graceful close: no new frames, queued ones still go out, waiting senders resume.
+    pub fn close(&self) {
+        self.closed.store(true, SeqCst);
+        self.pressure.close();
+        self.kick();
+        self.wake.notify_one();
+    }
+}
