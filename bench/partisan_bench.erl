@@ -152,7 +152,8 @@ start_nodes(#{root := Root, code := Code}) ->
     filelib:is_regular(filename:join(Ebin, "partisan.app"))
         orelse fail("~ts has no partisan.app: run `rebar3 compile`", [Ebin]),
     Args = ["-pa", Ebin, "-pa", Code, "-setcookie", atom_to_list(erlang:get_cookie()),
-            "-kernel", "logger_level", "warning"],
+            "-kernel", "logger_level", "warning",
+            "+sbwt", "none", "+sbwtdcpu", "none", "+sbwtdio", "none"],
     Suffix = os:getpid(),
     [start_node("bench_a_" ++ Suffix, Args), start_node("bench_b_" ++ Suffix, Args)].
 

@@ -977,7 +977,7 @@ message_atoms() ->
         before_failure, while_down, after_rejoin, fast, slow, zip, tt, pk, z,
         ab, ba, t1, t2, fmt, big_back, too_big, under, pattern, random,
         %% values inside structured payloads
-        k, v, list, float, atom, 'an atom', nested, a,
+        k, v, list, float, atom, 'an atom', nested, a, b, x, y, deep, tag,
         %% remote reference shapes
         partisan_remote_ref, partisan_remote_reference, encoded_pid,
         encoded_name, encoded_ref

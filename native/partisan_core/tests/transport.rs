@@ -17,7 +17,7 @@ struct Recorder {
 }
 
 impl Handler for Recorder {
-    fn deliver(&self, target: &Target, payload: &[u8]) -> Delivery {
+    fn deliver(&self, target: &Target, payload: bytes::Bytes) -> Delivery {
         self.delivered
             .lock()
             .push((target.clone(), payload.to_vec()));

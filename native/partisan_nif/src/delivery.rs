@@ -105,7 +105,7 @@ fn whereis(env: Env, name: Atom) -> Option<LocalPid> {
 }
 
 impl Handler for NifHandler {
-    fn deliver(&self, target: &Target, payload: &[u8]) -> Delivery {
+    fn deliver(&self, target: &Target, payload: bytes::Bytes) -> Delivery {
         SCRATCH.with(|cell| {
             let mut owned = cell.borrow_mut();
             let outcome = owned.run(|env| {
@@ -113,7 +113,7 @@ impl Handler for NifHandler {
                     return Delivery::NoDestination;
                 };
                 // Safe decoding: a peer cannot create atoms (or other unsafe terms) here.
-                let Ok(term) = uncompressed_term(payload, self.max_term) else {
+                let Ok(term) = uncompressed_term(&payload, self.max_term) else {
                     return Delivery::Undecodable;
                 };
                 let Some((msg, _)) = env.binary_to_term(&term) else {

@@ -1,7 +1,7 @@
 //! Connection tasks: accepting, dialing, the handshake, and the reader and writer of an
 //! established connection.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,8 +24,12 @@ use crate::wire::{
 };
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Writes are gathered in a buffer of this size, so many small frames become one syscall.
+/// Initial size of the buffer that gathers small parts, so many small frames become one syscall.
 const WRITE_BUFFER: usize = 256 * 1024;
+/// Parts at least this large are written where they are instead of being gathered.
+const GATHER_MAX: usize = 8 * 1024;
+/// Most buffers passed to one vectored write (Linux allows 1024).
+const MAX_IOVECS: usize = 512;
 const READ_CHUNK: usize = 64 * 1024;
 /// Most queued frames the writer takes at once, so that it accounts for progress regularly.
 const BATCH_FRAMES: usize = 4096;
@@ -272,43 +276,76 @@ async fn write_loop(conn: Arc<Conn>, socket: Arc<OwnedWriteHalf>, low_water: usi
     let _ = socket2::SockRef::from(socket.as_ref().as_ref()).shutdown(std::net::Shutdown::Write);
 }
 
+/// Writes a batch with as few syscalls as possible and without copying large parts: small parts
+/// are gathered into `out`, large ones are referenced where they are, and the whole goes out in
+/// vectored writes.
 async fn write_batch(socket: &OwnedWriteHalf, batch: &Batch, out: &mut Vec<u8>) -> io::Result<()> {
+    out.clear();
+    let mut plan = Plan {
+        chunks: Vec::new(),
+        gathered_from: 0,
+    };
     if let Some(front) = &batch.front {
-        write_part(socket, front, out).await?;
+        plan.part(out, front);
     }
     for frame in &batch.frames {
-        write_part(socket, &frame.head, out).await?;
+        plan.part(out, &frame.head);
         if let Some(body) = &frame.body {
-            write_part(socket, body, out).await?;
+            plan.part(out, body);
         }
     }
-    flush(socket, out).await
+    plan.close_gathered(out);
+    let mut slices: Vec<IoSlice<'_>> = plan
+        .chunks
+        .iter()
+        .map(|c| match *c {
+            Chunk::Gathered(a, b) => IoSlice::new(&out[a..b]),
+            Chunk::Part(p) => IoSlice::new(p),
+        })
+        .collect();
+    write_all_vectored(socket, &mut slices).await
 }
 
-/// Gathers a small part into `out`; writes a large one as it is (after what is gathered).
-async fn write_part(socket: &OwnedWriteHalf, part: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-    if part.len() >= WRITE_BUFFER {
-        flush(socket, out).await?;
-        return write_all(socket, part).await;
+/// A piece of a planned write: a range of the gathering buffer, or a part written in place.
+enum Chunk<'a> {
+    Gathered(usize, usize),
+    Part(&'a [u8]),
+}
+
+struct Plan<'a> {
+    chunks: Vec<Chunk<'a>>,
+    /// Where the current run of gathered bytes starts in the gathering buffer.
+    gathered_from: usize,
+}
+
+impl<'a> Plan<'a> {
+    fn part(&mut self, out: &mut Vec<u8>, part: &'a [u8]) {
+        if part.len() < GATHER_MAX {
+            out.extend_from_slice(part);
+        } else {
+            self.close_gathered(out);
+            self.chunks.push(Chunk::Part(part));
+        }
     }
-    if out.len() + part.len() > WRITE_BUFFER {
-        flush(socket, out).await?;
+
+    fn close_gathered(&mut self, out: &[u8]) {
+        if out.len() > self.gathered_from {
+            self.chunks
+                .push(Chunk::Gathered(self.gathered_from, out.len()));
+            self.gathered_from = out.len();
+        }
     }
-    out.extend_from_slice(part);
-    Ok(())
 }
 
-async fn flush(socket: &OwnedWriteHalf, out: &mut Vec<u8>) -> io::Result<()> {
-    let r = write_all(socket, out).await;
-    out.clear();
-    r
-}
-
-async fn write_all(socket: &OwnedWriteHalf, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        match socket.try_write(buf) {
+async fn write_all_vectored(
+    socket: &OwnedWriteHalf,
+    mut slices: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    while !slices.is_empty() {
+        let at_most = slices.len().min(MAX_IOVECS);
+        match socket.try_write_vectored(&slices[..at_most]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n..],
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
             Err(e) => return Err(e),
         }
@@ -396,8 +433,9 @@ fn handle_frame(
         FrameKind::Data => {
             let mut r = Reader::new(&frame.body);
             let target = Target::decode(&mut r)?;
+            let payload = frame.body.slice(frame.body.len() - r.remaining()..);
             Stats::incr(&inner.stats.received);
-            match inner.handler.deliver(&target, r.rest()) {
+            match inner.handler.deliver(&target, payload) {
                 Delivery::Delivered => {}
                 Delivery::NoDestination => Stats::incr(&inner.stats.dropped_unknown_dest),
                 Delivery::Undecodable => Stats::incr(&inner.stats.dropped_decode),

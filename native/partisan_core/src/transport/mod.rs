@@ -52,7 +52,8 @@ pub enum Event {
 pub trait Handler: Send + Sync + 'static {
     /// Delivers one message (external term format) to `target`; says why not, so the engine
     /// can count the drop.
-    fn deliver(&self, target: &Target, payload: &[u8]) -> Delivery;
+    /// The payload shares the frame's memory, so a handler may keep parts of it without copying.
+    fn deliver(&self, target: &Target, payload: bytes::Bytes) -> Delivery;
     /// Reports a cluster event.
     fn event(&self, event: Event);
 }
