@@ -1,0 +1,83 @@
+//! Micro-benchmarks of the engine's pure parts: frame encoding and decoding (the per-message
+//! work of the send and receive paths), inflating compressed terms, and the membership CRDT.
+//! `make bench-rust`; figures are recorded in docs/benchmarks.md.
+
+use std::hint::black_box;
+
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use partisan_core::membership::{NodeSpec, State};
+use partisan_core::wire::{encode_data_frame, encode_data_head, FrameDecoder, Reader, Target};
+
+fn frames(c: &mut Criterion) {
+    let target = Target::Pid {
+        number: 1234,
+        serial: 0,
+    };
+    let mut g = c.benchmark_group("frame");
+    for size in [64usize, 1024, 64 * 1024] {
+        let payload = vec![7u8; size];
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_with_input(BenchmarkId::new("encode_copy", size), &payload, |b, p| {
+            b.iter(|| encode_data_frame(black_box(&target), black_box(p), 1 << 30))
+        });
+        g.bench_with_input(
+            BenchmarkId::new("encode_head_only", size),
+            &payload,
+            |b, p| b.iter(|| encode_data_head(black_box(&target), black_box(p.len()), 1 << 30)),
+        );
+        // A read buffer holding 256 frames, split and their targets read, as the reader does.
+        let one = encode_data_frame(&target, &payload, 1 << 30).unwrap();
+        let stream: Vec<u8> = (0..256).flat_map(|_| one.iter().copied()).collect();
+        g.throughput(Throughput::Elements(256));
+        g.bench_with_input(BenchmarkId::new("decode_256", size), &stream, |b, s| {
+            let dec = FrameDecoder::new(1 << 30);
+            b.iter_batched(
+                || BytesMut::from(&s[..]), // the filled read buffer (not timed)
+                |mut buf| {
+                    while let Some(f) = dec.decode(&mut buf).unwrap() {
+                        black_box(Target::decode(&mut Reader::new(&f.body)).unwrap());
+                    }
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+fn membership(c: &mut Criterion) {
+    let spec = |i: u32| NodeSpec {
+        name: format!("node{i}@10.0.{}.{}", i / 256, i % 256),
+        listen_addrs: vec![([10, 0, (i / 256) as u8, (i % 256) as u8], 9090).into()],
+        channels: vec![],
+    };
+    let mut g = c.benchmark_group("membership");
+    for n in [16u32, 256, 4096] {
+        let mut a = State::new();
+        let mut b = State::new();
+        for i in 0..n {
+            a.add(spec(i), 1);
+            b.add(spec(i), if i % 2 == 0 { 2 } else { 1 });
+        }
+        let encoded = b.encode();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(
+            BenchmarkId::new("merge", n),
+            &(a.clone(), b.clone()),
+            |bch, (a, b)| {
+                bch.iter(|| {
+                    let mut x = a.clone();
+                    x.merge(black_box(b))
+                })
+            },
+        );
+        g.bench_with_input(BenchmarkId::new("decode_gossip", n), &encoded, |bch, e| {
+            bch.iter(|| State::decode(black_box(e)).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, frames, membership);
+criterion_main!(benches);
