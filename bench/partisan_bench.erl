@@ -120,7 +120,17 @@ window(Size) when Size =< 64 * ?KiB -> 32;
 window(_) -> 8.
 
 
+%% BENCH_ONLY=Text keeps the workloads whose id, printed, contains Text (for
+%% profiling one row, e.g. BENCH_ONLY="{flow,16,1048576").
 workloads(Config, Ctx) ->
+    case os:getenv("BENCH_ONLY") of
+        false -> all_workloads(Config, Ctx);
+        Only -> [W || #{id := Id} = W <- all_workloads(Config, Ctx),
+                      string:find(io_lib:format("~p", [Id]), Only) =/= nomatch]
+    end.
+
+
+all_workloads(Config, Ctx) ->
     #{senders := Senders, bursts := Bursts} = Config,
     [flow(N, Size, Config) || N <- Senders, Size <- [64, ?KiB, 64 * ?KiB, ?MiB]]
     ++ [burst(N, M, Config) || M <- Bursts, N <- Senders]

@@ -386,18 +386,23 @@ async fn read_loop(
         if *stop.borrow() {
             return;
         }
-        // Room for the rest of the current frame, so a large one arrives in few reads.
-        buf.reserve(
-            decoder
-                .wanted(&buf)
-                .clamp(READ_CHUNK, inner.cfg.max_frame_size + 5),
-        );
+        // Room for the rest of the current frame, so a large one arrives in few reads. Inside a
+        // large frame, read only up to its end: bytes of the next frame behind it would have to
+        // be moved to the front of the buffer once the frame is handed off.
+        let wanted = decoder.wanted(&buf);
+        buf.reserve(wanted.clamp(READ_CHUNK, inner.cfg.max_frame_size + 5));
+        let read_limit = if wanted > READ_CHUNK {
+            wanted
+        } else {
+            buf.capacity() - buf.len()
+        };
+        let mut limited = (&mut rd).take(read_limit as u64);
         let deadline = match ping_sent {
             Some(at) => at + ping.timeout,
             None => last_rx + ping.idle_timeout,
         };
         tokio::select! {
-            read = rd.read_buf(&mut buf) => match read {
+            read = limited.read_buf(&mut buf) => match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
                     inner.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
