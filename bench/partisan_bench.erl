@@ -77,6 +77,7 @@ run(#{mode := Mode, root := Root} = Opts) ->
     try
         Ctx = setup(Nodes),
         Runs = run_rounds(Ctx, Config),
+        print_engine_stats(Nodes),
         Rows = summarize(workloads(Config, Ctx), Runs),
         Elapsed = erlang:monotonic_time(millisecond) - Started,
         partisan_bench_report:write(Rows, Meta#{elapsed_ms => Elapsed},
@@ -84,6 +85,16 @@ run(#{mode := Mode, root := Root} = Opts) ->
     after
         stop_nodes(Nodes)
     end.
+
+
+%% The engine's own counters on both nodes (stderr): drops, suspensions, and
+%% send_nif_max_us, the longest send NIF call (scheduler health).
+print_engine_stats(Nodes) ->
+    [begin
+         Stats = erpc:call(Node, fun() -> partisan_nif:stats(partisan_nif:engine()) end),
+         io:format(standard_error, "engine stats of ~s: ~p~n", [Node, Stats])
+     end || {_, Node} <- Nodes],
+    ok.
 
 
 %% =============================================================================
@@ -162,10 +173,18 @@ start_nodes(#{root := Root, code := Code}) ->
     filelib:is_regular(filename:join(Ebin, "partisan.app"))
         orelse fail("~ts has no partisan.app: run `rebar3 compile`", [Ebin]),
     Args = ["-pa", Ebin, "-pa", Code, "-setcookie", atom_to_list(erlang:get_cookie()),
-            "-kernel", "logger_level", "warning",
-            "+sbwt", "none", "+sbwtdcpu", "none", "+sbwtdio", "none"],
+            "-kernel", "logger_level", "warning"] ++ emulator_flags(),
     Suffix = os:getpid(),
     [start_node("bench_a_" ++ Suffix, Args), start_node("bench_b_" ++ Suffix, Args)].
+
+
+%% BENCH_SBWT=none runs both nodes with +sbwt/+sbwtdcpu/+sbwtdio none (both
+%% transports alike); by default the emulator's own defaults are used.
+emulator_flags() ->
+    case os:getenv("BENCH_SBWT") of
+        false -> [];
+        Value -> ["+sbwt", Value, "+sbwtdcpu", Value, "+sbwtdio", Value]
+    end.
 
 
 start_node(Name, Args) ->

@@ -28,7 +28,8 @@
 %% </ul>
 %% and three of this implementation: `max_frame_size' (bytes, default 64 MiB),
 %% `send_queue_limit' (bytes queued per connection before senders are
-%% suspended, default 8 MiB) and `io_threads' (default 2).
+%% suspended, default 8 MiB), `io_threads' (default 2) and `io_nice' (the OS
+%% nice value of the I/O threads, default 0).
 %% @end
 %% -----------------------------------------------------------------------------
 -module(partisan_config).
@@ -220,6 +221,7 @@ plain_defaults() ->
         {connection_ping, default_connection_ping()},
         {forward_options, #{}},
         {io_threads, 2},
+        {io_nice, 0},
         {max_frame_size, 64 * ?MIB},
         {send_queue_limit, 8 * ?MIB},
         {parallelism, ?PARALLELISM},
@@ -371,6 +373,9 @@ when (Key == parallelism orelse Key == io_threads
 normalize(connection_jitter, N) when is_integer(N), N >= 0 ->
     N;
 
+normalize(io_nice, N) when is_integer(N), N >= -20, N =< 19 ->
+    N;
+
 normalize(Key, Flag)
 when (Key == channel_fallback orelse Key == connect_disterl
     orelse Key == remote_ref_uri_padding orelse Key == tls) ->
@@ -378,7 +383,8 @@ when (Key == channel_fallback orelse Key == connect_disterl
     Flag;
 
 normalize(Key, Value)
-when Key == listen_addrs; Key == remote_ref_format; Key == connection_jitter ->
+when Key == listen_addrs; Key == remote_ref_format; Key == connection_jitter;
+     Key == io_nice ->
     invalid(Key, Value);
 
 normalize(_, Value) ->

@@ -439,7 +439,8 @@ engine_config() ->
         connection_ping,
         max_frame_size,
         send_queue_limit,
-        io_threads
+        io_threads,
+        io_nice
     ],
     Config = maps:from_list([{Key, partisan_config:get(Key)} || Key <- Options]),
     maps:merge(partisan:node_spec(), Config#{

@@ -69,23 +69,51 @@ impl NifHandler {
     }
 }
 
+/// A message to send, built in the sender's environment.
+type Letter = Box<dyn for<'a> FnOnce(Env<'a>) -> Term<'a> + Send>;
+
 /// Sends a message built by `build` to `pid` from whatever thread we are on. An owned environment
-/// may not send from a VM scheduler thread (inside a NIF call), so there a short-lived thread
-/// carries the message; that only happens for rare messages (events of join and leave, resuming
-/// senders when a connection is closed by a call).
+/// may not send from a VM scheduler thread (inside a NIF call), so from there the message goes
+/// to the courier, one long-lived thread that sends on behalf of schedulers (events of join and
+/// leave, resuming a sender whose queue drained before it could wait). Pushing to it costs a
+/// scheduler a channel send, never a thread creation or a wait.
 pub fn send_anywhere(
     pid: LocalPid,
     build: impl for<'a> FnOnce(Env<'a>) -> Term<'a> + Send + 'static,
 ) {
     if rustler::thread::is_scheduler_thread() {
-        let _ = std::thread::Builder::new()
-            .name("partisan-send".into())
-            .spawn(move || send_anywhere(pid, build));
+        if let Some(courier) = courier() {
+            let _ = courier.send((pid, Box::new(build)));
+        }
         return;
     }
+    send_here(pid, build);
+}
+
+fn send_here(pid: LocalPid, build: impl for<'a> FnOnce(Env<'a>) -> Term<'a>) {
     SCRATCH.with(|cell| {
         let _ = cell.borrow_mut().send_and_clear(&pid, build);
     });
+}
+
+/// The courier's mailbox, started on first use and kept for the life of the VM (one thread,
+/// whatever the number of engine starts).
+fn courier() -> Option<&'static crossbeam_channel::Sender<(LocalPid, Letter)>> {
+    static COURIER: std::sync::OnceLock<Option<crossbeam_channel::Sender<(LocalPid, Letter)>>> =
+        std::sync::OnceLock::new();
+    COURIER
+        .get_or_init(|| {
+            let (tx, rx) = crossbeam_channel::unbounded::<(LocalPid, Letter)>();
+            let spawned = std::thread::Builder::new()
+                .name("partisan-courier".into())
+                .spawn(move || {
+                    for (pid, letter) in rx {
+                        send_here(pid, letter);
+                    }
+                });
+            spawned.ok().map(|_| tx)
+        })
+        .as_ref()
 }
 
 fn whereis(env: Env, name: Atom) -> Option<LocalPid> {

@@ -2,6 +2,7 @@
 //! dirty I/O schedulers (they create or join threads), everything else on normal schedulers and
 //! never blocks on I/O. `send` copies payloads up to 64 KiB and pins larger ones (O(1)).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,21 @@ use crate::config::{decode_node_spec, decode_start_config};
 use crate::delivery::{send_anywhere, NifHandler};
 use crate::terms::{atom_text, decode_target, encode_listen_addrs, encode_node_spec};
 
+thread_local! {
+    static SEND_CALLS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// CPU time used by the calling thread, in nanoseconds.
+fn thread_cpu_ns() -> Option<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // Safety: a valid clock id and a pointer to a live timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
 rustler::atoms! {
     ok, error, undefined, self_join, not_started, not_yet_connected, message_too_large,
     unknown_channel, listen, busy, suspend, nosuspend, partisan_resume = "$partisan_resume", eaddrinuse, eaddrnotavail, eacces, einval, any_channel = "_",
@@ -37,6 +53,10 @@ pub struct EngineRes {
     channels: HashMap<ErlNifTerm, usize>,
     /// Numbers the resumptions of suspended senders.
     next_resume: AtomicU64,
+    /// The most CPU time a sampled `send` call used, in nanoseconds: scheduler health, reported
+    /// by `stats/1`. CPU time of the calling thread, not wall time, so that the figure is the
+    /// NIF's own work and not time the OS gave other threads meanwhile.
+    send_max_cpu_ns: AtomicU64,
 }
 
 #[rustler::resource_impl]
@@ -99,6 +119,7 @@ fn start<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
         peers: RwLock::new(HashMap::new()),
         channels,
         next_resume: AtomicU64::new(1),
+        send_max_cpu_ns: AtomicU64::new(0),
     });
     Ok(make_tuple(env, &[ok().encode(env), res.encode(env)]))
 }
@@ -201,7 +222,9 @@ fn kill_connections(res: ResourceArc<EngineRes>, nodes: Vec<Term>) -> NifResult<
 
 #[rustler::nif]
 fn stats(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Term> {
-    let snap = res.engine.stats();
+    let mut snap = res.engine.stats();
+    let cpu_ns = res.send_max_cpu_ns.load(Ordering::Relaxed);
+    snap.0.push(("send_nif_max_cpu_us", cpu_ns / 1000));
     let keys = snap
         .0
         .iter()
@@ -227,18 +250,25 @@ fn send<'a>(
     payload: Binary<'a>,
     mode: Atom,
 ) -> NifResult<Term<'a>> {
-    do_send(
-        env,
-        &res,
-        Route {
-            node,
-            channel,
-            key,
-            mode,
-        },
-        target,
-        payload,
-    )
+    let route = Route {
+        node,
+        channel,
+        key,
+        mode,
+    };
+    // One call in 64 is timed: reading a thread's CPU clock is a system call.
+    let sampled = SEND_CALLS.with(|n| {
+        let c = n.get().wrapping_add(1);
+        n.set(c);
+        c % 64 == 0
+    });
+    let started = if sampled { thread_cpu_ns() } else { None };
+    let result = do_send(env, &res, route, target, payload);
+    if let (Some(start), Some(end)) = (started, started.and_then(|_| thread_cpu_ns())) {
+        res.send_max_cpu_ns
+            .fetch_max(end.saturating_sub(start), Ordering::Relaxed);
+    }
+    result
 }
 
 struct Route<'a> {

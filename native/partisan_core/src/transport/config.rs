@@ -53,6 +53,8 @@ pub struct Config {
     /// `nosuspend`); they resume when the queue drains to half of it.
     pub send_queue_limit: usize,
     pub io_threads: usize,
+    /// Nice value of the I/O threads (-20..19; 0 = unchanged).
+    pub io_nice: i32,
 }
 
 impl Config {
@@ -70,6 +72,7 @@ impl Config {
             max_frame_size: DEFAULT_MAX_FRAME,
             send_queue_limit: DEFAULT_SEND_QUEUE_LIMIT,
             io_threads: 2,
+            io_nice: 0,
         }
     }
 }

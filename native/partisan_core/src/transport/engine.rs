@@ -90,10 +90,12 @@ impl Engine {
             .iter()
             .map(|l| l.local_addr())
             .collect::<io::Result<Vec<_>>>()?;
+        let nice = cfg.io_nice;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(cfg.io_threads.clamp(1, 64))
             .max_blocking_threads(1)
             .thread_name("partisan-io")
+            .on_thread_start(move || set_thread_nice(nice))
             .enable_all()
             .build()?;
 
@@ -342,6 +344,16 @@ impl Drop for Engine {
             // threads wind down on their own.
             rt.shutdown_background();
         }
+    }
+}
+
+/// Lowers (or raises) the OS priority of the calling thread; 0 leaves it alone. On a machine
+/// with few cores, a positive value lets the VM's schedulers win when they and the I/O threads
+/// want the same core. Failure (e.g. no right to raise priority) leaves the thread as it was.
+fn set_thread_nice(nice: i32) {
+    if nice != 0 {
+        // Safety: on Linux, PRIO_PROCESS with who = 0 applies to the calling thread only.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
     }
 }
 
