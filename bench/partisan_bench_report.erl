@@ -137,11 +137,17 @@ git(Root) ->
 %% =============================================================================
 
 
+%% Partial runs (BENCH_ONLY) and quick ones are named apart (and not kept in git).
+suffix(_, Only) when is_list(Only) -> "-partial";
+suffix(quick, false) -> "-quick";
+suffix(full, false) -> "".
+
+
 %% @doc Prints the table and writes `<stamp>.md', `<stamp>.svg', `latest.md'
 %% and `latest.svg' in `Dir'.
 -spec write([map()], map(), file:filename()) -> ok.
 write(Rows, #{stamp := Stamp0, mode := Mode} = Meta, Dir) ->
-    Stamp = case Mode of quick -> Stamp0 ++ "-quick"; full -> Stamp0 end,
+    Stamp = Stamp0 ++ suffix(Mode, os:getenv("BENCH_ONLY")),
     ok = filelib:ensure_dir(filename:join(Dir, "x")),
     Svg = svg(Rows, Meta),
     io:put_chars(markdown(Rows, Meta, Stamp ++ ".svg")),
