@@ -47,11 +47,15 @@ impl State {
         }
     }
 
-    /// Merges another replica's state into this one; returns whether anything changed.
+    /// Merges another replica's state into this one; returns whether anything changed. Entries
+    /// are compared in place and cloned only when newer: most gossip repeats what is known.
     pub fn merge(&mut self, other: &State) -> bool {
         let mut changed = false;
         for e in other.entries.values() {
-            changed |= self.apply(e.clone());
+            if self.entries.get(&e.spec.name).is_none_or(|cur| cur < e) {
+                self.entries.insert(e.spec.name.clone(), e.clone());
+                changed = true;
+            }
         }
         changed
     }
