@@ -274,3 +274,21 @@ fn back_pressure_suspends_and_refuses_when_a_peer_stops_reading() {
     a.stop();
     drop(held);
 }
+
+/// A member that removed a node can add it back (the removed node did not ask to rejoin): its
+/// gossip knows the node left, so the node takes it, unlike stale gossip that thinks it alive.
+#[test]
+fn a_removed_node_can_be_re_added_by_a_member() {
+    let (a, _) = start("a@127.0.0.1");
+    let (b, _) = start("b@127.0.0.1");
+    b.join(a.local().clone()).unwrap();
+    wait_until("joined", || names(&a).len() == 2 && names(&b).len() == 2);
+    a.leave("b@127.0.0.1");
+    wait_until("b alone", || names(&b) == vec!["b@127.0.0.1".to_string()]);
+    wait_until("a alone", || names(&a) == vec!["a@127.0.0.1".to_string()]);
+    a.join(b.local().clone()).unwrap();
+    let both = vec!["a@127.0.0.1".to_string(), "b@127.0.0.1".into()];
+    wait_until("b re-added", || names(&a) == both && names(&b) == both);
+    a.stop();
+    b.stop();
+}

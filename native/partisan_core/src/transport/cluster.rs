@@ -65,13 +65,14 @@ impl Cluster {
         }
     }
 
-    /// Gossip that knows this node by an older life is stale: its sender has not yet heard that
-    /// we left (or were removed, or restarted) and would pull us back into a cluster we are no
-    /// longer part of. It is taken only from a node we asked to join.
+    /// Gossip that thinks this node alive in an older life is stale: its sender has not heard
+    /// that we left (or were removed, or restarted) and would pull us back into a cluster we are
+    /// no longer part of. It is taken only from a node we asked to join. Gossip that knows we
+    /// left comes from a node that dials us on purpose (it is re-adding us) and is taken.
     fn accepts_gossip(&self, me: &str, from: &str, remote: &State) -> bool {
         let stale = remote
             .get(me)
-            .is_some_and(|e| e.incarnation < self.incarnation);
+            .is_some_and(|e| !e.removed && e.incarnation < self.incarnation);
         !stale || self.pending.contains_key(from)
     }
 

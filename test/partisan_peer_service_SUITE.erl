@@ -1,0 +1,196 @@
+%% -----------------------------------------------------------------------------
+%% @doc The rest of the peer service API across real nodes: sync_join/1,
+%% members_for_orchestration/0, update_members/1, on_up callbacks,
+%% kill_connections/1 (and reconnection), get_local_state/0, and the
+%% cast_message and send/2 forms of sending.
+%%
+%% As in the other suites, Distributed Erlang only drives the nodes.
+%% @end
+%% -----------------------------------------------------------------------------
+-module(partisan_peer_service_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-export([all/0]).
+-export([suite/0]).
+-export([init_per_suite/1]).
+-export([end_per_suite/1]).
+-export([init_per_testcase/2]).
+-export([end_per_testcase/2]).
+
+-export([sync_join_returns_fully_connected/1]).
+-export([members_for_orchestration_lists_specs/1]).
+-export([update_members_removes_and_adds/1]).
+-export([on_up_fires_when_a_node_connects/1]).
+-export([kill_connections_reconnects/1]).
+-export([cast_message_and_send/1]).
+
+-define(S, partisan_ct_support).
+-define(PERIODIC_INTERVAL, 200).
+
+
+suite() ->
+    [{timetrap, {seconds, 90}}].
+
+
+all() ->
+    [
+        sync_join_returns_fully_connected,
+        members_for_orchestration_lists_specs,
+        update_members_removes_and_adds,
+        on_up_fires_when_a_node_connects,
+        kill_connections_reconnects,
+        cast_message_and_send
+    ].
+
+
+init_per_suite(Config) ->
+    ok = ?S:init_dist(),
+    [
+        {node_prefix, "psvc"},
+        {partisan_env, #{
+            periodic_interval => ?PERIODIC_INTERVAL,
+            channels => #{data => #{parallelism => 2}}
+        }}
+        | Config
+    ].
+
+
+end_per_suite(_Config) ->
+    ok.
+
+
+init_per_testcase(_TC, Config) ->
+    Nodes = ?S:start_nodes(3, Config),
+    [?S:rpc(N, ?S, start_collector, [inbox]) || N <- Nodes],
+    [{nodes, Nodes} | Config].
+
+
+end_per_testcase(_TC, Config) ->
+    ?S:stop_nodes(?config(nodes, Config)).
+
+
+
+%% =============================================================================
+%% TEST CASES
+%% =============================================================================
+
+
+%% sync_join/1 returns once every connection of the pool is up, so a message
+%% on any channel goes through at once.
+sync_join_returns_fully_connected(Config) ->
+    [A, B | _] = ?config(nodes, Config),
+    SpecA = ?S:node_spec(A),
+    ?assertEqual(ok, ?S:rpc(B, partisan_peer_service, sync_join, [SpecA])),
+    ?assert(?S:rpc(B, partisan, is_fully_connected, [A])),
+    ?assertEqual(ok, ?S:rpc(B, ?S, forward, [{inbox, A}, hello, #{channel => data}])),
+    ?assertEqual([hello], ?S:wait_for_messages(A, inbox, 1)).
+
+
+%% members_for_orchestration/0 gives every member's node spec, with the port
+%% it really listens on.
+members_for_orchestration_lists_specs(Config) ->
+    Nodes = ?config(nodes, Config),
+    ok = ?S:join_all(Nodes),
+    ok = ?S:wait_until_converged(Nodes),
+    [A | _] = Nodes,
+    Specs = ?S:rpc(A, partisan_peer_service, members_for_orchestration, []),
+    ?assertEqual(lists:sort(Nodes), lists:sort([N || #{name := N} <- Specs])),
+    [
+        begin
+            #{listen_addrs := [#{ip := _, port := Port} | _], channels := Channels} = Spec,
+            ?assert(Port > 0),
+            ?assert(maps:is_key(data, Channels)),
+            ?assertEqual(?S:node_spec(N), Spec#{name := N})
+        end
+        || #{name := N} = Spec <- Specs
+    ].
+
+
+%% update_members/1 with a list that leaves a node out removes it everywhere;
+%% a later list that has it again brings it back.
+update_members_removes_and_adds(Config) ->
+    [A, B, C] = Nodes = ?config(nodes, Config),
+    ok = ?S:join_all(Nodes),
+    ok = ?S:wait_until_converged(Nodes),
+    [SpecA, SpecB, SpecC] = [?S:node_spec(N) || N <- Nodes],
+
+    ?assertEqual(ok, ?S:rpc(A, partisan_peer_service, update_members, [[SpecA, SpecB]])),
+    ok = ?S:wait_until_converged([A, B]),
+    ?S:wait_until(
+        {c_alone, C},
+        fun() -> ?S:rpc(C, partisan_peer_service, members, []) =:= {ok, [C]} end,
+        100, 100
+    ),
+    ?S:always_true(
+        c_stays_out,
+        fun() ->
+            {ok, M} = ?S:rpc(B, partisan_peer_service, members, []),
+            not lists:member(C, M)
+        end,
+        5 * ?PERIODIC_INTERVAL, 100
+    ),
+
+    ?assertEqual(
+        ok, ?S:rpc(A, partisan_peer_service, update_members, [[SpecA, SpecB, SpecC]])
+    ),
+    ok = ?S:wait_until_converged(Nodes).
+
+
+%% An on_up callback registered for a node runs when that node connects.
+on_up_fires_when_a_node_connects(Config) ->
+    [A, B | _] = ?config(nodes, Config),
+    ?assertEqual(ok, ?S:rpc(A, ?S, register_on_up, [B, inbox])),
+    ok = ?S:join(B, A),
+    ?assertEqual([{on_up, B}], ?S:wait_for_messages(A, inbox, 1)),
+    %% the current state of the manager is there to inspect
+    _ = ?S:rpc(A, partisan_peer_service, get_local_state, []).
+
+
+%% kill_connections/1 drops every connection to a node; members reconnect by
+%% themselves and messages flow again.
+kill_connections_reconnects(Config) ->
+    [A, B | _] = ?config(nodes, Config),
+    ok = ?S:join(B, A),
+    ok = ?S:wait_until_converged([A, B]),
+    ?S:wait_until(full_pool, fun() -> ?S:rpc(A, partisan, is_fully_connected, [B]) end, 100, 100),
+    Opened = opened(A),
+    ?assertEqual(ok, ?S:rpc(A, partisan, kill_connections, [[B]])),
+    ?S:wait_until(
+        reconnected,
+        fun() ->
+            ?S:rpc(A, partisan, is_fully_connected, [B]) andalso opened(A) > Opened
+        end,
+        100, 100
+    ),
+    ?assertEqual(ok, ?S:rpc(A, ?S, forward, [{inbox, B}, after_big, #{}])),
+    ?assertEqual([after_big], ?S:wait_for_messages(B, inbox, 1)).
+
+
+%% cast_message/2,3,4 deliver `{'$gen_cast', Msg}'; send/2 returns the message
+%% and delivers it.
+cast_message_and_send(Config) ->
+    [A, B | _] = ?config(nodes, Config),
+    ok = ?S:join(B, A),
+    ok = ?S:wait_until_converged([A, B]),
+    ?assertEqual(ok, ?S:rpc(A, partisan, cast_message, [{inbox, B}, m])),
+    ?assertEqual(ok, ?S:rpc(A, partisan, cast_message, [{inbox, B}, msg, #{channel => data}])),
+    ?assertEqual(ok, ?S:rpc(A, partisan, cast_message, [B, inbox, payload, #{}])),
+    ?assertEqual(hello, ?S:rpc(A, partisan, send, [{inbox, B}, hello])),
+    %% two channels: no order between them
+    ?assertEqual(
+        lists:sort([{'$gen_cast', m}, {'$gen_cast', msg}, {'$gen_cast', payload}, hello]),
+        lists:sort(?S:wait_for_messages(B, inbox, 4))
+    ).
+
+
+
+%% =============================================================================
+%% HELPERS
+%% =============================================================================
+
+
+opened(Node) ->
+    Engine = ?S:rpc(Node, partisan_nif, engine, []),
+    maps:get(connections_opened, ?S:rpc(Node, partisan_nif, stats, [Engine])).
