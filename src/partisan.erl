@@ -389,7 +389,7 @@ is_connected(NodeOrSpec) ->
 -spec is_connected(node() | node_spec(), channel() | '_') -> boolean().
 
 is_connected(NodeOrSpec, Channel) when is_atom(Channel) ->
-    Node = node_name(NodeOrSpec),
+    Node = partisan_peer_service:node_name(NodeOrSpec),
     partisan_nif:is_connected(partisan_nif:engine(), Node, Channel).
 
 
@@ -401,7 +401,7 @@ is_connected(NodeOrSpec, Channel) when is_atom(Channel) ->
 -spec is_fully_connected(node() | node_spec()) -> boolean().
 
 is_fully_connected(NodeOrSpec) ->
-    Node = node_name(NodeOrSpec),
+    Node = partisan_peer_service:node_name(NodeOrSpec),
     partisan_nif:is_fully_connected(partisan_nif:engine(), Node).
 
 
@@ -1039,16 +1039,6 @@ unique(Nodes) ->
         Nodes
     ),
     lists:reverse(Unique).
-
-
-node_name(#{name := Node}) when is_atom(Node) ->
-    Node;
-
-node_name(Node) when is_atom(Node) ->
-    Node;
-
-node_name(Arg) ->
-    erlang:error(badarg, [Arg]).
 
 
 spec_channel_opts(_, Opts) ->

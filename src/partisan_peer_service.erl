@@ -22,6 +22,7 @@
 -export([on_up/2]).
 -export([on_up/3]).
 -export([stop/0]).
+-export([node_name/1]).
 -export([stop/1]).
 -export([sync_join/1]).
 -export([update_members/1]).
@@ -225,6 +226,25 @@ stop(Reason) ->
 
 
 
+%% -----------------------------------------------------------------------------
+%% @doc The node named by `Arg', a node or a node specification (the two forms
+%% that join, leave, member and the event callbacks accept). Fails with
+%% `badarg' on anything else.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec node_name(node() | partisan:node_spec()) -> node() | no_return().
+
+node_name(#{name := Node}) when is_atom(Node) ->
+    Node;
+
+node_name(Node) when is_atom(Node) ->
+    Node;
+
+node_name(Arg) ->
+    erlang:error(badarg, [Arg]).
+
+
+
 %% =============================================================================
 %% PRIVATE
 %% =============================================================================
@@ -246,16 +266,6 @@ with_node_spec(Node, Fun) when is_atom(Node) ->
     end;
 
 with_node_spec(Arg, _) ->
-    erlang:error(badarg, [Arg]).
-
-
-node_name(#{name := Node}) when is_atom(Node) ->
-    Node;
-
-node_name(Node) when is_atom(Node) ->
-    Node;
-
-node_name(Arg) ->
     erlang:error(badarg, [Arg]).
 
 

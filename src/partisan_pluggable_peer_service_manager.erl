@@ -125,7 +125,8 @@ leave() ->
 -spec leave(partisan:node_spec() | node()) -> ok.
 
 leave(NodeOrSpec) ->
-    partisan_nif:leave(partisan_nif:engine(), node_name(NodeOrSpec)).
+    Node = partisan_peer_service:node_name(NodeOrSpec),
+    partisan_nif:leave(partisan_nif:engine(), Node).
 
 
 %% -----------------------------------------------------------------------------
@@ -145,7 +146,7 @@ members() ->
 -spec member(node() | partisan:node_spec()) -> boolean().
 
 member(NodeOrSpec) ->
-    Node = node_name(NodeOrSpec),
+    Node = partisan_peer_service:node_name(NodeOrSpec),
     lists:any(
         fun(#{name := Name}) -> Name =:= Node end,
         members_for_orchestration()
@@ -513,16 +514,6 @@ run_callback({Fun, Channel}, Node) ->
                 stacktrace => Stacktrace
             })
     end.
-
-
-node_name(#{name := Node}) when is_atom(Node) ->
-    Node;
-
-node_name(Node) when is_atom(Node) ->
-    Node;
-
-node_name(Arg) ->
-    erlang:error(badarg, [Arg]).
 
 
 wait_until_fully_connected(Node, Deadline) ->
