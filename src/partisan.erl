@@ -838,7 +838,7 @@ send_remote(Node, Target, Msg, Opts0) ->
     Key = maps:get(partition_key, Opts, ?DEFAULT_PARTITION_KEY),
     is_atom(Channel) andalso is_partition_key(Key)
         orelse erlang:error(badarg, [Node, Target, Msg, Opts0]),
-    Payload = term_to_binary(Msg, partisan_config:channel_encode_opts(Channel)),
+    Payload = partisan_payload:encode(Msg, partisan_config:channel_encode_opts(Channel)),
     Engine = partisan_nif:engine(),
     Mode = send_mode(Opts),
     case transmit(Engine, Node, Channel, Key, Target, Payload, Mode) of

@@ -262,9 +262,12 @@ connections(_Engine) ->
 
 
 %% -----------------------------------------------------------------------------
-%% @doc Enqueues an encoded message for `Target' on `Node'. Runs on a normal
-%% scheduler in constant time for large payloads (they are referenced, not
-%% copied). With `suspend', a send that takes the
+%% @doc Enqueues an encoded message for `Target' on `Node'. The payload is
+%% the external format of the message, as one binary or as a list of at most
+%% 256 binaries whose concatenation it is (see {@link partisan_payload});
+%% `badarg' otherwise. Runs on a normal scheduler in constant time for large
+%% payloads and large parts (they are referenced, not copied). With `suspend',
+%% a send that takes the
 %% connection's queue over its limit (`send_queue_limit') is still queued but
 %% returns `{suspend, Token}': the caller must then wait for
 %% `{'$partisan_resume', Token}', which always arrives (when the queue drains
@@ -273,8 +276,8 @@ connections(_Engine) ->
 %% @end
 %% -----------------------------------------------------------------------------
 -spec send(
-    engine(), node(), channel(), partition_key(), target(), binary(),
-    send_mode()) ->
+    engine(), node(), channel(), partition_key(), target(),
+    partisan_payload:t(), send_mode()) ->
     ok | {suspend, non_neg_integer()} | {error, send_error()}.
 
 send(_Engine, _Node, _Channel, _PartitionKey, _Target, _Payload, _Mode) ->

@@ -76,6 +76,8 @@
 -export([resource_usage/0]).
 -export([view/0]).
 -export([digest/1]).
+-export([collected_sharing/1]).
+-export([engine_stats/0]).
 -export([message_atoms/0]).
 
 -define(HOST, "127.0.0.1").
@@ -932,6 +934,42 @@ view() ->
 
 
 %% -----------------------------------------------------------------------------
+%% @doc For each message collected by `Name', the binaries of 64 KiB or more
+%% in it (in tuples and lists, at any depth) as `{Size, ReferencedSize}': a binary that
+%% is part of a larger one (a sub-binary of the received frame) has
+%% `ReferencedSize > Size'; a copy has them equal.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec collected_sharing(atom()) -> [[{non_neg_integer(), non_neg_integer()}]].
+
+collected_sharing(Name) ->
+    [lists:flatten(sharing(M)) || M <- collected(Name)].
+
+
+sharing(Bin) when is_binary(Bin), byte_size(Bin) >= 65536 ->
+    [{byte_size(Bin), binary:referenced_byte_size(Bin)}];
+
+sharing(T) when is_tuple(T) ->
+    [sharing(E) || E <- tuple_to_list(T)];
+
+sharing(L) when is_list(L) ->
+    [sharing(E) || E <- L];
+
+sharing(_) ->
+    [].
+
+
+%% -----------------------------------------------------------------------------
+%% @doc The transport's counters on this node.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec engine_stats() -> #{atom() => non_neg_integer()}.
+
+engine_stats() ->
+    partisan_nif:stats(partisan_nif:engine()).
+
+
+%% -----------------------------------------------------------------------------
 %% @doc Replaces binaries over 1 KiB inside `Term' with
 %% `{'$binary', Size, MD5}'.
 %% @end
@@ -971,7 +1009,7 @@ message_atoms() ->
         %% shapes
         hello, seq, keyed, bin, ping, pong, ping_many, on_down, on_up,
         to_dead, to_pid, m, msg, payload, structured, via_pid, via_name,
-        pong_payload, after_big, small_after, big,
+        pong_payload, after_big, small_after, big, blob, two, t, u,
         %% tags
         join_three_nodes, self_join_refused, leave_self, leave_other,
         before_failure, while_down, after_rejoin, fast, slow, zip, tt, pk, z,

@@ -33,6 +33,7 @@
 -export([ten_thousand_in_order/1]).
 -export([eight_mib_binary/1]).
 -export([large_terms_of_every_shape_intact/1]).
+-export([large_binaries_arrive_in_place/1]).
 -export([not_connected/1]).
 -export([no_disterl_between_peers/1]).
 -export([oversized_refused_connection_survives/1]).
@@ -79,6 +80,7 @@ groups() ->
             ten_thousand_in_order,
             eight_mib_binary,
             large_terms_of_every_shape_intact,
+            large_binaries_arrive_in_place,
             not_connected,
             %% last: after all that traffic, still no disterl between peers
             no_disterl_between_peers
@@ -342,6 +344,31 @@ large_terms_of_every_shape_intact(Config) ->
     [GotShared, GotFallback] = ?S:rpc(B, ?S, collected, [inbox]),
     ?assertEqual(Shared, GotShared),
     ?assertEqual(erlang:phash2(Fallback), erlang:phash2(GotFallback)).
+
+
+%% Large binaries, alone or in (nested) tuples, arrive as parts of the binary
+%% their frame was read into: sub-binaries, not copies. In other shapes they
+%% are decoded as usual. Safe decoding still holds: a large message naming an
+%% atom the receiver does not have is dropped and counted.
+large_binaries_arrive_in_place(Config) ->
+    [A, B] = ?config(nodes, Config),
+    Big = crypto:strong_rand_bytes(?MiB),
+    Other = crypto:strong_rand_bytes(?MiB + 7),
+    Msgs = [Big, {blob, Big}, {t, {u, Big}, 7}, {two, Big, Other}, {blob, [Big]}],
+    [?assertEqual(ok, ?S:rpc(A, ?S, forward, [{inbox, B}, M, #{}])) || M <- Msgs],
+    Got = ?S:wait_for_messages(B, inbox, length(Msgs), 30000),
+    ?assertEqual([?S:digest(M) || M <- Msgs], Got),
+    [Alone, Tagged, Nested, Two, InList] = ?S:rpc(B, ?S, collected_sharing, [inbox]),
+    [?assertMatch([{S, R}] when R > S, Found) || Found <- [Alone, Tagged, Nested]],
+    ?assertMatch([{S1, R1}, {S2, R2}] when R1 > S1 andalso R2 > S2, Two),
+    ?assertMatch([{S, S}], InList),
+
+    Dropped0 = maps:get(dropped_decode, ?S:rpc(B, ?S, engine_stats, [])),
+    Unknown = list_to_atom("never_on_b_" ++ integer_to_list(erlang:unique_integer([positive]))),
+    ?assertEqual(ok, ?S:rpc(A, ?S, forward, [{inbox, B}, {blob, Big, Unknown}, #{}])),
+    ?assertEqual(ok, ?S:rpc(A, ?S, forward, [{inbox, B}, after_big, #{}])),
+    ?assertEqual(length(Msgs) + 1, length(?S:wait_for_messages(B, inbox, length(Msgs) + 1))),
+    ?assertEqual(Dropped0 + 1, maps:get(dropped_decode, ?S:rpc(B, ?S, engine_stats, []))).
 
 
 eight_mib_binary(Config) ->

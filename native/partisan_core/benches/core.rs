@@ -24,7 +24,7 @@ fn frames(c: &mut Criterion) {
         g.bench_with_input(
             BenchmarkId::new("encode_head_only", size),
             &payload,
-            |b, p| b.iter(|| encode_data_head(black_box(&target), black_box(p.len()), 1 << 30)),
+            |b, p| b.iter(|| encode_data_head(black_box(&target), black_box(p.len()), 1 << 30, 0)),
         );
         // A read buffer holding 256 frames, split and their targets read, as the reader does.
         let one = encode_data_frame(&target, &payload, 1 << 30).unwrap();

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use partisan_core::membership::{ChannelSpec, Compression};
 use partisan_core::transport::{
-    Config, Delivery, Engine, Event, Handler, Queued, Resume, SendError, SendMode,
+    Config, Delivery, Engine, Event, FrameBuf, Handler, OutFrame, Queued, Resume, SendError,
+    SendMode, LARGE_FRAME_BODY,
 };
-use partisan_core::wire::{encode_data_frame, Target};
+use partisan_core::wire::{encode_data_frame, encode_data_head, Target};
 
 #[derive(Default)]
 struct Recorder {
@@ -289,6 +290,108 @@ fn a_removed_node_can_be_re_added_by_a_member() {
     a.join(b.local().clone()).unwrap();
     let both = vec!["a@127.0.0.1".to_string(), "b@127.0.0.1".into()];
     wait_until("b re-added", || names(&a) == both && names(&b) == both);
+    a.stop();
+    b.stop();
+}
+
+/// Lends plain vectors for large frames and records which messages came through them.
+#[derive(Default)]
+struct Lender {
+    delivered: Mutex<Vec<(Vec<u8>, bool)>>,
+}
+
+struct VecBuf(Vec<u8>);
+
+impl FrameBuf for VecBuf {
+    fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+impl Handler for Lender {
+    fn deliver(&self, _: &Target, payload: bytes::Bytes) -> Delivery {
+        self.delivered.lock().push((payload.to_vec(), false));
+        Delivery::Delivered
+    }
+    fn frame_buf(&self, len: usize) -> Option<Box<dyn FrameBuf>> {
+        Some(Box::new(VecBuf(vec![0; len])))
+    }
+    fn deliver_buf(&self, _: &Target, buf: Box<dyn FrameBuf>, at: usize) -> Delivery {
+        self.delivered
+            .lock()
+            .push((buf.as_slice()[at..].to_vec(), true));
+        Delivery::Delivered
+    }
+    fn event(&self, _: Event) {}
+}
+
+/// Large frames are read into memory the handler lends, small ones are not, and a stream that
+/// mixes them (sent as one buffer or as head and parts) arrives intact and in order.
+#[test]
+fn large_frames_are_read_into_lent_memory_in_order() {
+    let (a, _ra) = start("lend_a@127.0.0.1");
+    let lender = Arc::new(Lender::default());
+    let b = Engine::start(config("lend_b@127.0.0.1"), lender.clone()).expect("engine starts");
+    b.join(a.local().clone()).unwrap();
+    wait_until("data pool", || {
+        a.is_fully_connected("lend_b@127.0.0.1") && b.is_fully_connected("lend_a@127.0.0.1")
+    });
+    let peer = a.peer("lend_b@127.0.0.1").unwrap();
+    let data = a.channel_id("data").unwrap();
+    let target = Target::Name("sink".into());
+    let sizes = [
+        10,
+        LARGE_FRAME_BODY,
+        3,
+        1 << 20,
+        LARGE_FRAME_BODY - 20,
+        5 << 20,
+        1,
+        200_000,
+    ];
+    let payloads: Vec<Vec<u8>> = (0..64)
+        .map(|i| {
+            let n = sizes[i % sizes.len()];
+            (0..n).map(|j| (i * 31 + j * 7) as u8).collect()
+        })
+        .collect();
+    for (i, p) in payloads.iter().enumerate() {
+        let frame = if i % 3 == 0 && p.len() > 100 {
+            // Head with the first bytes, then the rest as separate parts.
+            let mut head = encode_data_head(&target, p.len(), a.max_frame_size(), 50).unwrap();
+            head.extend_from_slice(&p[..50]);
+            let rest = bytes::Bytes::copy_from_slice(&p[50..]);
+            let mid = rest.len() / 2;
+            OutFrame {
+                head: head.into(),
+                body: vec![rest.slice(..mid), rest.slice(mid..)],
+            }
+        } else {
+            encode_data_frame(&target, p, a.max_frame_size())
+                .unwrap()
+                .into()
+        };
+        let resume = Resume::new(|| {});
+        a.send(&peer, data, Some(1), frame, SendMode::Suspend(resume))
+            .unwrap();
+    }
+    wait_until("all delivered", || {
+        lender.delivered.lock().len() == payloads.len()
+    });
+    let got = lender.delivered.lock();
+    for (i, (p, lent)) in got.iter().enumerate() {
+        assert_eq!(p, &payloads[i], "message {i} intact and in order");
+        let target_len = 1 + 1 + 4; // tag, length, "sink"
+        assert_eq!(
+            *lent,
+            p.len() + target_len >= LARGE_FRAME_BODY,
+            "message {i} of {} bytes",
+            p.len()
+        );
+    }
     a.stop();
     b.stop();
 }

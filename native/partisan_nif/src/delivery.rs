@@ -2,12 +2,18 @@
 
 use std::cell::RefCell;
 
-use partisan_core::transport::{Delivery, Event, Handler};
+use std::any::Any;
+
+use partisan_core::transport::{Delivery, Event, FrameBuf, Handler};
 use partisan_core::wire::{uncompressed_term, Target};
 use rustler::types::tuple::make_tuple;
 use rustler::{Atom, Encoder, Env, LocalPid, OwnedEnv, Term};
 
+use crate::in_place::{self, BeamFrame};
 use crate::terms::atom_ext_len;
+
+/// The tag of a compressed external term, after the version byte.
+const COMPRESSED: u8 = 80;
 
 rustler::atoms! {
     partisan_event, node_up, node_down, membership, left,
@@ -132,19 +138,21 @@ fn whereis(env: Env, name: Atom) -> Option<LocalPid> {
     Some(LocalPid::from_c_arg(unsafe { pid.assume_init() }))
 }
 
-impl Handler for NifHandler {
-    fn deliver(&self, target: &Target, payload: bytes::Bytes) -> Delivery {
+impl NifHandler {
+    /// Resolves `target`, decodes the message with `decode` and sends it, all in the thread's
+    /// scratch environment.
+    fn deliver_with(
+        &self,
+        target: &Target,
+        decode: impl for<'a> FnOnce(Env<'a>) -> Option<Term<'a>>,
+    ) -> Delivery {
         SCRATCH.with(|cell| {
             let mut owned = cell.borrow_mut();
             let outcome = owned.run(|env| {
                 let Some(pid) = self.resolve(env, target) else {
                     return Delivery::NoDestination;
                 };
-                // Safe decoding: a peer cannot create atoms (or other unsafe terms) here.
-                let Ok(term) = uncompressed_term(&payload, self.max_term) else {
-                    return Delivery::Undecodable;
-                };
-                let Some((msg, _)) = env.binary_to_term(&term) else {
+                let Some(msg) = decode(env) else {
                     return Delivery::Undecodable;
                 };
                 let sent = unsafe {
@@ -163,6 +171,34 @@ impl Handler for NifHandler {
             });
             owned.clear();
             outcome
+        })
+    }
+
+    /// Safe decoding: a peer cannot create atoms (or other unsafe terms) here.
+    fn decode_copy<'a>(&self, env: Env<'a>, payload: &[u8]) -> Option<Term<'a>> {
+        let term = uncompressed_term(payload, self.max_term).ok()?;
+        env.binary_to_term(&term).map(|(msg, _)| msg)
+    }
+}
+
+impl Handler for NifHandler {
+    fn deliver(&self, target: &Target, payload: bytes::Bytes) -> Delivery {
+        self.deliver_with(target, |env| self.decode_copy(env, &payload))
+    }
+
+    fn frame_buf(&self, len: usize) -> Option<Box<dyn FrameBuf>> {
+        Some(Box::new(BeamFrame::alloc(len)?))
+    }
+
+    fn deliver_buf(&self, target: &Target, buf: Box<dyn FrameBuf>, payload_at: usize) -> Delivery {
+        let Ok(frame) = (buf as Box<dyn Any>).downcast::<BeamFrame>() else {
+            return Delivery::Undecodable;
+        };
+        self.deliver_with(target, |env| {
+            if frame.as_slice().get(payload_at + 1) == Some(&COMPRESSED) {
+                return self.decode_copy(env, &frame.as_slice()[payload_at..]);
+            }
+            in_place::decode(env, *frame, payload_at)
         })
     }
 

@@ -5,6 +5,7 @@
 
 mod config;
 mod delivery;
+mod in_place;
 mod nifs;
 mod pinned;
 mod terms;

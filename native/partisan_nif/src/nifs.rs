@@ -8,16 +8,17 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parking_lot::RwLock;
 use partisan_core::transport::{
     Engine, JoinError, OutFrame, Peer, Queued, Resume, SendError, SendMode,
 };
-use partisan_core::wire::{encode_data_frame, encode_data_head};
+use partisan_core::wire::{encode_data_frame, encode_data_head, Target, WireError};
 
-use crate::pinned::{pin, PIN_MIN};
+use crate::pinned::{pin, pin_parts, PIN_MIN, PIN_PART_MIN};
 use rustler::sys::ErlNifTerm;
 use rustler::types::tuple::make_tuple;
-use rustler::{Atom, Binary, Encoder, Env, Error, NifResult, ResourceArc, Term};
+use rustler::{Atom, Binary, Encoder, Env, Error, ListIterator, NifResult, ResourceArc, Term};
 
 use crate::config::{decode_node_spec, decode_start_config};
 use crate::delivery::{send_anywhere, NifHandler};
@@ -234,7 +235,9 @@ fn stats(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Term> {
     Term::map_from_term_arrays(env, &keys, &vals)
 }
 
-/// `send(Engine, Node, Channel, PartitionKey, Target, Payload, Mode)`: `Mode` is `suspend` or
+/// `send(Engine, Node, Channel, PartitionKey, Target, Payload, Mode)`: `Payload` is the external
+/// format of the message, as one binary or as a list of binaries (at most `MAX_PARTS`) whose
+/// concatenation it is; `Mode` is `suspend` or
 /// `nosuspend`. Returns `ok`; `{suspend, Token}` when the frame was queued but the connection is
 /// over its limit (the caller then waits for `{'$partisan_resume', Token}`, which always comes);
 /// `{error, busy}` when `nosuspend` and over the limit (nothing queued); or another error.
@@ -247,7 +250,7 @@ fn send<'a>(
     channel: Atom,
     key: Term<'a>,
     target: Term<'a>,
-    payload: Binary<'a>,
+    payload: Term<'a>,
     mode: Atom,
 ) -> NifResult<Term<'a>> {
     let route = Route {
@@ -283,7 +286,7 @@ fn do_send<'a>(
     res: &EngineRes,
     route: Route<'a>,
     target: Term<'a>,
-    payload: Binary<'a>,
+    payload: Term<'a>,
 ) -> NifResult<Term<'a>> {
     let Route {
         node,
@@ -301,17 +304,7 @@ fn do_send<'a>(
         Some(key.decode::<u64>()?)
     };
     let target = decode_target(target)?;
-    let max = res.engine.max_frame_size();
-    let encoded = if payload.len() >= PIN_MIN {
-        encode_data_head(&target, payload.len(), max).map(|head| OutFrame {
-            head,
-            body: pin(payload.to_term(env)),
-        })
-    } else {
-        encode_data_frame(&target, payload.as_slice(), max).map(OutFrame::from)
-    };
-    let frame = match encoded {
-        Ok(OutFrame { body: None, .. }) if payload.len() >= PIN_MIN => return Err(Error::BadArg),
+    let frame = match build_frame(&target, payload, res.engine.max_frame_size())? {
         Ok(f) => f,
         Err(_) => {
             res.engine.count_too_large();
@@ -342,4 +335,77 @@ fn do_send<'a>(
         Err(SendError::UnknownChannel) => error_tuple(env, unknown_channel()),
         Err(_) => error_tuple(env, not_yet_connected()),
     })
+}
+
+/// Most binaries a payload list may have: bounds the work of one call.
+const MAX_PARTS: usize = 256;
+
+/// The data frame for `payload` (see `send`): small parts are copied into the frame, large ones
+/// are pinned and written from where they are. The inner error means the frame is too large.
+fn build_frame(
+    target: &Target,
+    payload: Term,
+    max: usize,
+) -> NifResult<Result<OutFrame, WireError>> {
+    if let Ok(bin) = Binary::from_term(payload) {
+        if bin.len() < PIN_MIN {
+            return Ok(encode_data_frame(target, bin.as_slice(), max).map(OutFrame::from));
+        }
+        let head = match encode_data_head(target, bin.len(), max, 0) {
+            Ok(h) => h,
+            Err(e) => return Ok(Err(e)),
+        };
+        let body = pin(payload).ok_or(Error::BadArg)?;
+        return Ok(Ok(OutFrame {
+            head: head.into(),
+            body: vec![body],
+        }));
+    }
+    let mut parts = Vec::new();
+    for part in payload.decode::<ListIterator>()? {
+        if parts.len() == MAX_PARTS {
+            return Err(Error::BadArg);
+        }
+        parts.push(Binary::from_term(part)?);
+    }
+    let total: usize = parts.iter().map(|b| b.len()).sum();
+    let copied: usize = parts
+        .iter()
+        .map(|b| b.len())
+        .filter(|&n| n < PIN_PART_MIN)
+        .sum();
+    let mut small = match encode_data_head(target, total, max, copied) {
+        Ok(h) => h,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut pinned = if copied < total {
+        pin_parts(payload, PIN_PART_MIN).ok_or(Error::BadArg)?
+    } else {
+        Vec::new()
+    }
+    .into_iter();
+    let mut head = None;
+    let mut body = Vec::new();
+    for part in &parts {
+        if part.len() < PIN_PART_MIN {
+            small.extend_from_slice(part.as_slice());
+            continue;
+        }
+        let taken = Bytes::from(std::mem::take(&mut small));
+        if head.is_none() {
+            head = Some(taken);
+        } else if !taken.is_empty() {
+            body.push(taken);
+        }
+        body.push(pinned.next().ok_or(Error::BadArg)?);
+    }
+    match head {
+        None => head = Some(small.into()),
+        Some(_) if !small.is_empty() => body.push(small.into()),
+        Some(_) => {}
+    }
+    Ok(Ok(OutFrame {
+        head: head.unwrap_or_default(),
+        body,
+    }))
 }

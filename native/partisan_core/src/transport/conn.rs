@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -16,11 +16,12 @@ use super::engine::Inner;
 use super::peer::{Conn, Peer};
 use super::send_queue::Batch;
 use super::stats::Stats;
-use super::Delivery;
+use super::{Delivery, FrameBuf, LARGE_FRAME_BODY};
 use crate::membership::State;
 use crate::wire::{
     encode_frame, read_preamble, AckStatus, Frame, FrameDecoder, FrameKind, Hello, HelloAck,
-    Preamble, Reader, Target, WireError, CAPABILITIES, MAX_HANDSHAKE_FRAME, PREAMBLE_LEN,
+    Preamble, Reader, Target, WireError, CAPABILITIES, FRAME_HEADER_LEN, MAX_HANDSHAKE_FRAME,
+    PREAMBLE_LEN,
 };
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -290,8 +291,8 @@ async fn write_batch(socket: &OwnedWriteHalf, batch: &Batch, out: &mut Vec<u8>) 
     }
     for frame in &batch.frames {
         plan.part(out, &frame.head);
-        if let Some(body) = &frame.body {
-            plan.part(out, body);
+        for part in &frame.body {
+            plan.part(out, part);
         }
     }
     plan.close_gathered(out);
@@ -353,6 +354,18 @@ async fn write_all_vectored(
     Ok(())
 }
 
+/// A large data frame being read straight into memory lent by the handler.
+struct Pending {
+    buf: Box<dyn FrameBuf>,
+    filled: usize,
+}
+
+impl Pending {
+    fn is_full(&self) -> bool {
+        self.filled == self.buf.as_slice().len()
+    }
+}
+
 async fn read_loop(
     inner: &Arc<Inner>,
     peer: &Peer,
@@ -367,20 +380,25 @@ async fn read_loop(
     let mut ping_sent: Option<Instant> = None;
     let mut attempts = 0u32;
     let mut nonce = 0u64;
+    let mut pending: Option<Pending> = None;
     loop {
-        loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(frame)) => {
-                    if handle_frame(inner, peer, conn, frame).is_err() {
-                        Stats::incr(&inner.stats.protocol_errors);
-                        return;
-                    }
+        while pending.is_none() {
+            let next = match take_large(inner, &decoder, &mut buf) {
+                Ok(Some(p)) if p.is_full() => deliver_large(inner, p),
+                Ok(Some(p)) => {
+                    pending = Some(p);
+                    break;
                 }
-                Ok(None) => break,
-                Err(_) => {
-                    Stats::incr(&inner.stats.protocol_errors);
-                    return;
-                }
+                Ok(None) => match decoder.decode(&mut buf) {
+                    Ok(Some(frame)) => handle_frame(inner, peer, conn, frame),
+                    Ok(None) => break,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            if next.is_err() {
+                Stats::incr(&inner.stats.protocol_errors);
+                return;
             }
         }
         if *stop.borrow() {
@@ -389,26 +407,38 @@ async fn read_loop(
         // Room for the rest of the current frame, so a large one arrives in few reads. Inside a
         // large frame, read only up to its end: bytes of the next frame behind it would have to
         // be moved to the front of the buffer once the frame is handed off.
-        let wanted = decoder.wanted(&buf);
-        buf.reserve(wanted.clamp(READ_CHUNK, inner.cfg.max_frame_size + 5));
-        let read_limit = if wanted > READ_CHUNK {
-            wanted
-        } else {
-            buf.capacity() - buf.len()
-        };
-        let mut limited = (&mut rd).take(read_limit as u64);
+        let mut read_limit = 0;
+        if pending.is_none() {
+            let wanted = decoder.wanted(&buf);
+            buf.reserve(wanted.clamp(READ_CHUNK, inner.cfg.max_frame_size + 5));
+            read_limit = if wanted > READ_CHUNK {
+                wanted
+            } else {
+                buf.capacity() - buf.len()
+            };
+        }
         let deadline = match ping_sent {
             Some(at) => at + ping.timeout,
             None => last_rx + ping.idle_timeout,
         };
         tokio::select! {
-            read = limited.read_buf(&mut buf) => match read {
+            read = read_some(&mut rd, &mut buf, pending.as_mut(), read_limit) => match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
                     inner.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                     last_rx = Instant::now();
                     ping_sent = None;
                     attempts = 0;
+                    if let Some(p) = pending.as_mut() {
+                        p.filled += n;
+                    }
+                    if pending.as_ref().is_some_and(Pending::is_full) {
+                        let done = pending.take().map(|p| deliver_large(inner, p));
+                        if let Some(Err(_)) = done {
+                            Stats::incr(&inner.stats.protocol_errors);
+                            return;
+                        }
+                    }
                 }
             },
             _ = tokio::time::sleep_until(deadline.into()), if ping.enabled => {
@@ -428,6 +458,70 @@ async fn read_loop(
     }
 }
 
+/// Reads into the pending large frame if there is one, else into the read buffer (at most
+/// `limit` bytes).
+async fn read_some(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    pending: Option<&mut Pending>,
+    limit: usize,
+) -> io::Result<usize> {
+    match pending {
+        Some(p) => rd.read(&mut p.buf.as_mut_slice()[p.filled..]).await,
+        None => (&mut *rd).take(limit as u64).read_buf(buf).await,
+    }
+}
+
+/// If the next frame is a large data frame and the handler lends memory for its body, starts
+/// reading it there, moving what `buf` already holds of it.
+fn take_large(
+    inner: &Inner,
+    decoder: &FrameDecoder,
+    buf: &mut BytesMut,
+) -> Result<Option<Pending>, WireError> {
+    let Some((FrameKind::Data, len)) = decoder.peek(buf)? else {
+        return Ok(None);
+    };
+    if len < LARGE_FRAME_BODY {
+        return Ok(None);
+    }
+    let Some(mut lent) = inner.handler.frame_buf(len) else {
+        return Ok(None);
+    };
+    if lent.as_slice().len() != len {
+        return Ok(None);
+    }
+    buf.advance(FRAME_HEADER_LEN);
+    let have = buf.len().min(len);
+    lent.as_mut_slice()[..have].copy_from_slice(&buf[..have]);
+    buf.advance(have);
+    Ok(Some(Pending {
+        buf: lent,
+        filled: have,
+    }))
+}
+
+fn deliver_large(inner: &Inner, frame: Pending) -> Result<(), WireError> {
+    let body = frame.buf.as_slice();
+    let mut r = Reader::new(body);
+    let target = Target::decode(&mut r)?;
+    let payload_at = body.len() - r.remaining();
+    Stats::incr(&inner.stats.received);
+    count(
+        inner,
+        inner.handler.deliver_buf(&target, frame.buf, payload_at),
+    );
+    Ok(())
+}
+
+fn count(inner: &Inner, delivery: Delivery) {
+    match delivery {
+        Delivery::Delivered => {}
+        Delivery::NoDestination => Stats::incr(&inner.stats.dropped_unknown_dest),
+        Delivery::Undecodable => Stats::incr(&inner.stats.dropped_decode),
+    }
+}
+
 fn handle_frame(
     inner: &Arc<Inner>,
     peer: &Peer,
@@ -440,11 +534,7 @@ fn handle_frame(
             let target = Target::decode(&mut r)?;
             let payload = frame.body.slice(frame.body.len() - r.remaining()..);
             Stats::incr(&inner.stats.received);
-            match inner.handler.deliver(&target, payload) {
-                Delivery::Delivered => {}
-                Delivery::NoDestination => Stats::incr(&inner.stats.dropped_unknown_dest),
-                Delivery::Undecodable => Stats::incr(&inner.stats.dropped_decode),
-            }
+            count(inner, inner.handler.deliver(&target, payload));
         }
         FrameKind::Ping => {
             conn.enqueue(encode_frame(FrameKind::Pong, &frame.body));

@@ -31,6 +31,7 @@ pub enum Delivery {
     Undecodable,
 }
 
+use std::any::Any;
 use std::sync::Arc;
 
 use crate::wire::Target;
@@ -48,12 +49,38 @@ pub enum Event {
     Left(Arc<str>),
 }
 
+/// Data frames with a body at least this large are read into memory the handler lends
+/// ([`Handler::frame_buf`]) rather than into the connection's read buffer.
+pub const LARGE_FRAME_BODY: usize = 64 * 1024;
+
+/// Memory for the body of one large received frame, lent by the handler, so that the message
+/// can be built on it in place (the NIF lends a VM binary: large binaries in the message then
+/// reference it instead of being copied out of a read buffer).
+pub trait FrameBuf: Any + Send {
+    fn as_slice(&self) -> &[u8];
+    fn as_mut_slice(&mut self) -> &mut [u8];
+}
+
 /// What the engine reports to. Called from I/O threads; implementations must not block.
 pub trait Handler: Send + Sync + 'static {
     /// Delivers one message (external term format) to `target`; says why not, so the engine
     /// can count the drop.
     /// The payload shares the frame's memory, so a handler may keep parts of it without copying.
     fn deliver(&self, target: &Target, payload: bytes::Bytes) -> Delivery;
+
+    /// Memory of exactly `len` bytes for the body of a data frame of at least
+    /// [`LARGE_FRAME_BODY`] bytes, or `None` to have it read as any other frame.
+    fn frame_buf(&self, _len: usize) -> Option<Box<dyn FrameBuf>> {
+        None
+    }
+
+    /// Delivers the message of a frame read into memory from [`Handler::frame_buf`]; its payload
+    /// starts at `payload_at`.
+    fn deliver_buf(&self, target: &Target, buf: Box<dyn FrameBuf>, payload_at: usize) -> Delivery {
+        let payload = bytes::Bytes::copy_from_slice(&buf.as_slice()[payload_at..]);
+        self.deliver(target, payload)
+    }
+
     /// Reports a cluster event.
     fn event(&self, event: Event);
 }

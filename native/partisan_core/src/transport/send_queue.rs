@@ -25,16 +25,16 @@ const DIRECT_WRITE_MAX: usize = 64 * 1024;
 /// back-to-back sends are better gathered by the writer task into few syscalls.
 const DIRECT_AFTER_IDLE: Duration = Duration::from_micros(30);
 
-/// A frame ready to queue: one buffer, or a head followed by a payload that stays where it is
-/// (for example a large binary owned by the VM), so it is never copied.
+/// A frame ready to queue: one buffer, or a head followed by parts that stay where they are
+/// (for example large binaries owned by the VM), so they are never copied.
 pub struct OutFrame {
     pub head: Bytes,
-    pub body: Option<Bytes>,
+    pub body: Vec<Bytes>,
 }
 
 impl OutFrame {
     pub fn len(&self) -> usize {
-        self.head.len() + self.body.as_ref().map_or(0, Bytes::len)
+        self.head.len() + self.body.iter().map(Bytes::len).sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -44,7 +44,10 @@ impl OutFrame {
 
 impl From<Bytes> for OutFrame {
     fn from(head: Bytes) -> OutFrame {
-        OutFrame { head, body: None }
+        OutFrame {
+            head,
+            body: Vec::new(),
+        }
     }
 }
 
@@ -143,7 +146,7 @@ impl SendQueue {
         let quiet = now.saturating_sub(self.last_push.swap(now, Relaxed))
             >= DIRECT_AFTER_IDLE.as_nanos() as u64;
         if quiet
-            && frame.body.is_none()
+            && frame.body.is_empty()
             && frame.head.len() <= DIRECT_WRITE_MAX
             && self.try_direct(&frame.head)
         {

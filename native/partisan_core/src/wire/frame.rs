@@ -62,13 +62,15 @@ pub fn encode_data_frame(target: &Target, payload: &[u8], max: usize) -> Result<
 }
 
 /// The part of a data frame before its payload (length, kind, target), for a payload of
-/// `payload_len` bytes that is written from where it already is, without copying it.
+/// `payload_len` bytes that is written from where it already is, without copying it. Room is
+/// reserved for `extra` bytes the caller appends (small parts of the payload).
 pub fn encode_data_head(
     target: &Target,
     payload_len: usize,
     max: usize,
-) -> Result<Bytes, WireError> {
-    data_head(target, payload_len, max, 0).map(Bytes::from)
+    extra: usize,
+) -> Result<Vec<u8>, WireError> {
+    data_head(target, payload_len, max, extra)
 }
 
 fn data_head(
@@ -108,11 +110,17 @@ impl FrameDecoder {
         (4 + len).saturating_sub(buf.len())
     }
 
-    /// Takes the next complete frame off the front of `buf`, if there is one.
-    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Frame>, WireError> {
-        if buf.len() < 4 {
+    /// The kind and body length of the next frame, once its header is in `buf`; the same checks
+    /// as `decode`, so a body may be allocated from what this says.
+    pub fn peek(&self, buf: &[u8]) -> Result<Option<(FrameKind, usize)>, WireError> {
+        if buf.len() < FRAME_HEADER_LEN {
             return Ok(None);
         }
+        let len = self.checked_len(buf)?;
+        Ok(Some((FrameKind::from_u8(buf[4])?, len - 1)))
+    }
+
+    fn checked_len(&self, buf: &[u8]) -> Result<usize, WireError> {
         let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
         if len == 0 {
             return Err(WireError::Invalid("empty frame"));
@@ -123,6 +131,15 @@ impl FrameDecoder {
                 max: self.max_frame,
             });
         }
+        Ok(len)
+    }
+
+    /// Takes the next complete frame off the front of `buf`, if there is one.
+    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Frame>, WireError> {
+        if buf.len() < 4 {
+            return Ok(None);
+        }
+        let len = self.checked_len(buf)?;
         if buf.len() < 4 + len {
             return Ok(None);
         }

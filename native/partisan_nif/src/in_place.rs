@@ -1,0 +1,151 @@
+//! Large frames are read into a VM binary, and the message is decoded in place: large binaries
+//! in it become sub-binaries of that binary rather than copies, as Distributed Erlang does with
+//! the buffer of a received message. Everything else is decoded by the VM's own safe
+//! `binary_to_term`, which never creates atoms.
+
+use std::mem::MaybeUninit;
+
+use partisan_core::transport::FrameBuf;
+use rustler::types::tuple::make_tuple;
+use rustler::{Env, OwnedBinary, Term};
+
+/// A binary in a message is referenced from this size, provided it is also at least a quarter
+/// of the frame: a binary the receiver keeps then never holds on to much more memory than its
+/// own.
+const REFERENCE_MIN: usize = 64 * 1024;
+/// Tuples are looked through to this depth and arity; anything else is one `binary_to_term`.
+const MAX_DEPTH: u32 = 4;
+const MAX_ARITY: usize = 16;
+
+const VERSION: u8 = 131;
+const SMALL_TUPLE_EXT: u8 = 104;
+const BINARY_EXT: u8 = 109;
+
+/// The body of a large frame, in memory the VM allocated.
+pub struct BeamFrame(OwnedBinary);
+
+impl BeamFrame {
+    /// `None` if the VM cannot allocate `len` bytes.
+    pub fn alloc(len: usize) -> Option<BeamFrame> {
+        let mut raw = MaybeUninit::uninit();
+        // Safety: `enif_alloc_binary` may be called from any thread and initialises `raw` when
+        // it succeeds; the binary is then owned (and released on drop) by `OwnedBinary`.
+        unsafe {
+            if rustler::sys::enif_alloc_binary(len, raw.as_mut_ptr()) == 0 {
+                return None;
+            }
+            Some(BeamFrame(OwnedBinary::from_raw(raw.assume_init())))
+        }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
+
+impl FrameBuf for BeamFrame {
+    fn as_slice(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        self.0.as_mut_slice()
+    }
+}
+
+/// A decoded part of the message: a term, a binary to reference in the frame, or a tuple of
+/// parts.
+enum Part<'a> {
+    Term(Term<'a>),
+    Reference { at: usize, len: usize },
+    Tuple(Vec<Part<'a>>),
+}
+
+/// Decodes the uncompressed external term in `frame` from `at` on; `None` if it is not one
+/// this node may decode.
+pub fn decode(env: Env<'_>, frame: BeamFrame, at: usize) -> Option<Term<'_>> {
+    let mut bin = frame.0;
+    let data = bin.as_mut_slice();
+    if data.get(at) != Some(&VERSION) {
+        return None;
+    }
+    let min = REFERENCE_MIN.max((data.len() - at) / 4);
+    let (part, _) = decode_part(env, data, at + 1, MAX_DEPTH, min)?;
+    if let Part::Term(term) = part {
+        return Some(term);
+    }
+    let whole = bin.release(env);
+    build(env, &whole, part)
+}
+
+/// Decodes the term at `pos` (which is past the version byte, so `pos - 1` is in `data`);
+/// returns it and where it ends.
+fn decode_part<'a>(
+    env: Env<'a>,
+    data: &mut [u8],
+    pos: usize,
+    depth: u32,
+    min: usize,
+) -> Option<(Part<'a>, usize)> {
+    match *data.get(pos)? {
+        BINARY_EXT => {
+            let len = u32::from_be_bytes(data.get(pos + 1..pos + 5)?.try_into().ok()?) as usize;
+            let at = pos + 5;
+            if len >= min && at.checked_add(len)? <= data.len() {
+                return Some((Part::Reference { at, len }, at + len));
+            }
+        }
+        SMALL_TUPLE_EXT if depth > 0 => {
+            let arity = *data.get(pos + 1)? as usize;
+            if arity <= MAX_ARITY {
+                let mut next = pos + 2;
+                let mut parts = Vec::with_capacity(arity);
+                for _ in 0..arity {
+                    let (part, end) = decode_part(env, data, next, depth - 1, min)?;
+                    parts.push(part);
+                    next = end;
+                }
+                let terms: Option<Vec<Term>> = parts
+                    .iter()
+                    .map(|p| match p {
+                        Part::Term(t) => Some(*t),
+                        _ => None,
+                    })
+                    .collect();
+                let part = match terms {
+                    // Nothing to reference inside: the tuple is a term already.
+                    Some(terms) => Part::Term(make_tuple(env, &terms)),
+                    None => Part::Tuple(parts),
+                };
+                return Some((part, next));
+            }
+        }
+        _ => {}
+    }
+    decode_term(env, data, pos)
+}
+
+/// Decodes one term at `pos` with `binary_to_term`, which wants the version byte in front: the
+/// byte before is lent for it and put back.
+fn decode_term<'a>(env: Env<'a>, data: &mut [u8], pos: usize) -> Option<(Part<'a>, usize)> {
+    let before = pos.checked_sub(1)?;
+    let kept = std::mem::replace(&mut data[before], VERSION);
+    let decoded = env.binary_to_term(&data[before..]);
+    data[before] = kept;
+    let (term, used) = decoded?;
+    Some((Part::Term(term), before + used))
+}
+
+fn build<'a>(env: Env<'a>, whole: &rustler::Binary<'a>, part: Part<'a>) -> Option<Term<'a>> {
+    Some(match part {
+        Part::Term(term) => term,
+        Part::Reference { at, len } => whole.make_subbinary(at, len).ok()?.to_term(env),
+        Part::Tuple(parts) => {
+            let terms = parts
+                .into_iter()
+                .map(|p| build(env, whole, p))
+                .collect::<Option<Vec<_>>>()?;
+            make_tuple(env, &terms)
+        }
+    })
+}
