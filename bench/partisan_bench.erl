@@ -208,7 +208,7 @@ setup([{_, A}, {_, B}]) ->
     [ok = rpc(N, ?LOAD, load, []) || N <- [A, B]],
     true = rpc(A, net_kernel, connect_node, [B]),
     Env = [{listen_addrs, [#{ip => {127, 0, 0, 1}, port => 0}]},
-           {channels, #{bulk => #{parallelism => 1}}}],
+           {channels, #{bulk => #{parallelism => 1}}}] ++ bench_env(),
     SpecA = start_partisan(A, Env),
     _ = start_partisan(B, Env),
     ok = rpc(B, partisan_peer_service, join, [SpecA]),
@@ -545,3 +545,15 @@ progress(Fmt, Args) ->
 
 fail(Fmt, Args) ->
     throw({bench_failed, lists:flatten(io_lib:format(Fmt, Args))}).
+
+
+%% BENCH_PARTISAN_ENV="[{io_nice, 10}]" adds partisan settings (an Erlang
+%% list of {Key, Value}) to both nodes, to try a setting out.
+bench_env() ->
+    case os:getenv("BENCH_PARTISAN_ENV") of
+        false -> [];
+        Text ->
+            {ok, Tokens, _} = erl_scan:string(Text ++ "."),
+            {ok, Env} = erl_parse:parse_term(Tokens),
+            Env
+    end.

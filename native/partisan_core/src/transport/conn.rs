@@ -34,6 +34,41 @@ const MAX_IOVECS: usize = 512;
 const READ_CHUNK: usize = 64 * 1024;
 /// Most queued frames the writer takes at once, so that it accounts for progress regularly.
 const BATCH_FRAMES: usize = 4096;
+/// Most bytes one syscall moves of a large frame, so that no single read or write keeps an I/O
+/// thread for long.
+const SYSCALL_MAX: usize = 512 * 1024;
+/// How long a reader or writer may keep its I/O thread busy before it lets others run.
+const BUSY_MAX: Duration = Duration::from_micros(100);
+
+/// Paces a task that streams: one that has been busy for `BUSY_MAX` without waiting yields the
+/// CPU to other threads and its thread to other tasks. Without this, on a small machine a stream
+/// of large frames holds a core and the runtime for milliseconds at a time, and a small message
+/// on another connection waits for both (the runtime polls for I/O only between tasks): head-of-
+/// line blocking across connections. Tasks that wait for I/O now and then never yield.
+struct Pacer {
+    busy_since: Instant,
+}
+
+impl Pacer {
+    fn new() -> Pacer {
+        Pacer {
+            busy_since: Instant::now(),
+        }
+    }
+
+    /// The task ran out of work (a short read, a full socket): it is about to wait anyway.
+    fn rested(&mut self) {
+        self.busy_since = Instant::now();
+    }
+
+    async fn pace(&mut self) {
+        if self.busy_since.elapsed() >= BUSY_MAX {
+            std::thread::yield_now();
+            tokio::task::yield_now().await;
+            self.busy_since = Instant::now();
+        }
+    }
+}
 
 fn invalid(e: WireError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
@@ -296,15 +331,15 @@ async fn write_batch(socket: &OwnedWriteHalf, batch: &Batch, out: &mut Vec<u8>) 
         }
     }
     plan.close_gathered(out);
-    let mut slices: Vec<IoSlice<'_>> = plan
+    let parts: Vec<&[u8]> = plan
         .chunks
         .iter()
         .map(|c| match *c {
-            Chunk::Gathered(a, b) => IoSlice::new(&out[a..b]),
-            Chunk::Part(p) => IoSlice::new(p),
+            Chunk::Gathered(a, b) => &out[a..b],
+            Chunk::Part(p) => p,
         })
         .collect();
-    write_all_vectored(socket, &mut slices).await
+    write_all_vectored(socket, &parts).await
 }
 
 /// A piece of a planned write: a range of the gathering buffer, or a part written in place.
@@ -338,16 +373,48 @@ impl<'a> Plan<'a> {
     }
 }
 
-async fn write_all_vectored(
-    socket: &OwnedWriteHalf,
-    mut slices: &mut [IoSlice<'_>],
-) -> io::Result<()> {
-    while !slices.is_empty() {
-        let at_most = slices.len().min(MAX_IOVECS);
-        match socket.try_write_vectored(&slices[..at_most]) {
+/// Writes `parts` in order, paced. One syscall takes at most `MAX_IOVECS` buffers and
+/// `SYSCALL_MAX` bytes.
+async fn write_all_vectored(socket: &OwnedWriteHalf, parts: &[&[u8]]) -> io::Result<()> {
+    // The next byte to write is parts[i][off..].
+    let (mut i, mut off) = (0, 0);
+    let mut pacer = Pacer::new();
+    let mut iov = Vec::with_capacity(parts.len().min(MAX_IOVECS));
+    while i < parts.len() {
+        pacer.pace().await;
+        iov.clear();
+        let mut room = SYSCALL_MAX;
+        for (k, part) in parts[i..].iter().enumerate().take(MAX_IOVECS) {
+            let rest = if k == 0 { &part[off..] } else { part };
+            let n = rest.len().min(room);
+            iov.push(IoSlice::new(&rest[..n]));
+            room -= n;
+            if room == 0 {
+                break;
+            }
+        }
+        match socket.try_write_vectored(&iov) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
+            Ok(mut n) => {
+                while n > 0 {
+                    let left = parts[i].len() - off;
+                    if n < left {
+                        off += n;
+                        break;
+                    }
+                    n -= left;
+                    i += 1;
+                    off = 0;
+                }
+                while i < parts.len() && parts[i].len() == off {
+                    i += 1;
+                    off = 0;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                pacer.rested();
+                socket.writable().await?;
+            }
             Err(e) => return Err(e),
         }
     }
@@ -381,7 +448,9 @@ async fn read_loop(
     let mut attempts = 0u32;
     let mut nonce = 0u64;
     let mut pending: Option<Pending> = None;
+    let mut pacer = Pacer::new();
     loop {
+        pacer.pace().await;
         while pending.is_none() {
             let next = match take_large(inner, &decoder, &mut buf) {
                 Ok(Some(p)) if p.is_full() => deliver_large(inner, p),
@@ -426,6 +495,9 @@ async fn read_loop(
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
                     inner.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                    if n < READ_CHUNK {
+                        pacer.rested();
+                    }
                     last_rx = Instant::now();
                     ping_sent = None;
                     attempts = 0;
@@ -467,7 +539,10 @@ async fn read_some(
     limit: usize,
 ) -> io::Result<usize> {
     match pending {
-        Some(p) => rd.read(&mut p.buf.as_mut_slice()[p.filled..]).await,
+        Some(p) => {
+            let end = (p.filled + SYSCALL_MAX).min(p.buf.as_slice().len());
+            rd.read(&mut p.buf.as_mut_slice()[p.filled..end]).await
+        }
         None => (&mut *rd).take(limit as u64).read_buf(buf).await,
     }
 }
