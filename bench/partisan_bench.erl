@@ -116,7 +116,12 @@ config(quick) ->
       call => #{count => 2000, cap_ms => 2000}}.
 
 
-rounds(#{rounds := R}) -> R.
+%% BENCH_ROUNDS=N overrides the number of rounds (more rounds, steadier medians).
+rounds(#{rounds := R}) ->
+    case os:getenv("BENCH_ROUNDS") of
+        false -> R;
+        Text -> list_to_integer(Text)
+    end.
 
 
 %% Total messages of a flow-controlled run (split over its senders), and the

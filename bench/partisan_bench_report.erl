@@ -143,22 +143,25 @@ suffix(quick, false) -> "-quick";
 suffix(full, false) -> "".
 
 
-%% @doc Prints the table and writes `<stamp>.md', `<stamp>.svg', `latest.md'
-%% and `latest.svg' in `Dir'.
+%% @doc Prints the table and writes `<stamp>.md' and `<stamp>.svg' in `Dir';
+%% a full run also writes them as `latest.md' and `latest.svg' (quick and
+%% partial runs leave those alone).
 -spec write([map()], map(), file:filename()) -> ok.
 write(Rows, #{stamp := Stamp0, mode := Mode} = Meta, Dir) ->
-    Stamp = Stamp0 ++ suffix(Mode, os:getenv("BENCH_ONLY")),
+    Suffix = suffix(Mode, os:getenv("BENCH_ONLY")),
+    Stamp = Stamp0 ++ Suffix,
     ok = filelib:ensure_dir(filename:join(Dir, "x")),
     Svg = svg(Rows, Meta),
     io:put_chars(markdown(Rows, Meta, Stamp ++ ".svg")),
+    Latest = case Suffix of
+        "" -> [{"latest.md", markdown(Rows, Meta, "latest.svg")}, {"latest.svg", Svg}];
+        _ -> []
+    end,
     Files = [{Stamp ++ ".md", markdown(Rows, Meta, Stamp ++ ".svg")},
-             {Stamp ++ ".svg", Svg},
-             {"latest.md", markdown(Rows, Meta, "latest.svg")},
-             {"latest.svg", Svg}],
+             {Stamp ++ ".svg", Svg} | Latest],
     [ok = file:write_file(filename:join(Dir, F), unicode:characters_to_binary(Body)) ||
         {F, Body} <- Files],
-    io:format("~nwritten: ~ts, ~ts (and latest.md, latest.svg)~n",
-              [filename:join(Dir, Stamp ++ ".md"), filename:join(Dir, Stamp ++ ".svg")]).
+    io:format("~nwritten: ~ts~n", [string:join([filename:join(Dir, F) || {F, _} <- Files], ", ")]).
 
 
 %% =============================================================================

@@ -28,8 +28,8 @@
 %% </ul>
 %% and three of this implementation: `max_frame_size' (bytes, default 64 MiB),
 %% `send_queue_limit' (bytes queued per connection before senders are
-%% suspended, default 8 MiB), `io_threads' (default 2) and `io_nice' (the OS
-%% nice value of the I/O threads, default 0).
+%% suspended, default 8 MiB), `io_threads' (default: half the schedulers,
+%% at least 1) and `io_nice' (the OS nice value of the I/O threads, default 0).
 %% @end
 %% -----------------------------------------------------------------------------
 -module(partisan_config).
@@ -212,6 +212,14 @@ parallelism() ->
 
 
 %% Options stored as read (after validation), in the order they are set.
+%% The engine's I/O threads and the VM's schedulers share the cores: half as
+%% many I/O threads as schedulers leaves the VM most of them. On a 2-core
+%% machine one I/O thread moves more than two (fewer threads preempting the
+%% schedulers; see docs/benchmarks.md).
+default_io_threads() ->
+    max(1, erlang:system_info(schedulers_online) div 2).
+
+
 plain_defaults() ->
     [
         {channel_fallback, true},
@@ -220,7 +228,7 @@ plain_defaults() ->
         {connection_jitter, ?CONNECTION_JITTER},
         {connection_ping, default_connection_ping()},
         {forward_options, #{}},
-        {io_threads, 2},
+        {io_threads, default_io_threads()},
         {io_nice, 0},
         {max_frame_size, 64 * ?MIB},
         {send_queue_limit, 8 * ?MIB},

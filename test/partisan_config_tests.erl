@@ -68,7 +68,8 @@ defaults() ->
     ?assertEqual(#{}, partisan_config:get(forward_options)),
     ?assertEqual(1, partisan_config:parallelism()),
     ?assertEqual(64 * 1024 * 1024, partisan_config:get(max_frame_size)),
-    ?assertEqual(2, partisan_config:get(io_threads)),
+    ?assertEqual(max(1, erlang:system_info(schedulers_online) div 2),
+                 partisan_config:get(io_threads)),
     ?assertEqual(
         partisan_pluggable_peer_service_manager,
         partisan_config:get(peer_service_manager)

@@ -103,7 +103,7 @@ pub fn decode_start_config(term: Term) -> NifResult<StartConfig> {
             .clamp(1024, u32::MAX as u64 - 16) as usize,
         send_queue_limit: opt::<u64>(term, "send_queue_limit", DEFAULT_SEND_QUEUE_LIMIT as u64)?
             .clamp(64 * 1024, 1 << 40) as usize,
-        io_threads: opt::<u64>(term, "io_threads", 2)?.clamp(1, 64) as usize,
+        io_threads: opt::<u64>(term, "io_threads", 1)?.clamp(1, 64) as usize,
         io_nice: opt::<i32>(term, "io_nice", 0)?.clamp(-20, 19),
     };
     Ok(StartConfig {

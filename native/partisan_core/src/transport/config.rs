@@ -52,6 +52,7 @@ pub struct Config {
     /// Bytes queued on one connection above which senders are suspended (or refused with
     /// `nosuspend`); they resume when the queue drains to half of it.
     pub send_queue_limit: usize,
+    /// Worker threads of the I/O runtime (the Erlang side passes half the schedulers online).
     pub io_threads: usize,
     /// Nice value of the I/O threads (-20..19; 0 = unchanged).
     pub io_nice: i32,
@@ -71,7 +72,7 @@ impl Config {
             ping: PingConfig::default(),
             max_frame_size: DEFAULT_MAX_FRAME,
             send_queue_limit: DEFAULT_SEND_QUEUE_LIMIT,
-            io_threads: 2,
+            io_threads: 1,
             io_nice: 0,
         }
     }

@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::cluster;
 use super::engine::Inner;
+use super::pacer::{Pacer, SYSCALL_MAX};
 use super::peer::{Conn, Peer};
 use super::send_queue::Batch;
 use super::stats::Stats;
@@ -34,42 +35,6 @@ const MAX_IOVECS: usize = 512;
 const READ_CHUNK: usize = 64 * 1024;
 /// Most queued frames the writer takes at once, so that it accounts for progress regularly.
 const BATCH_FRAMES: usize = 4096;
-/// Most bytes one syscall moves of a large frame, so that no single read or write keeps an I/O
-/// thread for long.
-const SYSCALL_MAX: usize = 512 * 1024;
-/// How long a reader or writer may keep its I/O thread busy before it lets others run.
-const BUSY_MAX: Duration = Duration::from_micros(100);
-
-/// Paces a task that streams: one that has been busy for `BUSY_MAX` without waiting yields the
-/// CPU to other threads and its thread to other tasks. Without this, on a small machine a stream
-/// of large frames holds a core and the runtime for milliseconds at a time, and a small message
-/// on another connection waits for both (the runtime polls for I/O only between tasks): head-of-
-/// line blocking across connections. Tasks that wait for I/O now and then never yield.
-struct Pacer {
-    busy_since: Instant,
-}
-
-impl Pacer {
-    fn new() -> Pacer {
-        Pacer {
-            busy_since: Instant::now(),
-        }
-    }
-
-    /// The task ran out of work (a short read, a full socket): it is about to wait anyway.
-    fn rested(&mut self) {
-        self.busy_since = Instant::now();
-    }
-
-    async fn pace(&mut self) {
-        if self.busy_since.elapsed() >= BUSY_MAX {
-            std::thread::yield_now();
-            tokio::task::yield_now().await;
-            self.busy_since = Instant::now();
-        }
-    }
-}
-
 fn invalid(e: WireError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
@@ -278,11 +243,7 @@ async fn run(
     let (rd, wr) = stream.into_split();
     let socket = Arc::new(wr);
     conn.queue.attach(socket.clone());
-    tokio::spawn(write_loop(
-        conn.clone(),
-        socket,
-        inner.cfg.send_queue_limit / 2,
-    ));
+    tokio::spawn(write_loop(inner.clone(), conn.clone(), socket));
     read_loop(&inner, &peer, &conn, rd, buf).await;
     conn.close();
     cluster::uninstall(&inner, &peer, &conn);
@@ -291,12 +252,14 @@ async fn run(
 
 /// Drains the queue in batches: small frames are gathered into one buffer, so a burst of them
 /// costs few syscalls; large ones are written as they are.
-async fn write_loop(conn: Arc<Conn>, socket: Arc<OwnedWriteHalf>, low_water: usize) {
+async fn write_loop(inner: Arc<Inner>, conn: Arc<Conn>, socket: Arc<OwnedWriteHalf>) {
+    let low_water = inner.cfg.send_queue_limit / 2;
     let mut out = Vec::with_capacity(WRITE_BUFFER);
+    let mut pacer = Pacer::new(&inner.interactive, conn.id);
     let q = &conn.queue;
     loop {
         if let Some(batch) = q.claim_batch(BATCH_FRAMES) {
-            let result = write_batch(&socket, &batch, &mut out).await;
+            let result = write_batch(&socket, &batch, &mut out, &mut pacer).await;
             q.finish_batch(batch.len(), low_water);
             if result.is_err() {
                 conn.close();
@@ -315,7 +278,12 @@ async fn write_loop(conn: Arc<Conn>, socket: Arc<OwnedWriteHalf>, low_water: usi
 /// Writes a batch with as few syscalls as possible and without copying large parts: small parts
 /// are gathered into `out`, large ones are referenced where they are, and the whole goes out in
 /// vectored writes.
-async fn write_batch(socket: &OwnedWriteHalf, batch: &Batch, out: &mut Vec<u8>) -> io::Result<()> {
+async fn write_batch(
+    socket: &OwnedWriteHalf,
+    batch: &Batch,
+    out: &mut Vec<u8>,
+    pacer: &mut Pacer<'_>,
+) -> io::Result<()> {
     out.clear();
     let mut plan = Plan {
         chunks: Vec::new(),
@@ -339,7 +307,7 @@ async fn write_batch(socket: &OwnedWriteHalf, batch: &Batch, out: &mut Vec<u8>) 
             Chunk::Part(p) => p,
         })
         .collect();
-    write_all_vectored(socket, &parts).await
+    write_all_vectored(socket, &parts, pacer).await
 }
 
 /// A piece of a planned write: a range of the gathering buffer, or a part written in place.
@@ -375,10 +343,13 @@ impl<'a> Plan<'a> {
 
 /// Writes `parts` in order, paced. One syscall takes at most `MAX_IOVECS` buffers and
 /// `SYSCALL_MAX` bytes.
-async fn write_all_vectored(socket: &OwnedWriteHalf, parts: &[&[u8]]) -> io::Result<()> {
+async fn write_all_vectored(
+    socket: &OwnedWriteHalf,
+    parts: &[&[u8]],
+    pacer: &mut Pacer<'_>,
+) -> io::Result<()> {
     // The next byte to write is parts[i][off..].
     let (mut i, mut off) = (0, 0);
-    let mut pacer = Pacer::new();
     let mut iov = Vec::with_capacity(parts.len().min(MAX_IOVECS));
     while i < parts.len() {
         pacer.pace().await;
@@ -448,7 +419,7 @@ async fn read_loop(
     let mut attempts = 0u32;
     let mut nonce = 0u64;
     let mut pending: Option<Pending> = None;
-    let mut pacer = Pacer::new();
+    let mut pacer = Pacer::new(&inner.interactive, conn.id);
     loop {
         pacer.pace().await;
         while pending.is_none() {
@@ -609,6 +580,9 @@ fn handle_frame(
             let target = Target::decode(&mut r)?;
             let payload = frame.body.slice(frame.body.len() - r.remaining()..);
             Stats::incr(&inner.stats.received);
+            if frame.body.len() < LARGE_FRAME_BODY {
+                inner.interactive.note(conn.id);
+            }
             count(inner, inner.handler.deliver(&target, payload));
         }
         FrameKind::Ping => {

@@ -13,6 +13,7 @@ use tokio::sync::{watch, Notify};
 
 use super::cluster::Cluster;
 use super::config::{Config, CONTROL_CHANNEL};
+use super::pacer::Interactive;
 use super::peer::Peer;
 use super::send_queue::{OutFrame, PushError, Queued, SendMode};
 use super::stats::{Stats, StatsSnapshot};
@@ -53,6 +54,8 @@ pub(crate) struct Inner {
     pub wake_maintenance: Notify,
     pub shutdown: watch::Sender<bool>,
     pub next_conn_id: AtomicU64,
+    /// Recent small messages, which make streams on other connections yield.
+    pub interactive: Interactive,
 }
 
 impl Inner {
@@ -124,6 +127,7 @@ impl Engine {
             wake_maintenance: Notify::new(),
             shutdown: watch::channel(false).0,
             next_conn_id: AtomicU64::new(1),
+            interactive: Interactive::default(),
             cfg,
         });
 

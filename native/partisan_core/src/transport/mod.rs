@@ -8,6 +8,7 @@ mod cluster;
 mod config;
 mod conn;
 mod engine;
+mod pacer;
 mod peer;
 mod pressure;
 mod send_queue;
