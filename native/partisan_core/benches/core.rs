@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the engine's pure parts: frame encoding and decoding (the per-message
-//! work of the send and receive paths), inflating compressed terms, and the membership CRDT.
+//! work of the send and receive paths), writer coalescing (how a batch of queued frames becomes
+//! few buffers), inflating compressed terms, and the membership CRDT.
 //! `make bench-rust`; figures are recorded in docs/benchmarks.md.
 
 use std::hint::black_box;
@@ -7,6 +8,7 @@ use std::hint::black_box;
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use partisan_core::membership::{NodeSpec, State};
+use partisan_core::transport::coalesce;
 use partisan_core::wire::{encode_data_frame, encode_data_head, FrameDecoder, Reader, Target};
 
 fn frames(c: &mut Criterion) {
@@ -79,5 +81,34 @@ fn membership(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, frames, membership);
+/// A writer's batch: 4096 small frames (gathered into one buffer), and 64 frames with 1 MiB
+/// payloads held elsewhere (heads gathered, payloads referenced).
+fn coalescing(c: &mut Criterion) {
+    let target = Target::Name("sink".into());
+    let mut g = c.benchmark_group("coalesce");
+    for (label, count, size) in [("4096x64B", 4096usize, 64usize), ("64x1MiB", 64, 1 << 20)] {
+        let payload = vec![7u8; size];
+        let heads: Vec<Vec<u8>> = (0..count)
+            .map(|_| encode_data_head(&target, size, 1 << 30, 0).unwrap())
+            .collect();
+        let small: Vec<Vec<u8>> = heads
+            .iter()
+            .map(|h| [&h[..], &payload[..]].concat())
+            .collect();
+        let pieces: Vec<&[u8]> = if size < 8192 {
+            small.iter().map(|f| &f[..]).collect()
+        } else {
+            heads.iter().flat_map(|h| [&h[..], &payload[..]]).collect()
+        };
+        let bytes: usize = pieces.iter().map(|p| p.len()).sum();
+        g.throughput(Throughput::Bytes(bytes as u64));
+        let mut out = Vec::with_capacity(256 * 1024);
+        g.bench_function(label, |b| {
+            b.iter(|| coalesce(black_box(&pieces), &mut out).len())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, frames, coalescing, membership);
 criterion_main!(benches);

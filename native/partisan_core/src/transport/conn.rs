@@ -12,6 +12,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::cluster;
+use super::coalesce::coalesce;
 use super::engine::Inner;
 use super::pacer::{Pacer, SYSCALL_MAX};
 use super::peer::{Conn, Peer};
@@ -28,8 +29,6 @@ use crate::wire::{
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Initial size of the buffer that gathers small parts, so many small frames become one syscall.
 const WRITE_BUFFER: usize = 256 * 1024;
-/// Parts at least this large are written where they are instead of being gathered.
-const GATHER_MAX: usize = 8 * 1024;
 /// Most buffers passed to one vectored write (Linux allows 1024).
 const MAX_IOVECS: usize = 512;
 const READ_CHUNK: usize = 64 * 1024;
@@ -275,70 +274,22 @@ async fn write_loop(inner: Arc<Inner>, conn: Arc<Conn>, socket: Arc<OwnedWriteHa
     let _ = socket2::SockRef::from(socket.as_ref().as_ref()).shutdown(std::net::Shutdown::Write);
 }
 
-/// Writes a batch with as few syscalls as possible and without copying large parts: small parts
-/// are gathered into `out`, large ones are referenced where they are, and the whole goes out in
-/// vectored writes.
+/// Writes a batch with as few syscalls as possible and without copying large parts (see
+/// `coalesce`).
 async fn write_batch(
     socket: &OwnedWriteHalf,
     batch: &Batch,
     out: &mut Vec<u8>,
     pacer: &mut Pacer<'_>,
 ) -> io::Result<()> {
-    out.clear();
-    let mut plan = Plan {
-        chunks: Vec::new(),
-        gathered_from: 0,
-    };
-    if let Some(front) = &batch.front {
-        plan.part(out, front);
-    }
+    let mut pieces: Vec<&[u8]> = Vec::with_capacity(batch.frames.len() + 1);
+    pieces.extend(batch.front.as_deref());
     for frame in &batch.frames {
-        plan.part(out, &frame.head);
-        for part in &frame.body {
-            plan.part(out, part);
-        }
+        pieces.push(&frame.head);
+        pieces.extend(frame.body.iter().map(|b| &b[..]));
     }
-    plan.close_gathered(out);
-    let parts: Vec<&[u8]> = plan
-        .chunks
-        .iter()
-        .map(|c| match *c {
-            Chunk::Gathered(a, b) => &out[a..b],
-            Chunk::Part(p) => p,
-        })
-        .collect();
-    write_all_vectored(socket, &parts, pacer).await
-}
-
-/// A piece of a planned write: a range of the gathering buffer, or a part written in place.
-enum Chunk<'a> {
-    Gathered(usize, usize),
-    Part(&'a [u8]),
-}
-
-struct Plan<'a> {
-    chunks: Vec<Chunk<'a>>,
-    /// Where the current run of gathered bytes starts in the gathering buffer.
-    gathered_from: usize,
-}
-
-impl<'a> Plan<'a> {
-    fn part(&mut self, out: &mut Vec<u8>, part: &'a [u8]) {
-        if part.len() < GATHER_MAX {
-            out.extend_from_slice(part);
-        } else {
-            self.close_gathered(out);
-            self.chunks.push(Chunk::Part(part));
-        }
-    }
-
-    fn close_gathered(&mut self, out: &[u8]) {
-        if out.len() > self.gathered_from {
-            self.chunks
-                .push(Chunk::Gathered(self.gathered_from, out.len()));
-            self.gathered_from = out.len();
-        }
-    }
+    let bufs = coalesce(&pieces, out);
+    write_all_vectored(socket, &bufs, pacer).await
 }
 
 /// Writes `parts` in order, paced. One syscall takes at most `MAX_IOVECS` buffers and

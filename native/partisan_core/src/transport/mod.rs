@@ -5,6 +5,7 @@
 //! the NIF implements by sending straight to Erlang processes from the I/O threads.
 
 mod cluster;
+mod coalesce;
 mod config;
 mod conn;
 mod engine;
@@ -14,6 +15,7 @@ mod pressure;
 mod send_queue;
 mod stats;
 
+pub use coalesce::{coalesce, GATHER_MAX};
 pub use config::{Config, PingConfig, CONTROL_CHANNEL, DEFAULT_CHANNEL, DEFAULT_SEND_QUEUE_LIMIT};
 pub use engine::{Engine, JoinError, SendError};
 pub use peer::Peer;

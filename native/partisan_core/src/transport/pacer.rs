@@ -99,3 +99,24 @@ impl<'a> Pacer<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_messages_on_other_connections_make_streams_yield() {
+        let i = Interactive::default();
+        assert!(!i.elsewhere(1), "nothing seen yet");
+        i.note(1);
+        assert!(!i.elsewhere(1), "a connection's own messages do not count");
+        assert!(i.elsewhere(2));
+        // A stream's acknowledgements on its own connection do not hide the other one.
+        i.note(2);
+        i.note(2);
+        assert!(i.elsewhere(2));
+        assert!(i.elsewhere(1));
+        std::thread::sleep(INTERACTIVE_FOR + Duration::from_millis(1));
+        assert!(!i.elsewhere(3), "stale");
+    }
+}
