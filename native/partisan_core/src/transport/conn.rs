@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::cluster;
 use super::coalesce::coalesce;
 use super::engine::Inner;
-use super::pacer::{Pacer, SYSCALL_MAX};
+use super::pacer::Pacer;
 use super::peer::{Conn, Peer};
 use super::send_queue::Batch;
 use super::stats::Stats;
@@ -293,7 +293,7 @@ async fn write_batch(
 }
 
 /// Writes `parts` in order, paced. One syscall takes at most `MAX_IOVECS` buffers and
-/// `SYSCALL_MAX` bytes.
+/// `pacer.syscall_max()` bytes.
 async fn write_all_vectored(
     socket: &OwnedWriteHalf,
     parts: &[&[u8]],
@@ -305,7 +305,7 @@ async fn write_all_vectored(
     while i < parts.len() {
         pacer.pace().await;
         iov.clear();
-        let mut room = SYSCALL_MAX;
+        let mut room = pacer.syscall_max();
         for (k, part) in parts[i..].iter().enumerate().take(MAX_IOVECS) {
             let rest = if k == 0 { &part[off..] } else { part };
             let n = rest.len().min(room);
@@ -412,8 +412,9 @@ async fn read_loop(
             Some(at) => at + ping.timeout,
             None => last_rx + ping.idle_timeout,
         };
+        let syscall_max = pacer.syscall_max();
         tokio::select! {
-            read = read_some(&mut rd, &mut buf, pending.as_mut(), read_limit) => match read {
+            read = read_some(&mut rd, &mut buf, pending.as_mut(), read_limit, syscall_max) => match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
                     inner.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
@@ -452,17 +453,18 @@ async fn read_loop(
     }
 }
 
-/// Reads into the pending large frame if there is one, else into the read buffer (at most
-/// `limit` bytes).
+/// Reads into the pending large frame if there is one (at most `max` bytes), else into the read
+/// buffer (at most `limit` bytes).
 async fn read_some(
     rd: &mut OwnedReadHalf,
     buf: &mut BytesMut,
     pending: Option<&mut Pending>,
     limit: usize,
+    max: usize,
 ) -> io::Result<usize> {
     match pending {
         Some(p) => {
-            let end = (p.filled + SYSCALL_MAX).min(p.buf.as_slice().len());
+            let end = p.filled.saturating_add(max).min(p.buf.as_slice().len());
             rd.read(&mut p.buf.as_mut_slice()[p.filled..end]).await
         }
         None => (&mut *rd).take(limit as u64).read_buf(buf).await,

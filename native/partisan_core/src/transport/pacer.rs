@@ -3,16 +3,19 @@
 //! On a small machine a stream of large frames keeps an I/O thread busy for milliseconds at a
 //! time: small messages on other connections then wait for the runtime (which polls for I/O only
 //! between tasks) and for a core (which the stream's reader and writer hold). A task that has
-//! been busy for `BUSY_MAX` without waiting therefore yields the runtime, and also the core
-//! while other connections carry small messages: a lone stream, or a stream whose only other
-//! traffic is its own acknowledgements, keeps the core.
+//! been busy for `BUSY_MAX` without waiting therefore yields the runtime, and, while other
+//! connections carry small messages, also the core, and it moves at most `SYSCALL_SHARED` bytes
+//! per syscall. A lone stream, or a stream whose only other traffic is its own acknowledgements,
+//! keeps the core and makes the largest syscalls it can.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Most bytes one syscall moves of a large frame, so that no single read or write is long.
-pub(crate) const SYSCALL_MAX: usize = 256 * 1024;
+/// Most bytes one syscall moves while other connections carry small messages, so that no single
+/// read or write is long. Otherwise syscalls are as large as the socket allows: on a 1 MiB
+/// stream, 1 MiB syscalls move about a third more than 256 KiB ones.
+const SYSCALL_SHARED: usize = 256 * 1024;
 /// How long a reader or writer may keep its I/O thread busy before it lets others run.
 const BUSY_MAX: Duration = Duration::from_micros(50);
 /// Small messages seen this recently on another connection make streams yield.
@@ -77,6 +80,15 @@ impl<'a> Pacer<'a> {
             interactive,
             conn,
             busy_since: Instant::now(),
+        }
+    }
+
+    /// Most bytes the next read or write of a large frame should move.
+    pub fn syscall_max(&self) -> usize {
+        if self.interactive.elsewhere(self.conn) {
+            SYSCALL_SHARED
+        } else {
+            usize::MAX
         }
     }
 
