@@ -14,7 +14,9 @@ use rustler::{Env, OwnedBinary, Term};
 /// own.
 const REFERENCE_MIN: usize = 64 * 1024;
 /// Tuples are looked through to this depth and arity; anything else is one `binary_to_term`.
-const MAX_DEPTH: u32 = 4;
+/// `partisan_payload` splices binaries two tuples deep; the bounds also cap what a hostile frame
+/// can cost: at most 16^3 leaf decodings, on an I/O thread.
+const MAX_DEPTH: u32 = 3;
 const MAX_ARITY: usize = 16;
 
 const VERSION: u8 = 131;
