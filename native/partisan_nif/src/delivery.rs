@@ -5,15 +5,12 @@ use std::cell::RefCell;
 use std::any::Any;
 
 use partisan_core::transport::{Delivery, Event, FrameBuf, Handler};
-use partisan_core::wire::{uncompressed_term, Target};
+use partisan_core::wire::{is_compressed, uncompressed_term, Target};
 use rustler::types::tuple::make_tuple;
 use rustler::{Atom, Encoder, Env, LocalPid, OwnedEnv, Term};
 
 use crate::in_place::{self, BeamFrame};
 use crate::terms::atom_ext_len;
-
-/// The tag of a compressed external term, after the version byte.
-const COMPRESSED: u8 = 80;
 
 rustler::atoms! {
     partisan_event, node_up, node_down, membership, left,
@@ -195,8 +192,9 @@ impl Handler for NifHandler {
             return Delivery::Undecodable;
         };
         self.deliver_with(target, |env| {
-            if frame.as_slice().get(payload_at + 1) == Some(&COMPRESSED) {
-                return self.decode_copy(env, &frame.as_slice()[payload_at..]);
+            let payload = &frame.as_slice()[payload_at..];
+            if is_compressed(payload) {
+                return self.decode_copy(env, payload);
             }
             in_place::decode(env, *frame, payload_at)
         })

@@ -374,6 +374,8 @@ fn build_frame(
         .map(|b| b.len())
         .filter(|&n| n < PIN_PART_MIN)
         .sum();
+    // Runs of small parts are copied together; the first run starts with the frame's header, so
+    // it is never empty and is the head.
     let mut small = match encode_data_head(target, total, max, copied) {
         Ok(h) => h,
         Err(e) => return Ok(Err(e)),
@@ -384,28 +386,23 @@ fn build_frame(
         Vec::new()
     }
     .into_iter();
-    let mut head = None;
-    let mut body = Vec::new();
+    let mut chunks: Vec<Bytes> = Vec::new();
     for part in &parts {
         if part.len() < PIN_PART_MIN {
             small.extend_from_slice(part.as_slice());
             continue;
         }
-        let taken = Bytes::from(std::mem::take(&mut small));
-        if head.is_none() {
-            head = Some(taken);
-        } else if !taken.is_empty() {
-            body.push(taken);
+        if !small.is_empty() {
+            chunks.push(std::mem::take(&mut small).into());
         }
-        body.push(pinned.next().ok_or(Error::BadArg)?);
+        chunks.push(pinned.next().ok_or(Error::BadArg)?);
     }
-    match head {
-        None => head = Some(small.into()),
-        Some(_) if !small.is_empty() => body.push(small.into()),
-        Some(_) => {}
+    if !small.is_empty() {
+        chunks.push(small.into());
     }
-    Ok(Ok(OutFrame {
-        head: head.unwrap_or_default(),
-        body,
-    }))
+    if chunks.is_empty() {
+        return Err(Error::BadArg); // unreachable: the header run is never empty
+    }
+    let head = chunks.remove(0);
+    Ok(Ok(OutFrame { head, body: chunks }))
 }

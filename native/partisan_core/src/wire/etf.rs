@@ -10,11 +10,16 @@ use super::WireError;
 const VERSION_MAGIC: u8 = 131;
 const COMPRESSED: u8 = 80;
 
+/// True if `payload` is a compressed external term.
+pub fn is_compressed(payload: &[u8]) -> bool {
+    payload.len() >= 2 && payload[0] == VERSION_MAGIC && payload[1] == COMPRESSED
+}
+
 /// Returns `payload` ready for `enif_binary_to_term`: unchanged if it is not compressed, else
 /// inflated. The inflated size is announced in the header; one over `max` is refused before any
 /// memory is reserved, and the zlib stream must produce exactly that many bytes.
 pub fn uncompressed_term(payload: &[u8], max: usize) -> Result<Cow<'_, [u8]>, WireError> {
-    if payload.len() < 2 || payload[0] != VERSION_MAGIC || payload[1] != COMPRESSED {
+    if !is_compressed(payload) {
         return Ok(Cow::Borrowed(payload));
     }
     let header = payload.get(2..6).ok_or(WireError::Truncated)?;

@@ -10,7 +10,7 @@ mod handshake;
 mod target;
 
 pub use bytes_io::{Reader, Writer};
-pub use etf::uncompressed_term;
+pub use etf::{is_compressed, uncompressed_term};
 pub use frame::{
     encode_data_frame, encode_data_head, encode_frame, Frame, FrameDecoder, FrameKind,
     FRAME_HEADER_LEN,
