@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
@@ -266,12 +267,24 @@ fn send<'a>(
         c % 64 == 0
     });
     let started = if sampled { thread_cpu_ns() } else { None };
+    let wall = Instant::now();
     let result = do_send(env, &res, route, target, payload);
     if let (Some(start), Some(end)) = (started, started.and_then(|_| thread_cpu_ns())) {
         res.send_max_cpu_ns
             .fetch_max(end.saturating_sub(start), Ordering::Relaxed);
     }
+    charge_timeslice(env, wall.elapsed());
     result
+}
+
+/// Tells the scheduler how much of the caller's time slice (about 1 ms) a call used, so that a
+/// process making many costly calls (large frames written on its own thread) is scheduled out
+/// in time instead of holding its scheduler for many milliseconds.
+fn charge_timeslice(env: Env, took: Duration) {
+    let percent = (took.as_micros() / 10).min(100) as i32;
+    if percent > 0 {
+        rustler::schedule::consume_timeslice(env, percent);
+    }
 }
 
 struct Route<'a> {
@@ -329,7 +342,7 @@ fn do_send<'a>(
         return Err(Error::BadArg);
     };
     Ok(match res.engine.send(&peer, ch, key, frame, send_mode) {
-        Ok(Queued::Sent) => ok().encode(env),
+        Ok(Queued::Sent | Queued::Written) => ok().encode(env),
         Ok(Queued::Suspended) => make_tuple(env, &[suspend().encode(env), token.encode(env)]),
         Err(SendError::Busy) => error_tuple(env, busy()),
         Err(SendError::UnknownChannel) => error_tuple(env, unknown_channel()),

@@ -283,10 +283,8 @@ async fn write_batch(
     pacer: &mut Pacer<'_>,
 ) -> io::Result<()> {
     let mut pieces: Vec<&[u8]> = Vec::with_capacity(batch.frames.len() + 1);
-    pieces.extend(batch.front.as_deref());
-    for frame in &batch.frames {
-        pieces.push(&frame.head);
-        pieces.extend(frame.body.iter().map(|b| &b[..]));
+    for frame in batch.front.iter().chain(&batch.frames) {
+        pieces.extend(frame.pieces());
     }
     let bufs = coalesce(&pieces, out);
     write_all_vectored(socket, &bufs, pacer).await

@@ -188,7 +188,6 @@ impl Engine {
         self.inner.peer(name)
     }
 
-    /// Queues a complete frame for `peer` on `channel`.
     /// Queues a complete frame for `peer` on `channel`, with back-pressure as `mode` says.
     pub fn send(
         &self,
@@ -203,12 +202,21 @@ impl Engine {
         }
         let len = frame.len() as u64;
         let stats = &self.inner.stats;
-        match peer.push(channel, key, frame, mode, self.inner.cfg.send_queue_limit) {
+        match peer.push(
+            channel,
+            key,
+            frame,
+            mode,
+            self.inner.cfg.send_queue_limit,
+            &self.inner.interactive,
+        ) {
             Ok(queued) => {
                 stats.sent.fetch_add(1, Ordering::Relaxed);
                 stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
-                if queued == Queued::Suspended {
-                    Stats::incr(&stats.senders_suspended);
+                match queued {
+                    Queued::Suspended => Stats::incr(&stats.senders_suspended),
+                    Queued::Written => Stats::incr(&stats.written_directly),
+                    Queued::Sent => {}
                 }
                 Ok(queued)
             }

@@ -55,6 +55,15 @@ impl Interactive {
         first.at_ns.store(now, Relaxed);
     }
 
+    /// Most bytes one read or write of a large frame on `conn` should move.
+    pub fn syscall_max(&self, conn: u64) -> usize {
+        if self.elsewhere(conn) {
+            SYSCALL_SHARED
+        } else {
+            usize::MAX
+        }
+    }
+
     /// True if a connection other than `conn` received a small message lately.
     fn elsewhere(&self, conn: u64) -> bool {
         let now = clock_ns();
@@ -85,11 +94,7 @@ impl<'a> Pacer<'a> {
 
     /// Most bytes the next read or write of a large frame should move.
     pub fn syscall_max(&self) -> usize {
-        if self.interactive.elsewhere(self.conn) {
-            SYSCALL_SHARED
-        } else {
-            usize::MAX
-        }
+        self.interactive.syscall_max(self.conn)
     }
 
     /// The task ran out of work (a short read, a full socket): it is about to wait anyway.

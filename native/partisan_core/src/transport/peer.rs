@@ -9,6 +9,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
+use super::pacer::Interactive;
 use super::send_queue::{OutFrame, PushError, Queued, SendMode, SendQueue};
 
 use crate::membership::NodeSpec;
@@ -135,9 +136,11 @@ impl Peer {
         frame: OutFrame,
         mode: SendMode,
         limit: usize,
+        interactive: &Interactive,
     ) -> Result<Queued, PushError> {
         let conn = self.pick(channel, key).ok_or(PushError::Closed)?;
-        conn.queue.push(frame, mode, limit)
+        let direct_max = interactive.syscall_max(conn.id);
+        conn.queue.push(frame, mode, limit, direct_max)
     }
 
     fn pick(&self, channel: usize, key: Option<u64>) -> Option<Arc<Conn>> {

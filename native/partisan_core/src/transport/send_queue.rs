@@ -2,16 +2,20 @@
 //!
 //! Senders push frames on a crossbeam channel and wake the writer task only if it sleeps. One
 //! party at a time may write to the socket, whoever holds `writing`: normally the writer task,
-//! which drains everything queued at once; but a sender whose connection has been idle for a
-//! while (latency-bound traffic, not a stream) writes its frame itself, without blocking, when
-//! nothing is queued ahead of it, which saves a thread hand-off. What such a write leaves over
-//! goes in `front`, ahead of the channel.
+//! which drains everything queued at once; but a sender finding nothing queued ahead of it may
+//! write its frame itself, without blocking, which saves a thread hand-off (and, on a small
+//! machine, the core the woken writer would compete for). Small frames are written this way
+//! only after the connection was idle for a while (latency-bound traffic: back-to-back small
+//! frames are better gathered by the writer); large ones (up to about 1 MiB) whenever the
+//! writer sleeps, as the VM's own distribution writes from the sending scheduler. What such a
+//! write leaves over goes in `front`, ahead of the channel.
 
+use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -19,11 +23,20 @@ use tokio::sync::Notify;
 
 use super::pressure::{Pressure, Resume};
 
-/// Largest frame a sender writes itself; larger ones always go through the writer task.
-const DIRECT_WRITE_MAX: usize = 64 * 1024;
-/// A sender writes directly only if the previous send on the connection is at least this old:
-/// back-to-back sends are better gathered by the writer task into few syscalls.
+/// Frames up to this size are small: a sender writes one itself only after `DIRECT_AFTER_IDLE`.
+const SMALL_FRAME_MAX: usize = 64 * 1024;
+/// A sender writes a small frame directly only if the previous send on the connection is at
+/// least this old: back-to-back sends are better gathered by the writer task into few syscalls.
 const DIRECT_AFTER_IDLE: Duration = Duration::from_micros(30);
+/// Smallest large frame a sender writes itself: below it, a frame's write is too short for the
+/// hand-off it saves to matter, and with many senders direct writes contend with the writer.
+const DIRECT_LARGE_MIN: usize = 256 * 1024;
+/// Largest frame a sender writes itself. One non-blocking write of this much on loopback takes
+/// a few hundred microseconds, within a scheduler's budget for one NIF call; larger frames go
+/// to the writer task, which paces them.
+const DIRECT_WRITE_MAX: usize = 1024 * 1024 + 4096;
+/// Most buffers in one direct write (a frame's head and its parts).
+const DIRECT_IOVECS: usize = 512;
 
 /// A frame ready to queue: one buffer, or a head followed by parts that stay where they are
 /// (for example large binaries owned by the VM), so they are never copied.
@@ -39,6 +52,31 @@ impl OutFrame {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The buffers of the frame, in order.
+    pub fn pieces(&self) -> impl Iterator<Item = &[u8]> {
+        std::iter::once(&self.head[..]).chain(self.body.iter().map(|b| &b[..]))
+    }
+
+    /// What is left of the frame once its first `n` bytes are written; `None` if nothing is.
+    fn rest_after(self, mut n: usize) -> Option<OutFrame> {
+        let mut rest = Vec::new();
+        for mut part in std::iter::once(self.head).chain(self.body) {
+            if n >= part.len() {
+                n -= part.len();
+                continue;
+            }
+            part.advance(n);
+            n = 0;
+            rest.push(part);
+        }
+        let mut parts = rest.into_iter();
+        let head = parts.next()?;
+        Some(OutFrame {
+            head,
+            body: parts.collect(),
+        })
     }
 }
 
@@ -64,6 +102,8 @@ pub enum SendMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Queued {
     Sent,
+    /// Written on the caller's thread (what the socket did not take at once is queued first).
+    Written,
     /// Queued, and the sender should wait for its `Resume` before sending again.
     Suspended,
 }
@@ -76,13 +116,13 @@ pub(crate) enum PushError {
 
 /// Work for the writer task: the rest of a partial direct write, then queued frames.
 pub(crate) struct Batch {
-    pub front: Option<Bytes>,
+    pub front: Option<OutFrame>,
     pub frames: Vec<OutFrame>,
 }
 
 impl Batch {
     pub fn len(&self) -> usize {
-        self.front.as_ref().map_or(0, Bytes::len)
+        self.front.as_ref().map_or(0, OutFrame::len)
             + self.frames.iter().map(OutFrame::len).sum::<usize>()
     }
 }
@@ -90,7 +130,7 @@ impl Batch {
 pub(crate) struct SendQueue {
     tx: Sender<OutFrame>,
     rx: Receiver<OutFrame>,
-    front: Mutex<Option<Bytes>>,
+    front: Mutex<Option<OutFrame>>,
     writing: AtomicBool,
     writer_idle: AtomicBool,
     closed: AtomicBool,
@@ -137,21 +177,38 @@ impl SendQueue {
         true
     }
 
-    /// Queues (or writes) a user frame, applying back-pressure at `limit` bytes.
-    pub fn push(&self, frame: OutFrame, mode: SendMode, limit: usize) -> Result<Queued, PushError> {
+    /// Queues (or writes) a user frame, applying back-pressure at `limit` bytes. A frame of at
+    /// most `direct_max` bytes may be written on the caller's thread.
+    pub fn push(
+        &self,
+        frame: OutFrame,
+        mode: SendMode,
+        limit: usize,
+        direct_max: usize,
+    ) -> Result<Queued, PushError> {
         if self.closed.load(SeqCst) {
             return Err(PushError::Closed);
         }
         let now = clock_ns();
         let quiet = now.saturating_sub(self.last_push.swap(now, Relaxed))
             >= DIRECT_AFTER_IDLE.as_nanos() as u64;
-        if quiet
-            && frame.body.is_empty()
-            && frame.head.len() <= DIRECT_WRITE_MAX
-            && self.try_direct(&frame.head)
-        {
-            return Ok(Queued::Sent);
-        }
+        let len = frame.len();
+        let direct = if len <= SMALL_FRAME_MAX {
+            quiet
+        } else {
+            // Only while the writer sleeps: when it is busy, its frames and ours would take
+            // turns at the socket, and the writer, woken for our rest, competes for a core.
+            (DIRECT_LARGE_MIN..=direct_max.min(DIRECT_WRITE_MAX)).contains(&len)
+                && self.writer_idle.load(SeqCst)
+        };
+        let frame = if direct {
+            match self.try_direct(frame) {
+                Ok(()) => return Ok(Queued::Written),
+                Err(frame) => frame,
+            }
+        } else {
+            frame
+        };
         if matches!(mode, SendMode::NoSuspend) && self.pressure.bytes() >= limit {
             return Err(PushError::Busy);
         }
@@ -183,11 +240,12 @@ impl SendQueue {
         !self.rx.is_empty() || self.front.lock().is_some()
     }
 
-    /// Writes `frame` on the caller's thread if nothing is queued and nobody writes; true if the
-    /// frame was taken (written, with any rest left in `front` for the writer task).
-    fn try_direct(&self, frame: &Bytes) -> bool {
+    /// Writes `frame` on the caller's thread, with one non-blocking syscall, if nothing is
+    /// queued and nobody writes. `Ok` if the frame was taken (written, with any rest left in
+    /// `front` for the writer task), else the frame back.
+    fn try_direct(&self, frame: OutFrame) -> Result<(), OutFrame> {
         let Some(socket) = self.socket.get() else {
-            return false;
+            return Err(frame);
         };
         if !self.rx.is_empty()
             || self
@@ -195,20 +253,26 @@ impl SendQueue {
                 .compare_exchange(false, true, SeqCst, SeqCst)
                 .is_err()
         {
-            return false;
+            return Err(frame);
         }
         if self.has_work() {
             self.release_writing();
-            return false;
+            return Err(frame);
         }
+        let iov: Vec<IoSlice> = frame
+            .pieces()
+            .take(DIRECT_IOVECS)
+            .map(IoSlice::new)
+            .collect();
         // An error other than WouldBlock is left for the writer task to meet and report.
-        let n = socket.try_write(frame).unwrap_or(0);
-        if n < frame.len() {
-            self.pressure.add(frame.len() - n);
-            *self.front.lock() = Some(frame.slice(n..));
+        let n = socket.try_write_vectored(&iov).unwrap_or(0);
+        drop(iov);
+        if let Some(rest) = frame.rest_after(n) {
+            self.pressure.add(rest.len());
+            *self.front.lock() = Some(rest);
         }
         self.release_writing();
-        true
+        Ok(())
     }
 
     fn release_writing(&self) {
@@ -268,5 +332,36 @@ impl SendQueue {
         self.pressure.close();
         self.kick();
         self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(parts: &[&'static [u8]]) -> OutFrame {
+        OutFrame {
+            head: Bytes::from_static(parts[0]),
+            body: parts[1..].iter().map(|p| Bytes::from_static(p)).collect(),
+        }
+    }
+
+    #[test]
+    fn the_rest_of_a_partial_write_keeps_order_and_parts() {
+        let f = || frame(&[b"head", b"alpha", b"", b"beta"]);
+        let all: Vec<u8> = f().pieces().flatten().copied().collect();
+        for n in 0..=all.len() {
+            let rest = f().rest_after(n);
+            let got: Vec<u8> = rest
+                .iter()
+                .flat_map(|r| r.pieces().flatten().copied())
+                .collect();
+            assert_eq!(got, all[n..], "after {n} bytes");
+            assert_eq!(rest.is_none(), n == all.len());
+        }
+        // A cut inside a part slices that part and keeps the later ones (empty ones dropped).
+        let rest = f().rest_after(6).unwrap();
+        assert_eq!(&rest.head[..], b"pha");
+        assert_eq!(rest.body, vec![Bytes::from_static(b"beta")]);
     }
 }

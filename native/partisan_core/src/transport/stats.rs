@@ -19,6 +19,7 @@ pub struct Stats {
     pub ping_timeouts: AtomicU64,
     pub senders_suspended: AtomicU64,
     pub busy_refusals: AtomicU64,
+    pub written_directly: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -48,6 +49,7 @@ impl Stats {
             ("ping_timeouts", c(&self.ping_timeouts)),
             ("senders_suspended", c(&self.senders_suspended)),
             ("busy_refusals", c(&self.busy_refusals)),
+            ("written_directly", c(&self.written_directly)),
         ])
     }
 }
