@@ -350,6 +350,9 @@ large_terms_of_every_shape_intact(Config) ->
 %% their frame was read into: sub-binaries, not copies. In other shapes they
 %% are decoded as usual. Safe decoding still holds: a large message naming an
 %% atom the receiver does not have is dropped and counted.
+%% A copy refers to exactly its own bytes (referenced_byte_size = byte_size);
+%% a part of the frame does not: the frame is a resource binary (its memory is
+%% recycled by the engine), for which the VM reports the resource's size.
 large_binaries_arrive_in_place(Config) ->
     [A, B] = ?config(nodes, Config),
     Big = crypto:strong_rand_bytes(?MiB),
@@ -359,8 +362,8 @@ large_binaries_arrive_in_place(Config) ->
     Got = ?S:wait_for_messages(B, inbox, length(Msgs), 30000),
     ?assertEqual([?S:digest(M) || M <- Msgs], Got),
     [Alone, Tagged, Nested, Two, InList] = ?S:rpc(B, ?S, collected_sharing, [inbox]),
-    [?assertMatch([{S, R}] when R > S, Found) || Found <- [Alone, Tagged, Nested]],
-    ?assertMatch([{S1, R1}, {S2, R2}] when R1 > S1 andalso R2 > S2, Two),
+    [?assertMatch([{S, R}] when R =/= S, Found) || Found <- [Alone, Tagged, Nested]],
+    ?assertMatch([{S1, R1}, {S2, R2}] when R1 =/= S1 andalso R2 =/= S2, Two),
     ?assertMatch([{S, S}], InList),
 
     Dropped0 = maps:get(dropped_decode, ?S:rpc(B, ?S, engine_stats, [])),

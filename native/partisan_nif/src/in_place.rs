@@ -1,13 +1,14 @@
-//! Large frames are read into a VM binary, and the message is decoded in place: large binaries
-//! in it become sub-binaries of that binary rather than copies, as Distributed Erlang does with
-//! the buffer of a received message. Everything else is decoded by the VM's own safe
-//! `binary_to_term`, which never creates atoms.
-
-use std::mem::MaybeUninit;
+//! Large frames are read into a buffer that becomes a binary of the VM, and the message is
+//! decoded in place: large binaries in it become sub-binaries of that binary rather than copies,
+//! as Distributed Erlang does with the buffer of a received message. Everything else is decoded
+//! by the VM's own safe `binary_to_term`, which never creates atoms. The buffers come from
+//! `frame_pool` and go back to it when the VM frees the binary.
 
 use partisan_core::transport::FrameBuf;
 use rustler::types::tuple::make_tuple;
-use rustler::{Env, OwnedBinary, Term};
+use rustler::{Env, ResourceArc, Term};
+
+use crate::frame_pool;
 
 /// A binary in a message is referenced from this size, provided it is also at least a quarter
 /// of the frame: a binary the receiver keeps then never holds on to much more memory than its
@@ -23,35 +24,52 @@ const VERSION: u8 = 131;
 const SMALL_TUPLE_EXT: u8 = 104;
 const BINARY_EXT: u8 = 109;
 
-/// The body of a large frame, in memory the VM allocated.
-pub struct BeamFrame(OwnedBinary);
+/// The body of a large frame: the first `len` bytes of a pooled buffer.
+pub struct BeamFrame {
+    buf: Vec<u8>,
+    len: usize,
+}
 
 impl BeamFrame {
-    /// `None` if the VM cannot allocate `len` bytes.
+    /// `None` if no memory can be had for `len` bytes.
     pub fn alloc(len: usize) -> Option<BeamFrame> {
-        let mut raw = MaybeUninit::uninit();
-        // Safety: `enif_alloc_binary` may be called from any thread and initialises `raw` when
-        // it succeeds; the binary is then owned (and released on drop) by `OwnedBinary`.
-        unsafe {
-            if rustler::sys::enif_alloc_binary(len, raw.as_mut_ptr()) == 0 {
-                return None;
-            }
-            Some(BeamFrame(OwnedBinary::from_raw(raw.assume_init())))
-        }
+        Some(BeamFrame {
+            buf: frame_pool::take(len)?,
+            len,
+        })
     }
 
     pub fn as_slice(&self) -> &[u8] {
-        self.0.as_slice()
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for BeamFrame {
+    fn drop(&mut self) {
+        frame_pool::put(std::mem::take(&mut self.buf));
     }
 }
 
 impl FrameBuf for BeamFrame {
     fn as_slice(&self) -> &[u8] {
-        self.0.as_slice()
+        &self.buf[..self.len]
     }
 
     fn as_mut_slice(&mut self) -> &mut [u8] {
-        self.0.as_mut_slice()
+        &mut self.buf[..self.len]
+    }
+}
+
+/// A frame's buffer owned by the VM, as a resource: the memory of the frame's binary, which
+/// sub-binaries in the message refer to. Back to the pool when the VM frees it.
+pub struct FrameMemory(Vec<u8>);
+
+#[rustler::resource_impl]
+impl rustler::Resource for FrameMemory {}
+
+impl Drop for FrameMemory {
+    fn drop(&mut self) {
+        frame_pool::put(std::mem::take(&mut self.0));
     }
 }
 
@@ -65,18 +83,20 @@ enum Part<'a> {
 
 /// Decodes the uncompressed external term in `frame` from `at` on; `None` if it is not one
 /// this node may decode.
-pub fn decode(env: Env<'_>, frame: BeamFrame, at: usize) -> Option<Term<'_>> {
-    let mut bin = frame.0;
-    let data = bin.as_mut_slice();
+pub fn decode(env: Env<'_>, mut frame: BeamFrame, at: usize) -> Option<Term<'_>> {
+    let len = frame.len;
+    let data = &mut frame.buf[..len];
     if data.get(at) != Some(&VERSION) {
         return None;
     }
     let min = REFERENCE_MIN.max((data.len() - at) / 4);
     let (part, _) = decode_part(env, data, at + 1, MAX_DEPTH, min)?;
     if let Part::Term(term) = part {
+        // Nothing refers to the frame: its buffer goes back to the pool (drop).
         return Some(term);
     }
-    let whole = bin.release(env);
+    let memory = ResourceArc::new(FrameMemory(std::mem::take(&mut frame.buf)));
+    let whole = memory.make_binary(env, |m| &m.0[..len]);
     build(env, &whole, part)
 }
 

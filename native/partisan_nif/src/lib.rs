@@ -5,6 +5,7 @@
 
 mod config;
 mod delivery;
+mod frame_pool;
 mod in_place;
 mod nifs;
 mod pinned;
