@@ -6,6 +6,7 @@
 //! - [`transport`]: the tokio engine: listeners, connection pools, writers, readers, reconnects,
 //!   failure detection and gossip, reporting to a [`transport::Handler`].
 
+pub mod frame_pool;
 pub mod membership;
 pub mod transport;
 pub mod wire;

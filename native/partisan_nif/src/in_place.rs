@@ -8,7 +8,7 @@ use partisan_core::transport::FrameBuf;
 use rustler::types::tuple::make_tuple;
 use rustler::{Env, ResourceArc, Term};
 
-use crate::frame_pool;
+use partisan_core::frame_pool::{self, Pages};
 
 /// A binary in a message is referenced from this size, provided it is also at least a quarter
 /// of the frame: a binary the receiver keeps then never holds on to much more memory than its
@@ -24,9 +24,9 @@ const VERSION: u8 = 131;
 const SMALL_TUPLE_EXT: u8 = 104;
 const BINARY_EXT: u8 = 109;
 
-/// The body of a large frame: the first `len` bytes of a pooled buffer.
+/// The body of a large frame: the first `len` bytes of a pooled buffer (`None` once handed on).
 pub struct BeamFrame {
-    buf: Vec<u8>,
+    buf: Option<Pages>,
     len: usize,
 }
 
@@ -34,42 +34,49 @@ impl BeamFrame {
     /// `None` if no memory can be had for `len` bytes.
     pub fn alloc(len: usize) -> Option<BeamFrame> {
         Some(BeamFrame {
-            buf: frame_pool::take(len)?,
+            buf: Some(frame_pool::take(len)?),
             len,
         })
     }
 
     pub fn as_slice(&self) -> &[u8] {
-        &self.buf[..self.len]
+        self.buf.as_ref().map_or(&[], |b| &b.as_slice()[..self.len])
     }
 }
 
 impl Drop for BeamFrame {
     fn drop(&mut self) {
-        frame_pool::put(std::mem::take(&mut self.buf));
+        if let Some(buf) = self.buf.take() {
+            frame_pool::put(buf);
+        }
     }
 }
 
 impl FrameBuf for BeamFrame {
     fn as_slice(&self) -> &[u8] {
-        &self.buf[..self.len]
+        BeamFrame::as_slice(self)
     }
 
     fn as_mut_slice(&mut self) -> &mut [u8] {
-        &mut self.buf[..self.len]
+        let len = self.len;
+        self.buf
+            .as_mut()
+            .map_or(&mut [], |b| &mut b.as_mut_slice()[..len])
     }
 }
 
 /// A frame's buffer owned by the VM, as a resource: the memory of the frame's binary, which
 /// sub-binaries in the message refer to. Back to the pool when the VM frees it.
-pub struct FrameMemory(Vec<u8>);
+pub struct FrameMemory(Option<Pages>);
 
 #[rustler::resource_impl]
 impl rustler::Resource for FrameMemory {}
 
 impl Drop for FrameMemory {
     fn drop(&mut self) {
-        frame_pool::put(std::mem::take(&mut self.0));
+        if let Some(buf) = self.0.take() {
+            frame_pool::put(buf);
+        }
     }
 }
 
@@ -85,7 +92,7 @@ enum Part<'a> {
 /// this node may decode.
 pub fn decode(env: Env<'_>, mut frame: BeamFrame, at: usize) -> Option<Term<'_>> {
     let len = frame.len;
-    let data = &mut frame.buf[..len];
+    let data = FrameBuf::as_mut_slice(&mut frame);
     if data.get(at) != Some(&VERSION) {
         return None;
     }
@@ -95,8 +102,8 @@ pub fn decode(env: Env<'_>, mut frame: BeamFrame, at: usize) -> Option<Term<'_>>
         // Nothing refers to the frame: its buffer goes back to the pool (drop).
         return Some(term);
     }
-    let memory = ResourceArc::new(FrameMemory(std::mem::take(&mut frame.buf)));
-    let whole = memory.make_binary(env, |m| &m.0[..len]);
+    let memory = ResourceArc::new(FrameMemory(frame.buf.take()));
+    let whole = memory.make_binary(env, |m| m.0.as_ref().map_or(&[], |b| &b.as_slice()[..len]));
     build(env, &whole, part)
 }
 

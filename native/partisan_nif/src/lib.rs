@@ -5,7 +5,6 @@
 
 mod config;
 mod delivery;
-mod frame_pool;
 mod in_place;
 mod nifs;
 mod pinned;
