@@ -124,7 +124,9 @@ otp_version() ->
 
 git(Root) ->
     Commit = string:trim(os:cmd("git -C '" ++ Root ++ "' rev-parse --short HEAD 2>/dev/null")),
-    Dirty = os:cmd("git -C '" ++ Root ++ "' status --porcelain 2>/dev/null") =/= "",
+    %% The bench's own output (bench/results) does not make the source dirty.
+    Dirty = os:cmd("git -C '" ++ Root ++ "' status --porcelain -- . ':!bench/results' 2>/dev/null")
+        =/= "",
     case Commit of
         "" -> "unknown";
         _ when Dirty -> Commit ++ " (dirty)";
