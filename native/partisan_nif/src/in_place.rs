@@ -1,16 +1,15 @@
 //! Large frames are read into a buffer that becomes a binary of the VM, and the message is
 //! decoded in place: large binaries in it become sub-binaries of that binary rather than copies,
 //! as Distributed Erlang does with the buffer of a received message. Everything else is decoded
-//! by the VM's own safe `binary_to_term`, which never creates atoms. The buffers come from
-//! `frame_pool` and go back to it when the VM frees the binary.
+//! by the VM's own safe `binary_to_term`, which never creates atoms. Buffers of 256 KiB or more
+//! come from `frame_pool` and go back to it when the VM frees the binary.
 
-use partisan_core::transport::FrameBuf;
-use rustler::types::tuple::make_tuple;
 use std::mem::MaybeUninit;
 
-use rustler::{Binary, Env, OwnedBinary, ResourceArc, Term};
-
 use partisan_core::frame_pool::{self, Pages};
+use partisan_core::transport::FrameBuf;
+use rustler::types::tuple::make_tuple;
+use rustler::{Binary, Env, OwnedBinary, ResourceArc, Term};
 
 /// A binary in a message is referenced from this size, provided it is also at least a quarter
 /// of the frame: a binary the receiver keeps then never holds on to much more memory than its
