@@ -139,8 +139,8 @@ impl Peer {
         interactive: &Interactive,
     ) -> Result<Queued, PushError> {
         let conn = self.pick(channel, key).ok_or(PushError::Closed)?;
-        let direct_max = interactive.syscall_max(conn.id);
-        conn.queue.push(frame, mode, limit, direct_max)
+        conn.queue
+            .push(frame, mode, limit, || interactive.syscall_max(conn.id))
     }
 
     fn pick(&self, channel: usize, key: Option<u64>) -> Option<Arc<Conn>> {

@@ -177,14 +177,15 @@ impl SendQueue {
         true
     }
 
-    /// Queues (or writes) a user frame, applying back-pressure at `limit` bytes. A frame of at
-    /// most `direct_max` bytes may be written on the caller's thread.
+    /// Queues (or writes) a user frame, applying back-pressure at `limit` bytes. A large frame
+    /// of at most `direct_max()` bytes may be written on the caller's thread (asked only for
+    /// large frames: small sends are the hot path).
     pub fn push(
         &self,
         frame: OutFrame,
         mode: SendMode,
         limit: usize,
-        direct_max: usize,
+        direct_max: impl FnOnce() -> usize,
     ) -> Result<Queued, PushError> {
         if self.closed.load(SeqCst) {
             return Err(PushError::Closed);
@@ -198,8 +199,9 @@ impl SendQueue {
         } else {
             // Only while the writer sleeps: when it is busy, its frames and ours would take
             // turns at the socket, and the writer, woken for our rest, competes for a core.
-            (DIRECT_LARGE_MIN..=direct_max.min(DIRECT_WRITE_MAX)).contains(&len)
+            (DIRECT_LARGE_MIN..=DIRECT_WRITE_MAX).contains(&len)
                 && self.writer_idle.load(SeqCst)
+                && len <= direct_max()
         };
         let frame = if direct {
             match self.try_direct(frame) {
@@ -259,14 +261,18 @@ impl SendQueue {
             self.release_writing();
             return Err(frame);
         }
-        let iov: Vec<IoSlice> = frame
-            .pieces()
-            .take(DIRECT_IOVECS)
-            .map(IoSlice::new)
-            .collect();
         // An error other than WouldBlock is left for the writer task to meet and report.
-        let n = socket.try_write_vectored(&iov).unwrap_or(0);
-        drop(iov);
+        let n = if frame.body.is_empty() {
+            socket.try_write(&frame.head)
+        } else {
+            let iov: Vec<IoSlice> = frame
+                .pieces()
+                .take(DIRECT_IOVECS)
+                .map(IoSlice::new)
+                .collect();
+            socket.try_write_vectored(&iov)
+        }
+        .unwrap_or(0);
         if let Some(rest) = frame.rest_after(n) {
             self.pressure.add(rest.len());
             *self.front.lock() = Some(rest);
