@@ -8,6 +8,7 @@ mod etf;
 mod frame;
 mod handshake;
 mod target;
+mod term_rewrite;
 
 pub use bytes_io::{Reader, Writer};
 pub use etf::{is_compressed, uncompressed_term};
@@ -19,6 +20,9 @@ pub use handshake::{
     read_preamble, AckStatus, Hello, HelloAck, Preamble, CAPABILITIES, PREAMBLE_LEN,
 };
 pub use target::{parse_pid_text, Target};
+pub use term_rewrite::{
+    for_each_atom, rewrite_payload, walk, AtomText, NodeId, Rewrite, TermError, Walked, MAX_NESTING,
+};
 
 /// The four bytes every connection starts with, in both directions.
 pub const MAGIC: [u8; 4] = *b"PTSN";
