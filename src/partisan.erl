@@ -512,8 +512,8 @@ is_reference(Arg) ->
 
 is_local(Arg)
 when erlang:is_pid(Arg); erlang:is_port(Arg); erlang:is_reference(Arg) ->
-    Node = erlang:node(Arg),
-    Node =:= nonode@nohost orelse Node =:= node();
+    %% Pids, ports and references of this node always arrive as the VM's own.
+    erlang:node(Arg) =:= erlang:node();
 
 is_local(Arg) ->
     partisan_remote_ref:is_local(Arg).
@@ -673,7 +673,15 @@ forward_message(Pid, Msg, Opts) when erlang:is_pid(Pid), ?IS_OPTS(Opts) ->
             erlang:send(Pid, Msg),
             ok;
         Node ->
-            send_remote(Node, Pid, Msg, opts_map(Opts))
+            case Node =:= node() of
+                true ->
+                    %% A pid of an earlier life of this node (pids of this life
+                    %% arrive as local ones): its process is gone, so the
+                    %% message is dropped, as Distributed Erlang drops it.
+                    ok;
+                false ->
+                    send_remote(Node, Pid, Msg, opts_map(Opts))
+            end
     end;
 
 forward_message(Name, Msg, Opts) when is_atom(Name), ?IS_OPTS(Opts) ->

@@ -25,11 +25,17 @@
 %% | `tuple' | `uri'), `remote_ref_uri_padding' (alias
 %% `remote_ref_binary_padding')</li>
 %% <li>`tls', `tls_client_options', `tls_server_options'</li>
+%% <li>`pid_encoding', `ref_encoding' (default `true': pids, ports and
+%% references inside messages name their origin node)</li>
 %% </ul>
-%% and three of this implementation: `max_frame_size' (bytes, default 64 MiB),
+%% and these of this implementation: `max_frame_size' (bytes, default 64 MiB),
 %% `send_queue_limit' (bytes queued per connection before senders are
 %% suspended, default 8 MiB), `io_threads' (default: half the schedulers,
-%% at least 1) and `io_nice' (the OS nice value of the I/O threads, default 0).
+%% at least 1), `io_nice' (the OS nice value of the I/O threads, default 0),
+%% `peer_atom_budget' (atoms that messages from peers may create, default
+%% `auto': a quarter of the atom table's free room at start; `0' is safe mode)
+%% and `refusal_log_interval' (ms between two log lines about one peer's
+%% refused messages, default 10000).
 %% @end
 %% -----------------------------------------------------------------------------
 -module(partisan_config).
@@ -233,8 +239,12 @@ plain_defaults() ->
         {max_frame_size, 64 * ?MIB},
         {send_queue_limit, 8 * ?MIB},
         {parallelism, ?PARALLELISM},
+        {peer_atom_budget, auto},
         {peer_service_manager, ?DEFAULT_PEER_SERVICE_MANAGER},
         {periodic_interval, ?PERIODIC_INTERVAL},
+        {pid_encoding, true},
+        {ref_encoding, true},
+        {refusal_log_interval, 10000},
         {remote_ref_format, improper_list},
         {remote_ref_uri_padding, false},
         {tls, false},
@@ -381,18 +391,28 @@ when (Key == parallelism orelse Key == io_threads
 normalize(connection_jitter, N) when is_integer(N), N >= 0 ->
     N;
 
+normalize(peer_atom_budget, auto) ->
+    auto;
+
+normalize(peer_atom_budget, N) when is_integer(N), N >= 0 ->
+    N;
+
+normalize(refusal_log_interval, N) when is_integer(N), N >= 0 ->
+    N;
+
 normalize(io_nice, N) when is_integer(N), N >= -20, N =< 19 ->
     N;
 
 normalize(Key, Flag)
 when (Key == channel_fallback orelse Key == connect_disterl
-    orelse Key == remote_ref_uri_padding orelse Key == tls) ->
+    orelse Key == remote_ref_uri_padding orelse Key == tls
+    orelse Key == pid_encoding orelse Key == ref_encoding) ->
     is_boolean(Flag) orelse invalid(Key, Flag),
     Flag;
 
 normalize(Key, Value)
 when Key == listen_addrs; Key == remote_ref_format; Key == connection_jitter;
-     Key == io_nice ->
+     Key == io_nice; Key == peer_atom_budget; Key == refusal_log_interval ->
     invalid(Key, Value);
 
 normalize(_, Value) ->

@@ -55,6 +55,7 @@
 -export([send/7]).
 -export([kill_connections/2]).
 -export([stats/1]).
+-export([peer_stats/1]).
 
 -nifs([
     start/1,
@@ -70,7 +71,8 @@
     connections/1,
     send/7,
     kill_connections/2,
-    stats/1
+    stats/1,
+    peer_stats/1
 ]).
 
 -define(NOT_LOADED, erlang:nif_error({not_loaded, ?MODULE})).
@@ -301,6 +303,22 @@ kill_connections(_Engine, _Nodes) ->
 -spec stats(engine()) -> map().
 
 stats(_Engine) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns, for every peer whose messages created atoms on this node or
+%% were refused because they would have created atoms past the budget
+%% (`peer_atom_budget'), how many atoms it created and how many of its
+%% messages and atoms were refused.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec peer_stats(engine()) ->
+    #{node() => #{atoms_created := non_neg_integer(),
+                  messages_refused := non_neg_integer(),
+                  atoms_refused := non_neg_integer()}}.
+
+peer_stats(_Engine) ->
     ?NOT_LOADED.
 
 

@@ -378,6 +378,24 @@ handle_info({partisan_event, {node_down, Node}}, State) ->
 handle_info({partisan_event, {membership, Members}}, State) ->
     {noreply, State#state{members = Members}};
 
+handle_info({partisan_event, {atoms_refused, Node, Info}}, State) ->
+    #{messages := Messages, atoms := Atoms, budget := Budget} = Info,
+    Description = case Budget of
+        0 ->
+            "Refused messages that would create atoms "
+            "(safe mode: peer_atom_budget is 0)";
+        _ ->
+            "Refused messages that would create atoms past the budget "
+            "of atoms peers may create (peer_atom_budget)"
+    end,
+    logger:warning(Info#{
+        description => Description,
+        node => Node,
+        messages => Messages,
+        atoms => Atoms
+    }),
+    {noreply, State};
+
 handle_info({partisan_event, {left, Node}}, State) ->
     _ = Node =:= partisan:node()
         andalso logger:notice(#{
@@ -441,13 +459,27 @@ engine_config() ->
         max_frame_size,
         send_queue_limit,
         io_threads,
-        io_nice
+        io_nice,
+        pid_encoding,
+        ref_encoding,
+        refusal_log_interval
     ],
     Config = maps:from_list([{Key, partisan_config:get(Key)} || Key <- Options]),
     maps:merge(partisan:node_spec(), Config#{
         event_pid => self(),
-        incarnation => erlang:system_time(nanosecond)
+        incarnation => erlang:system_time(nanosecond),
+        peer_atom_budget => atom_budget(partisan_config:get(peer_atom_budget))
     }).
+
+
+%% `auto': a quarter of the room left in the atom table, so that peers can
+%% never fill it and the node's own code keeps three quarters.
+atom_budget(auto) ->
+    Free = erlang:system_info(atom_limit) - erlang:system_info(atom_count),
+    max(0, Free div 4);
+
+atom_budget(N) when is_integer(N), N >= 0 ->
+    N.
 
 
 %% Validates in the caller so that bad arguments fail there with badarg.

@@ -15,6 +15,7 @@ fn frames(c: &mut Criterion) {
     let target = Target::Pid {
         number: 1234,
         serial: 0,
+        creation: Some(7),
     };
     let mut g = c.benchmark_group("frame");
     for size in [64usize, 1024, 64 * 1024] {

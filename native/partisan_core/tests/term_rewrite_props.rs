@@ -3,7 +3,7 @@
 //! exactly where a rule matches, a rewrite and its inverse give the term back, and no input
 //! makes the walker panic.
 
-use partisan_core::wire::{for_each_atom, rewrite_payload, walk, NodeId, Rewrite};
+use partisan_core::wire::{for_each_atom, rewrite_payload, walk, Kinds, NodeId, Rewrite};
 use proptest::prelude::*;
 
 const NODES: [(&str, u32); 4] = [
@@ -228,6 +228,7 @@ fn rule(from: usize, to: usize) -> Rewrite {
     Rewrite {
         from: NodeId::new(NODES[from].0, NODES[from].1),
         to: NodeId::new(NODES[to].0, NODES[to].1),
+        kinds: Kinds::ALL,
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use partisan_core::membership::{ChannelSpec, Compression};
 use partisan_core::transport::{
-    Config, Delivery, Engine, Event, FrameBuf, Handler, OutFrame, Queued, Resume, SendError,
-    SendMode, LARGE_FRAME_BODY,
+    Config, Delivery, Engine, Event, FrameBuf, Handler, Origin, OutFrame, Queued, Resume,
+    SendError, SendMode, LARGE_FRAME_BODY,
 };
 use partisan_core::wire::{encode_data_frame, encode_data_head, Target};
 
@@ -18,7 +18,7 @@ struct Recorder {
 }
 
 impl Handler for Recorder {
-    fn deliver(&self, target: &Target, payload: bytes::Bytes) -> Delivery {
+    fn deliver(&self, _: &Origin, target: &Target, payload: bytes::Bytes) -> Delivery {
         self.delivered
             .lock()
             .push((target.clone(), payload.to_vec()));
@@ -200,7 +200,7 @@ fn restart_with_same_name_rejoins() {
 fn back_pressure_suspends_and_refuses_when_a_peer_stops_reading() {
     use partisan_core::membership::NodeSpec;
     use partisan_core::wire::{
-        encode_frame, AckStatus, FrameDecoder, FrameKind, HelloAck, Preamble,
+        encode_frame, AckStatus, FrameDecoder, FrameKind, HelloAck, NodeId, PidNaming, Preamble,
     };
     use std::io::{Read, Write};
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -226,6 +226,10 @@ fn back_pressure_suspends_and_refuses_when_a_peer_stops_reading() {
                 status: AckStatus::Accepted,
                 name: "mute@127.0.0.1".into(),
                 incarnation: 1,
+                pids: PidNaming {
+                    vm: NodeId::new("mute@127.0.0.1", 1),
+                    creation: 1,
+                },
                 capabilities: 0,
             };
             s.write_all(&encode_frame(FrameKind::HelloAck, &ack.encode()))
@@ -312,14 +316,14 @@ impl FrameBuf for VecBuf {
 }
 
 impl Handler for Lender {
-    fn deliver(&self, _: &Target, payload: bytes::Bytes) -> Delivery {
+    fn deliver(&self, _: &Origin, _: &Target, payload: bytes::Bytes) -> Delivery {
         self.delivered.lock().push((payload.to_vec(), false));
         Delivery::Delivered
     }
     fn frame_buf(&self, len: usize) -> Option<Box<dyn FrameBuf>> {
         Some(Box::new(VecBuf(vec![0; len])))
     }
-    fn deliver_buf(&self, _: &Target, buf: Box<dyn FrameBuf>, at: usize) -> Delivery {
+    fn deliver_buf(&self, _: &Origin, _: &Target, buf: Box<dyn FrameBuf>, at: usize) -> Delivery {
         self.delivered
             .lock()
             .push((buf.as_slice()[at..].to_vec(), true));

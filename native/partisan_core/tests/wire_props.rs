@@ -5,7 +5,7 @@ use bytes::BytesMut;
 use partisan_core::membership::{ChannelSpec, Compression, NodeSpec};
 use partisan_core::wire::{
     encode_data_frame, encode_frame, parse_pid_text, read_preamble, AckStatus, FrameDecoder,
-    FrameKind, Hello, HelloAck, Preamble, Reader, Target, WireError,
+    FrameKind, Hello, HelloAck, NodeId, PidNaming, Preamble, Reader, Target, WireError,
 };
 use proptest::prelude::*;
 
@@ -88,28 +88,32 @@ proptest! {
     }
 
     #[test]
-    fn hello_round_trips(spec in node_spec(), inc in any::<u64>(), ch in "[a-z_]{1,20}", idx in any::<u16>()) {
-        let h = Hello { spec, incarnation: inc, channel: ch, index: idx, capabilities: 0 };
+    fn hello_round_trips(spec in node_spec(), inc in any::<u64>(), ch in "[a-z_]{1,20}", idx in any::<u16>(), c in any::<u32>()) {
+        let h = Hello { spec, incarnation: inc, pids: pids(c), channel: ch, index: idx, capabilities: 0 };
         prop_assert_eq!(Hello::decode(&h.encode()).unwrap(), h);
     }
 
     #[test]
     fn truncated_hello_is_an_error(spec in node_spec(), cut in 0usize..100) {
-        let h = Hello { spec, incarnation: 9, channel: "undefined".into(), index: 0, capabilities: 0 };
+        let h = Hello { spec, incarnation: 9, pids: pids(5), channel: "undefined".into(), index: 0, capabilities: 0 };
         let bytes = h.encode();
         let cut = cut.min(bytes.len().saturating_sub(1));
         prop_assert!(Hello::decode(&bytes[..cut]).is_err());
     }
 
     #[test]
-    fn ack_round_trips(name in node_name(), inc in any::<u64>()) {
-        let a = HelloAck { status: AckStatus::Duplicate, name, incarnation: inc, capabilities: 3 };
+    fn ack_round_trips(name in node_name(), inc in any::<u64>(), c in any::<u32>()) {
+        let a = HelloAck { status: AckStatus::Duplicate, name, incarnation: inc, pids: pids(c), capabilities: 3 };
         prop_assert_eq!(HelloAck::decode(&a.encode()).unwrap(), a);
     }
 
     #[test]
     fn targets_round_trip(name in "[a-z_]{1,255}", n in any::<u32>(), s in any::<u32>(), payload in prop::collection::vec(any::<u8>(), 0..64)) {
-        for t in [Target::Name(name.clone()), Target::Pid { number: n, serial: s }] {
+        let pids = [
+            Target::Pid { number: n, serial: s, creation: None },
+            Target::Pid { number: n, serial: s, creation: Some(n ^ s) },
+        ];
+        for t in [Target::Name(name.clone())].into_iter().chain(pids) {
             let frame = encode_data_frame(&t, &payload, 1 << 20).unwrap();
             let mut buf = BytesMut::from(&frame[..]);
             let f = FrameDecoder::new(1 << 20).decode(&mut buf).unwrap().unwrap();
@@ -176,5 +180,13 @@ fn pid_text_parses() {
         b"<0.99999999999.0>",
     ] {
         assert_eq!(parse_pid_text(bad), None);
+    }
+}
+
+/// A node without Distributed Erlang names its pids `nonode@nohost`, creation 0.
+fn pids(creation: u32) -> PidNaming {
+    PidNaming {
+        vm: NodeId::new("nonode@nohost", 0),
+        creation,
     }
 }

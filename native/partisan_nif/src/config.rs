@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use partisan_core::membership::{ChannelSpec, Compression, NodeSpec};
 use partisan_core::transport::{Config, PingConfig, DEFAULT_SEND_QUEUE_LIMIT};
-use partisan_core::wire::DEFAULT_MAX_FRAME;
+use partisan_core::wire::{Kinds, NodeId, PidNaming, DEFAULT_MAX_FRAME};
 use rustler::types::map::MapIterator;
 use rustler::{Atom, Error, LocalPid, NifResult, Term};
 
@@ -74,6 +74,10 @@ pub fn decode_node_spec(term: Term) -> NifResult<NodeSpec> {
 pub struct StartConfig {
     pub engine: Config,
     pub event_pid: LocalPid,
+    /// Atoms peers may create (`peer_atom_budget`; 0 is safe mode).
+    pub atom_budget: u64,
+    /// Least time between two log lines about one peer's refused messages.
+    pub refusal_log_interval: Duration,
 }
 
 pub fn decode_start_config(term: Term) -> NifResult<StartConfig> {
@@ -93,6 +97,15 @@ pub fn decode_start_config(term: Term) -> NifResult<StartConfig> {
     let engine = Config {
         name,
         incarnation: req(term, "incarnation")?,
+        // Filled in by `start`, which knows how the VM names its pids.
+        pids: PidNaming {
+            vm: NodeId::new("nonode@nohost", 0),
+            creation: 0,
+        },
+        rewrite: Kinds {
+            pids: opt(term, "pid_encoding", true)?,
+            refs: opt(term, "ref_encoding", true)?,
+        },
         listen_addrs: decode_listen_addrs(req(term, "listen_addrs")?)?,
         channels: decode_channels(req(term, "channels")?)?,
         periodic_interval: millis(opt::<u64>(term, "periodic_interval", 10_000)?.max(10)),
@@ -109,5 +122,7 @@ pub fn decode_start_config(term: Term) -> NifResult<StartConfig> {
     Ok(StartConfig {
         engine,
         event_pid: req(term, "event_pid")?,
+        atom_budget: opt(term, "peer_atom_budget", 0)?,
+        refusal_log_interval: millis(opt(term, "refusal_log_interval", 10_000)?),
     })
 }

@@ -1,14 +1,15 @@
 //! Delivery from the engine's I/O threads to local processes, without any relay process.
 
-use std::cell::RefCell;
-
 use std::any::Any;
+use std::cell::RefCell;
+use std::sync::Arc;
 
-use partisan_core::transport::{Delivery, Event, FrameBuf, Handler};
+use partisan_core::transport::{Delivery, Event, FrameBuf, Handler, Origin};
 use partisan_core::wire::{is_compressed, uncompressed_term, Target};
 use rustler::types::tuple::make_tuple;
 use rustler::{Atom, Encoder, Env, LocalPid, OwnedEnv, Term};
 
+use crate::decode::{decode_term, AtomBudget};
 use crate::in_place::{self, BeamFrame};
 use crate::terms::atom_ext_len;
 
@@ -29,12 +30,18 @@ pub struct NifHandler {
     pid_numbers_at: usize,
     /// Largest term a compressed payload may inflate to.
     max_term: usize,
+    atoms: Arc<AtomBudget>,
 }
 
 impl NifHandler {
     /// `local_pid_etf` is `term_to_binary` of any local pid; it gives the node atom and creation
     /// that a pid of this node carries.
-    pub fn new(event_pid: LocalPid, local_pid_etf: &[u8], max_term: usize) -> Option<NifHandler> {
+    pub fn new(
+        event_pid: LocalPid,
+        local_pid_etf: &[u8],
+        max_term: usize,
+        atoms: Arc<AtomBudget>,
+    ) -> Option<NifHandler> {
         if local_pid_etf.len() < 3
             || local_pid_etf[0] != 131
             || (local_pid_etf[1] != 88 && local_pid_etf[1] != 103)
@@ -48,6 +55,7 @@ impl NifHandler {
             pid_template: local_pid_etf.to_vec(),
             pid_numbers_at: at,
             max_term,
+            atoms,
         })
     }
 
@@ -67,7 +75,8 @@ impl NifHandler {
                 let atom = Atom::existing_from_bytes(env, n.as_bytes()).ok()?;
                 whereis(env, atom)
             }
-            Target::Pid { number, serial } => self.local_pid(env, *number, *serial),
+            // The engine has checked the creation (a pid of this life of the node).
+            Target::Pid { number, serial, .. } => self.local_pid(env, *number, *serial),
         }
     }
 }
@@ -85,17 +94,30 @@ pub fn send_anywhere(
     build: impl for<'a> FnOnce(Env<'a>) -> Term<'a> + Send + 'static,
 ) {
     if rustler::thread::is_scheduler_thread() {
-        if let Some(courier) = courier() {
-            let _ = courier.send((pid, Box::new(build)));
-        }
-        return;
+        return send_by_courier(pid, build);
     }
     send_here(pid, build);
 }
 
-fn send_here(pid: LocalPid, build: impl for<'a> FnOnce(Env<'a>) -> Term<'a>) {
-    SCRATCH.with(|cell| {
-        let _ = cell.borrow_mut().send_and_clear(&pid, build);
+/// Sends through the courier from any thread: messages sent this way arrive in the order they
+/// were sent, whichever threads sent them (cluster events, which must not overtake each other).
+pub fn send_by_courier(
+    pid: LocalPid,
+    build: impl for<'a> FnOnce(Env<'a>) -> Term<'a> + Send + 'static,
+) {
+    if let Some(courier) = courier() {
+        let _ = courier.send((pid, Box::new(build)));
+    }
+}
+
+/// Sends from this (non-scheduler) thread's scratch environment; while a delivery on this
+/// thread holds it, by the courier instead.
+fn send_here(pid: LocalPid, build: impl for<'a> FnOnce(Env<'a>) -> Term<'a> + Send + 'static) {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut env) => {
+            let _ = env.send_and_clear(&pid, build);
+        }
+        Err(_) => send_by_courier(pid, build),
     });
 }
 
@@ -141,7 +163,7 @@ impl NifHandler {
     fn deliver_with(
         &self,
         target: &Target,
-        decode: impl for<'a> FnOnce(Env<'a>) -> Option<Term<'a>>,
+        decode: impl for<'a> FnOnce(Env<'a>) -> Result<Term<'a>, Delivery>,
     ) -> Delivery {
         SCRATCH.with(|cell| {
             let mut owned = cell.borrow_mut();
@@ -149,8 +171,9 @@ impl NifHandler {
                 let Some(pid) = self.resolve(env, target) else {
                     return Delivery::NoDestination;
                 };
-                let Some(msg) = decode(env) else {
-                    return Delivery::Undecodable;
+                let msg = match decode(env) {
+                    Ok(msg) => msg,
+                    Err(why) => return why,
                 };
                 let sent = unsafe {
                     rustler::sys::enif_send(
@@ -171,37 +194,52 @@ impl NifHandler {
         })
     }
 
-    /// Safe decoding: a peer cannot create atoms (or other unsafe terms) here.
-    fn decode_copy<'a>(&self, env: Env<'a>, payload: &[u8]) -> Option<Term<'a>> {
-        let term = uncompressed_term(payload, self.max_term).ok()?;
-        env.binary_to_term(&term).map(|(msg, _)| msg)
+    /// Decodes a whole payload (inflated first if compressed).
+    fn decode_copy<'a>(
+        &self,
+        env: Env<'a>,
+        from: &Origin,
+        payload: &[u8],
+    ) -> Result<Term<'a>, Delivery> {
+        let term = uncompressed_term(payload, self.max_term).map_err(|_| Delivery::Undecodable)?;
+        decode_term(env, &self.atoms, from, &term).map(|(msg, _)| msg)
     }
 }
 
 impl Handler for NifHandler {
-    fn deliver(&self, target: &Target, payload: bytes::Bytes) -> Delivery {
-        self.deliver_with(target, |env| self.decode_copy(env, &payload))
+    fn deliver(&self, from: &Origin, target: &Target, payload: bytes::Bytes) -> Delivery {
+        self.deliver_with(target, |env| self.decode_copy(env, from, &payload))
     }
 
     fn frame_buf(&self, len: usize) -> Option<Box<dyn FrameBuf>> {
         Some(Box::new(BeamFrame::alloc(len)?))
     }
 
-    fn deliver_buf(&self, target: &Target, buf: Box<dyn FrameBuf>, payload_at: usize) -> Delivery {
+    fn deliver_buf(
+        &self,
+        from: &Origin,
+        target: &Target,
+        buf: Box<dyn FrameBuf>,
+        payload_at: usize,
+    ) -> Delivery {
         let Ok(frame) = (buf as Box<dyn Any>).downcast::<BeamFrame>() else {
             return Delivery::Undecodable;
         };
         self.deliver_with(target, |env| {
             let payload = &frame.as_slice()[payload_at..];
             if is_compressed(payload) {
-                return self.decode_copy(env, payload);
+                return self.decode_copy(env, from, payload);
             }
-            in_place::decode(env, *frame, payload_at)
+            in_place::decode(env, *frame, payload_at, &|env, term| {
+                decode_term(env, &self.atoms, from, term)
+            })
         })
     }
 
+    /// Events go through the courier whatever the thread, so that a node's `node_up` and
+    /// `node_down` arrive in the order the engine emitted them.
     fn event(&self, event: Event) {
-        send_anywhere(self.event_pid, move |e| {
+        send_by_courier(self.event_pid, move |e| {
             let atom = |n: &str| {
                 Atom::from_str(e, n)
                     .map(|a| a.encode(e))

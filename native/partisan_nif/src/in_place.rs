@@ -1,13 +1,14 @@
 //! Large frames are read into a buffer that becomes a binary of the VM, and the message is
 //! decoded in place: large binaries in it become sub-binaries of that binary rather than copies,
 //! as Distributed Erlang does with the buffer of a received message. Everything else is decoded
-//! by the VM's own safe `binary_to_term`, which never creates atoms. Buffers of 256 KiB or more
-//! come from `frame_pool` and go back to it when the VM frees the binary.
+//! by the caller's leaf decoder (`decode::decode_term`: pids rewritten, atoms within the
+//! budget). Buffers of 256 KiB or more come from `frame_pool` and go back to it when the VM
+//! frees the binary.
 
 use std::mem::MaybeUninit;
 
 use partisan_core::frame_pool::{self, Pages};
-use partisan_core::transport::FrameBuf;
+use partisan_core::transport::{Delivery, FrameBuf};
 use rustler::types::tuple::make_tuple;
 use rustler::{Binary, Env, OwnedBinary, ResourceArc, Term};
 
@@ -133,21 +134,29 @@ enum Part<'a> {
     Tuple(Vec<Part<'a>>),
 }
 
-/// Decodes the uncompressed external term in `frame` from `at` on; `None` if it is not one
-/// this node may decode.
-pub fn decode(env: Env<'_>, mut frame: BeamFrame, at: usize) -> Option<Term<'_>> {
+/// Decodes one term that starts (version byte first) at the front of a slice, possibly followed
+/// by more bytes; returns it and the bytes it used.
+pub type Leaf<'d> = dyn for<'a> Fn(Env<'a>, &[u8]) -> Result<(Term<'a>, usize), Delivery> + 'd;
+
+/// Decodes the uncompressed external term in `frame` from `at` on, its leaves with `leaf`.
+pub fn decode<'a>(
+    env: Env<'a>,
+    mut frame: BeamFrame,
+    at: usize,
+    leaf: &Leaf<'_>,
+) -> Result<Term<'a>, Delivery> {
     let data = FrameBuf::as_mut_slice(&mut frame);
     if data.get(at) != Some(&VERSION) {
-        return None;
+        return Err(Delivery::Undecodable);
     }
     let min = REFERENCE_MIN.max((data.len() - at) / 4);
-    let (part, _) = decode_part(env, data, at + 1, MAX_DEPTH, min)?;
+    let (part, _) = decode_part(env, data, at + 1, MAX_DEPTH, min, leaf)?;
     if let Part::Term(term) = part {
         // Nothing refers to the frame: its buffer goes back to the pool (drop).
-        return Some(term);
+        return Ok(term);
     }
-    let whole = frame.hand_to_vm(env)?;
-    build(env, &whole, part)
+    let whole = frame.hand_to_vm(env).ok_or(Delivery::Undecodable)?;
+    build(env, &whole, part).ok_or(Delivery::Undecodable)
 }
 
 /// Decodes the term at `pos` (which is past the version byte, so `pos - 1` is in `data`);
@@ -158,22 +167,25 @@ fn decode_part<'a>(
     pos: usize,
     depth: u32,
     min: usize,
-) -> Option<(Part<'a>, usize)> {
-    match *data.get(pos)? {
-        BINARY_EXT => {
-            let len = u32::from_be_bytes(data.get(pos + 1..pos + 5)?.try_into().ok()?) as usize;
-            let at = pos + 5;
-            if len >= min && at.checked_add(len)? <= data.len() {
-                return Some((Part::Reference { at, len }, at + len));
+    leaf: &Leaf<'_>,
+) -> Result<(Part<'a>, usize), Delivery> {
+    match data.get(pos).copied() {
+        Some(BINARY_EXT) => {
+            if let Some(len) = data.get(pos + 1..pos + 5) {
+                let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+                let at = pos + 5;
+                if len >= min && at.checked_add(len).is_some_and(|end| end <= data.len()) {
+                    return Ok((Part::Reference { at, len }, at + len));
+                }
             }
         }
-        SMALL_TUPLE_EXT if depth > 0 => {
-            let arity = *data.get(pos + 1)? as usize;
+        Some(SMALL_TUPLE_EXT) if depth > 0 => {
+            let arity = *data.get(pos + 1).ok_or(Delivery::Undecodable)? as usize;
             if arity <= MAX_ARITY {
                 let mut next = pos + 2;
                 let mut parts = Vec::with_capacity(arity);
                 for _ in 0..arity {
-                    let (part, end) = decode_part(env, data, next, depth - 1, min)?;
+                    let (part, end) = decode_part(env, data, next, depth - 1, min, leaf)?;
                     parts.push(part);
                     next = end;
                 }
@@ -189,23 +201,28 @@ fn decode_part<'a>(
                     Some(terms) => Part::Term(make_tuple(env, &terms)),
                     None => Part::Tuple(parts),
                 };
-                return Some((part, next));
+                return Ok((part, next));
             }
         }
         _ => {}
     }
-    decode_term(env, data, pos)
+    decode_leaf(env, data, pos, leaf)
 }
 
-/// Decodes one term at `pos` with `binary_to_term`, which wants the version byte in front: the
-/// byte before is lent for it and put back.
-fn decode_term<'a>(env: Env<'a>, data: &mut [u8], pos: usize) -> Option<(Part<'a>, usize)> {
-    let before = pos.checked_sub(1)?;
+/// Decodes one term at `pos` with `leaf`, which wants the version byte in front: the byte
+/// before is lent for it and put back.
+fn decode_leaf<'a>(
+    env: Env<'a>,
+    data: &mut [u8],
+    pos: usize,
+    leaf: &Leaf<'_>,
+) -> Result<(Part<'a>, usize), Delivery> {
+    let before = pos.checked_sub(1).ok_or(Delivery::Undecodable)?;
     let kept = std::mem::replace(&mut data[before], VERSION);
-    let decoded = env.binary_to_term(&data[before..]);
+    let decoded = leaf(env, &data[before..]);
     data[before] = kept;
     let (term, used) = decoded?;
-    Some((Part::Term(term), before + used))
+    Ok((Part::Term(term), before + used))
 }
 
 fn build<'a>(env: Env<'a>, whole: &Binary<'a>, part: Part<'a>) -> Option<Term<'a>> {

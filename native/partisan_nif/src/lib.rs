@@ -4,6 +4,7 @@
 //! `docs/nif_api.md`.
 
 mod config;
+mod decode;
 mod delivery;
 mod in_place;
 mod nifs;

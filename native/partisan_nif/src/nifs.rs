@@ -14,7 +14,9 @@ use parking_lot::RwLock;
 use partisan_core::transport::{
     Engine, JoinError, OutFrame, Peer, Queued, Resume, SendError, SendMode,
 };
-use partisan_core::wire::{encode_data_frame, encode_data_head, Target, WireError};
+use partisan_core::wire::{
+    encode_data_frame, encode_data_head, NodeId, PidNaming, Target, WireError,
+};
 
 use crate::pinned::{pin, pin_parts, PIN_MIN, PIN_PART_MIN};
 use rustler::sys::ErlNifTerm;
@@ -22,8 +24,9 @@ use rustler::types::tuple::make_tuple;
 use rustler::{Atom, Binary, Encoder, Env, Error, ListIterator, NifResult, ResourceArc, Term};
 
 use crate::config::{decode_node_spec, decode_start_config};
+use crate::decode::AtomBudget;
 use crate::delivery::{send_anywhere, NifHandler};
-use crate::terms::{atom_text, decode_target, encode_listen_addrs, encode_node_spec};
+use crate::terms::{atom_text, decode_target, encode_listen_addrs, encode_node_spec, pid_parts};
 
 thread_local! {
     static SEND_CALLS: Cell<u64> = const { Cell::new(0) };
@@ -41,7 +44,7 @@ fn thread_cpu_ns() -> Option<u64> {
 }
 
 rustler::atoms! {
-    ok, error, undefined, self_join, not_started, not_yet_connected, message_too_large,
+    ok, error, undefined, atoms_created, atoms_refused, messages_refused, self_join, not_started, not_yet_connected, message_too_large,
     unknown_channel, listen, busy, suspend, nosuspend, partisan_resume = "$partisan_resume", eaddrinuse, eaddrnotavail, eacces, einval, any_channel = "_",
 }
 
@@ -59,6 +62,8 @@ pub struct EngineRes {
     /// by `stats/1`. CPU time of the calling thread, not wall time, so that the figure is the
     /// NIF's own work and not time the OS gave other threads meanwhile.
     send_max_cpu_ns: AtomicU64,
+    /// Atoms peers created or had refused (shared with the handler).
+    atoms: Arc<AtomBudget>,
 }
 
 #[rustler::resource_impl]
@@ -95,12 +100,24 @@ fn io_reason<'a>(env: Env<'a>, e: &io::Error) -> Term<'a> {
 
 #[rustler::nif(schedule = "DirtyIo")]
 fn start<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
-    let cfg = decode_start_config(config)?;
+    let mut cfg = decode_start_config(config)?;
     let self_etf = env.pid().encode(env).to_binary();
+    cfg.engine.pids = pid_naming(
+        self_etf.as_slice(),
+        &cfg.engine.name,
+        cfg.engine.incarnation,
+    )
+    .ok_or(Error::BadArg)?;
+    let atoms = Arc::new(AtomBudget::new(
+        cfg.atom_budget,
+        cfg.refusal_log_interval,
+        cfg.event_pid,
+    ));
     let handler = NifHandler::new(
         cfg.event_pid,
         self_etf.as_slice(),
         cfg.engine.max_frame_size,
+        atoms.clone(),
     )
     .ok_or(Error::BadArg)?;
     let engine = match Engine::start(cfg.engine, Arc::new(handler)) {
@@ -122,8 +139,37 @@ fn start<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
         channels,
         next_resume: AtomicU64::new(1),
         send_max_cpu_ns: AtomicU64::new(0),
+        atoms,
     });
     Ok(make_tuple(env, &[ok().encode(env), res.encode(env)]))
+}
+
+/// How this node's pids are named: by the VM (read off a local pid) and on the wire. When the
+/// VM's node name is the partisan name (Distributed Erlang with the same name), pids keep the
+/// VM's creation and need no rewriting; otherwise the wire creation is drawn from the
+/// incarnation, so each start of the node names its pids afresh.
+fn pid_naming(local_pid_etf: &[u8], name: &str, incarnation: u64) -> Option<PidNaming> {
+    let p = pid_parts(local_pid_etf)?;
+    let vm_name = std::str::from_utf8(&p.node).ok()?;
+    let creation = if vm_name == name {
+        p.creation
+    } else {
+        creation_of(incarnation)
+    };
+    Some(PidNaming {
+        vm: NodeId::new(vm_name, p.creation),
+        creation,
+    })
+}
+
+/// A well-mixed, non-zero 32-bit number from the incarnation (a nanosecond timestamp).
+fn creation_of(incarnation: u64) -> u32 {
+    // splitmix64's finaliser
+    let mut z = incarnation.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z as u32).max(1)
 }
 
 #[rustler::nif(schedule = "DirtyIo")]
@@ -227,6 +273,8 @@ fn stats(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Term> {
     let mut snap = res.engine.stats();
     let cpu_ns = res.send_max_cpu_ns.load(Ordering::Relaxed);
     snap.0.push(("send_nif_max_cpu_us", cpu_ns / 1000));
+    snap.0.push(("atoms_created", res.atoms.created()));
+    snap.0.push(("atom_budget_left", res.atoms.left()));
     let keys = snap
         .0
         .iter()
@@ -234,6 +282,30 @@ fn stats(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Term> {
         .collect::<NifResult<Vec<_>>>()?;
     let vals: Vec<Term> = snap.0.iter().map(|(_, v)| v.encode(env)).collect();
     Term::map_from_term_arrays(env, &keys, &vals)
+}
+
+/// `#{Node => #{atoms_created, messages_refused, atoms_refused}}` for every peer whose messages
+/// created atoms or were refused for them.
+#[rustler::nif]
+fn peer_stats(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Term> {
+    let mut out = Term::map_new(env);
+    for (node, p) in res.atoms.peers() {
+        let counts = Term::map_from_term_arrays(
+            env,
+            &[
+                atoms_created().encode(env),
+                messages_refused().encode(env),
+                atoms_refused().encode(env),
+            ],
+            &[
+                p.atoms_created.encode(env),
+                p.messages_refused.encode(env),
+                p.atoms_refused.encode(env),
+            ],
+        )?;
+        out = out.map_put(Atom::from_str(env, &node)?, counts)?;
+    }
+    Ok(out)
 }
 
 /// `send(Engine, Node, Channel, PartitionKey, Target, Payload, Mode)`: `Payload` is the external

@@ -120,19 +120,41 @@ pub fn encode_node_spec<'a>(env: Env<'a>, spec: &NodeSpec) -> NifResult<Term<'a>
     )
 }
 
-/// `(Number, Serial)` of a pid, read from its external term format (`NEW_PID_EXT` / `PID_EXT`).
-pub fn pid_numbers(term: Term) -> Option<(u32, u32)> {
-    let etf = term.to_binary();
-    let b = etf.as_slice();
+/// A pid's parts, read from its external term format (`NEW_PID_EXT` / `PID_EXT`).
+pub struct PidParts {
+    pub node: Vec<u8>,
+    pub number: u32,
+    pub serial: u32,
+    pub creation: u32,
+}
+
+pub fn pid_parts(etf: &[u8]) -> Option<PidParts> {
+    let b = etf;
     if b.len() < 3 || b[0] != 131 || (b[1] != 88 && b[1] != 103) {
         return None;
     }
-    let after_atom = 2 + atom_ext_len(&b[2..])?;
-    let nums = b.get(after_atom..after_atom + 8)?;
-    Some((
-        u32::from_be_bytes(nums[0..4].try_into().ok()?),
-        u32::from_be_bytes(nums[4..8].try_into().ok()?),
-    ))
+    let atom_len = atom_ext_len(&b[2..])?;
+    // Tag and a one- or two-byte length before the text.
+    let header = match b[2] {
+        118 | 100 => 3,
+        _ => 2,
+    };
+    let node = b.get(2 + header..2 + atom_len)?.to_vec();
+    let after_atom = 2 + atom_len;
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    };
+    let creation = if b[1] == 88 {
+        word(after_atom + 8)?
+    } else {
+        *b.get(after_atom + 8)? as u32
+    };
+    Some(PidParts {
+        node,
+        number: word(after_atom)?,
+        serial: word(after_atom + 4)?,
+        creation,
+    })
 }
 
 /// Total length of an encoded atom (tag, length field and text).
@@ -153,13 +175,23 @@ pub fn decode_target(term: Term) -> NifResult<Target> {
         return Target::name(&n).map_err(|_| Error::BadArg);
     }
     if term.is_pid() {
-        let (number, serial) = pid_numbers(term).ok_or(Error::BadArg)?;
-        return Ok(Target::Pid { number, serial });
+        let p = pid_parts(term.to_binary().as_slice()).ok_or(Error::BadArg)?;
+        // The pid names the life of the node it belongs to: the receiver checks it.
+        return Ok(Target::Pid {
+            number: p.number,
+            serial: p.serial,
+            creation: Some(p.creation),
+        });
     }
     if term.is_binary() {
+        // The text of a pid in a remote reference (Partisan 5's format) has no creation.
         let bin: rustler::Binary = term.decode()?;
         let (number, serial) = parse_pid_text(bin.as_slice()).ok_or(Error::BadArg)?;
-        return Ok(Target::Pid { number, serial });
+        return Ok(Target::Pid {
+            number,
+            serial,
+            creation: None,
+        });
     }
     Err(Error::BadArg)
 }

@@ -239,8 +239,44 @@ fn drop_all_peers(inner: &Inner) {
 fn retire(inner: &Inner, p: &Peer) {
     p.removed.store(true, Ordering::Release);
     p.all_conns().iter().for_each(|c| c.close());
-    if p.control_up.swap(false, Ordering::AcqRel) {
-        inner.handler.event(Event::NodeDown(p.name.clone()));
+    refresh_up(inner, p);
+}
+
+/// Recomputes whether `peer` is up and reports a change, under the peer's lock so that the
+/// state and the order of `NodeUp` / `NodeDown` events always agree. Up: a live member with a
+/// connection on both the control and the default channel (so the send path takes a message
+/// at once).
+pub(crate) fn refresh_up(inner: &Inner, peer: &Peer) {
+    let _changing = peer.up_changes.lock();
+    let now = peer.is_live()
+        && !inner.is_stopping()
+        && peer.has_connection(inner.control)
+        && peer.has_connection(inner.default);
+    if peer.up.load(Ordering::Acquire) == now {
+        return;
+    }
+    peer.up.store(now, Ordering::Release);
+    let name = peer.name.clone();
+    inner.handler.event(if now {
+        Event::NodeUp(name)
+    } else {
+        Event::NodeDown(name)
+    });
+}
+
+/// Closes and takes out every connection of `peer` from a life older than `incarnation`: a
+/// restarted node replaces all of them at once, not one by one as their pings time out.
+fn close_older_lives(peer: &Peer, incarnation: u64) {
+    for slot in peer.slots.iter().flat_map(|ch| ch.iter()) {
+        let mut cur = slot.conn.write();
+        if cur
+            .as_ref()
+            .is_some_and(|c| c.remote_incarnation < incarnation)
+        {
+            if let Some(old) = cur.take() {
+                old.close();
+            }
+        }
     }
 }
 
@@ -263,6 +299,15 @@ pub(crate) fn install(inner: &Arc<Inner>, peer: &Arc<Peer>, conn: &Arc<Conn>) ->
     if !peer.is_live() || inner.is_stopping() {
         return false;
     }
+    let newest = peer
+        .incarnation
+        .fetch_max(conn.remote_incarnation, Ordering::AcqRel);
+    if conn.remote_incarnation < newest {
+        return false;
+    }
+    if conn.remote_incarnation > newest {
+        close_older_lives(peer, conn.remote_incarnation);
+    }
     let slot = &peer.slots[conn.channel][conn.index as usize];
     {
         let mut cur = slot.conn.write();
@@ -281,10 +326,8 @@ pub(crate) fn install(inner: &Arc<Inner>, peer: &Arc<Peer>, conn: &Arc<Conn>) ->
             conn.enqueue(gossip_frame(&cluster.state));
         }
         drop(cluster);
-        if !peer.control_up.swap(true, Ordering::AcqRel) {
-            inner.handler.event(Event::NodeUp(peer.name.clone()));
-        }
     }
+    refresh_up(inner, peer);
     true
 }
 
@@ -301,11 +344,7 @@ pub(crate) fn uninstall(inner: &Arc<Inner>, peer: &Arc<Peer>, conn: &Arc<Conn>) 
             _ => false,
         }
     };
-    let control_lost =
-        was_current && conn.channel == inner.control && !peer.is_connected(Some(inner.control));
-    if control_lost && peer.control_up.swap(false, Ordering::AcqRel) {
-        inner.handler.event(Event::NodeDown(peer.name.clone()));
-    }
+    refresh_up(inner, peer);
     if was_current {
         let delay = backoff(inner, 0);
         *slot.not_before.lock() = Instant::now() + delay.min(inner.cfg.connection_interval / 2);

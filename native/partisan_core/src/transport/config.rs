@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::membership::ChannelSpec;
-use crate::wire::DEFAULT_MAX_FRAME;
+use crate::wire::{Kinds, NodeId, PidNaming, DEFAULT_MAX_FRAME};
 
 /// The channel that carries membership gossip and pings apart from user data.
 pub const CONTROL_CHANNEL: &str = "partisan_membership";
@@ -41,6 +41,10 @@ pub struct Config {
     pub name: String,
     /// Unique per start of the node; orders its lives in the membership CRDT.
     pub incarnation: u64,
+    /// How this node's pids are named by its VM and on the wire (see `term_rewrite`).
+    pub pids: PidNaming,
+    /// What received messages have rewritten (`pid_encoding`, `ref_encoding`).
+    pub rewrite: Kinds,
     pub listen_addrs: Vec<SocketAddr>,
     /// Every channel of this node, including the default and control channels.
     pub channels: Vec<ChannelSpec>,
@@ -64,6 +68,11 @@ impl Config {
         Config {
             name: name.to_owned(),
             incarnation: 1,
+            pids: PidNaming {
+                vm: NodeId::new(name, 1),
+                creation: 1,
+            },
+            rewrite: Kinds::ALL,
             listen_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             channels: Vec::new(),
             periodic_interval: Duration::from_secs(10),

@@ -18,7 +18,7 @@ use super::pacer::Pacer;
 use super::peer::{Conn, Peer};
 use super::send_queue::Batch;
 use super::stats::Stats;
-use super::{Delivery, FrameBuf, LARGE_FRAME_BODY};
+use super::{Delivery, FrameBuf, Origin, LARGE_FRAME_BODY};
 use crate::membership::State;
 use crate::wire::{
     encode_frame, read_preamble, AckStatus, Frame, FrameDecoder, FrameKind, Hello, HelloAck,
@@ -96,13 +96,28 @@ async fn accept_handshake(
         status,
         name: inner.local_name.to_string(),
         incarnation: cluster::incarnation(inner),
+        pids: inner.cfg.pids.clone(),
         capabilities: CAPABILITIES,
     };
     let accepted = match (status, channel) {
         (AckStatus::Accepted, Some(ch)) => {
             let peer = cluster::ensure_peer(inner, &hello.spec);
             let id = inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
-            let conn = Arc::new(Conn::new(id, ch, hello.index, hello.incarnation, false));
+            let origin = Origin::new(
+                &hello.spec.name,
+                &hello.pids,
+                &inner.local_name,
+                &inner.cfg.pids,
+                inner.cfg.rewrite,
+            );
+            let conn = Arc::new(Conn::new(
+                id,
+                ch,
+                hello.index,
+                hello.incarnation,
+                false,
+                origin,
+            ));
             if cluster::install(inner, &peer, &conn) {
                 Some((peer, conn))
             } else {
@@ -177,6 +192,7 @@ async fn dial_handshake(
     let hello = Hello {
         spec: inner.local.clone(),
         incarnation: cluster::incarnation(inner),
+        pids: inner.cfg.pids.clone(),
         channel: inner.cfg.channels[ch].name.clone(),
         index: idx,
         capabilities: CAPABILITIES,
@@ -203,7 +219,14 @@ async fn dial_handshake(
     match ack.status {
         AckStatus::Accepted => {
             let id = inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
-            let conn = Arc::new(Conn::new(id, ch, idx, ack.incarnation, true));
+            let origin = Origin::new(
+                &peer.name,
+                &ack.pids,
+                &inner.local_name,
+                &inner.cfg.pids,
+                inner.cfg.rewrite,
+            );
+            let conn = Arc::new(Conn::new(id, ch, idx, ack.incarnation, true, origin));
             if cluster::install(inner, peer, &conn) {
                 Ok(DialOutcome::Connected(conn, stream, buf))
             } else {
@@ -373,7 +396,7 @@ async fn read_loop(
         pacer.pace().await;
         while pending.is_none() {
             let next = match take_large(inner, &decoder, &mut buf) {
-                Ok(Some(p)) if p.is_full() => deliver_large(inner, p),
+                Ok(Some(p)) if p.is_full() => deliver_large(inner, conn, p),
                 Ok(Some(p)) => {
                     pending = Some(p);
                     break;
@@ -426,7 +449,7 @@ async fn read_loop(
                         p.filled += n;
                     }
                     if pending.as_ref().is_some_and(Pending::is_full) {
-                        let done = pending.take().map(|p| deliver_large(inner, p));
+                        let done = pending.take().map(|p| deliver_large(inner, conn, p));
                         if let Some(Err(_)) = done {
                             Stats::incr(&inner.stats.protocol_errors);
                             return;
@@ -498,17 +521,28 @@ fn take_large(
     }))
 }
 
-fn deliver_large(inner: &Inner, frame: Pending) -> Result<(), WireError> {
+fn deliver_large(inner: &Inner, conn: &Conn, frame: Pending) -> Result<(), WireError> {
     let body = frame.buf.as_slice();
     let mut r = Reader::new(body);
     let target = Target::decode(&mut r)?;
     let payload_at = body.len() - r.remaining();
     Stats::incr(&inner.stats.received);
+    if is_stale(inner, &target) {
+        Stats::incr(&inner.stats.dropped_stale_pid);
+        return Ok(());
+    }
     count(
         inner,
-        inner.handler.deliver_buf(&target, frame.buf, payload_at),
+        inner
+            .handler
+            .deliver_buf(&conn.origin, &target, frame.buf, payload_at),
     );
     Ok(())
+}
+
+/// A pid of an earlier life of this node: its process is gone, whatever has its number now.
+fn is_stale(inner: &Inner, target: &Target) -> bool {
+    matches!(target, Target::Pid { creation: Some(c), .. } if *c != inner.cfg.pids.creation)
 }
 
 fn count(inner: &Inner, delivery: Delivery) {
@@ -516,6 +550,7 @@ fn count(inner: &Inner, delivery: Delivery) {
         Delivery::Delivered => {}
         Delivery::NoDestination => Stats::incr(&inner.stats.dropped_unknown_dest),
         Delivery::Undecodable => Stats::incr(&inner.stats.dropped_decode),
+        Delivery::RefusedAtoms => Stats::incr(&inner.stats.dropped_atoms),
     }
 }
 
@@ -534,7 +569,11 @@ fn handle_frame(
             if frame.body.len() < LARGE_FRAME_BODY {
                 inner.interactive.note(conn.id);
             }
-            count(inner, inner.handler.deliver(&target, payload));
+            if is_stale(inner, &target) {
+                Stats::incr(&inner.stats.dropped_stale_pid);
+                return Ok(());
+            }
+            count(inner, inner.handler.deliver(&conn.origin, &target, payload));
         }
         FrameKind::Ping => {
             conn.enqueue(encode_frame(FrameKind::Pong, &frame.body));

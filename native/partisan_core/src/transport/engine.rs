@@ -49,6 +49,8 @@ pub(crate) struct Inner {
     pub channel_ids: HashMap<String, usize>,
     pub parallelism: Vec<u16>,
     pub control: usize,
+    /// Partisan's default channel, which a node must be connected on to be up.
+    pub default: usize,
     pub peers: RwLock<HashMap<Arc<str>, Arc<Peer>>>,
     pub cluster: Mutex<Cluster>,
     pub wake_maintenance: Notify,
@@ -114,6 +116,7 @@ impl Engine {
             .map(|(i, c)| (c.name.clone(), i))
             .collect::<HashMap<_, _>>();
         let control = channel_ids[CONTROL_CHANNEL];
+        let default = channel_ids[super::DEFAULT_CHANNEL];
         let inner = Arc::new(Inner {
             local_name: Arc::from(cfg.name.as_str()),
             parallelism: cfg.channels.iter().map(|c| c.parallelism.max(1)).collect(),
@@ -123,6 +126,7 @@ impl Engine {
             stats: Stats::default(),
             channel_ids,
             control,
+            default,
             peers: RwLock::new(HashMap::new()),
             wake_maintenance: Notify::new(),
             shutdown: watch::channel(false).0,
@@ -289,7 +293,8 @@ impl Engine {
             .collect()
     }
 
-    /// Members with a live control connection (this node excluded), sorted.
+    /// Members that are up (this node excluded), sorted: a message to any of them is taken at
+    /// once (see `Peer::up`).
     pub fn nodes(&self) -> Vec<Arc<str>> {
         let cluster = self.inner.cluster.lock();
         let peers = self.inner.peers.read();
@@ -297,7 +302,7 @@ impl Engine {
             .state
             .members()
             .filter_map(|e| peers.get(e.spec.name.as_str()))
-            .filter(|p| p.control_up.load(Ordering::Acquire))
+            .filter(|p| p.up.load(Ordering::Acquire))
             .map(|p| p.name.clone())
             .collect();
         v.sort();

@@ -29,15 +29,63 @@ pub enum Delivery {
     Delivered,
     /// No such registered name or process on this node.
     NoDestination,
-    /// The payload is not a term this node may decode safely (for example it names an atom
-    /// that does not exist here: peers may not create atoms).
+    /// The payload is not a valid external term.
     Undecodable,
+    /// The message would create atoms past the node's budget (or any, in safe mode): refused,
+    /// counted and logged by the handler.
+    RefusedAtoms,
 }
 
 use std::any::Any;
 use std::sync::Arc;
 
-use crate::wire::Target;
+use crate::wire::{Kinds, NodeId, PidNaming, Rewrite, Target};
+
+/// The sender of received messages, as the handler needs it: its name, and how pids, ports and
+/// references in its messages are rewritten on the way in (see `wire::term_rewrite`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub node: Arc<str>,
+    pub rewrites: Vec<Rewrite>,
+}
+
+impl Origin {
+    /// The rules for messages from `node` (which names its pids as `theirs`) to this node (named
+    /// `local`, whose pids are named as `ours`): the sender's own pids become pids of its
+    /// partisan name; pids of this node's partisan name come home as its VM's. Only the
+    /// `kinds` configured are rewritten.
+    pub fn new(
+        node: &str,
+        theirs: &PidNaming,
+        local: &str,
+        ours: &PidNaming,
+        kinds: Kinds,
+    ) -> Origin {
+        let mut rewrites = Vec::new();
+        let their_wire = NodeId::new(node, theirs.creation);
+        let our_wire = NodeId::new(local, ours.creation);
+        if kinds.pids || kinds.refs {
+            if theirs.vm != their_wire {
+                rewrites.push(Rewrite {
+                    from: theirs.vm.clone(),
+                    to: their_wire,
+                    kinds,
+                });
+            }
+            if ours.vm != our_wire {
+                rewrites.push(Rewrite {
+                    from: our_wire,
+                    to: ours.vm.clone(),
+                    kinds,
+                });
+            }
+        }
+        Origin {
+            node: Arc::from(node),
+            rewrites,
+        }
+    }
+}
 
 /// Something that happened to the cluster, as seen from this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,10 +114,10 @@ pub trait FrameBuf: Any + Send {
 
 /// What the engine reports to. Called from I/O threads; implementations must not block.
 pub trait Handler: Send + Sync + 'static {
-    /// Delivers one message (external term format) to `target`; says why not, so the engine
-    /// can count the drop.
-    /// The payload shares the frame's memory, so a handler may keep parts of it without copying.
-    fn deliver(&self, target: &Target, payload: bytes::Bytes) -> Delivery;
+    /// Delivers one message from `from` (external term format) to `target`; says why not, so
+    /// the engine can count the drop. The payload shares the frame's memory, so a handler may
+    /// keep parts of it without copying.
+    fn deliver(&self, from: &Origin, target: &Target, payload: bytes::Bytes) -> Delivery;
 
     /// Memory of exactly `len` bytes for the body of a data frame of at least
     /// [`LARGE_FRAME_BODY`] bytes, or `None` to have it read as any other frame.
@@ -79,9 +127,15 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Delivers the message of a frame read into memory from [`Handler::frame_buf`]; its payload
     /// starts at `payload_at`.
-    fn deliver_buf(&self, target: &Target, buf: Box<dyn FrameBuf>, payload_at: usize) -> Delivery {
+    fn deliver_buf(
+        &self,
+        from: &Origin,
+        target: &Target,
+        buf: Box<dyn FrameBuf>,
+        payload_at: usize,
+    ) -> Delivery {
         let payload = bytes::Bytes::copy_from_slice(&buf.as_slice()[payload_at..]);
-        self.deliver(target, payload)
+        self.deliver(from, target, payload)
     }
 
     /// Reports a cluster event.

@@ -1,7 +1,7 @@
 //! A remote node as the send path sees it: one slot per (channel, index), each holding at most
 //! one live connection, and each connection a queue drained by its writer task.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::pacer::Interactive;
 use super::send_queue::{OutFrame, PushError, Queued, SendMode, SendQueue};
+use super::Origin;
 
 use crate::membership::NodeSpec;
 
@@ -21,6 +22,8 @@ pub(crate) struct Conn {
     pub index: u16,
     pub remote_incarnation: u64,
     pub dialed_by_me: bool,
+    /// The remote node as its messages' handler needs it.
+    pub origin: Origin,
     pub queue: SendQueue,
     /// Tells the reader to stop.
     pub stop_reader: watch::Sender<bool>,
@@ -33,6 +36,7 @@ impl Conn {
         index: u16,
         remote_incarnation: u64,
         dialed_by_me: bool,
+        origin: Origin,
     ) -> Conn {
         Conn {
             id,
@@ -40,6 +44,7 @@ impl Conn {
             index,
             remote_incarnation,
             dialed_by_me,
+            origin,
             queue: SendQueue::new(),
             stop_reader: watch::channel(false).0,
         }
@@ -89,7 +94,15 @@ pub struct Peer {
     pub(crate) slots: Vec<Box<[Slot]>>,
     round_robin: Box<[AtomicUsize]>,
     pub(crate) removed: AtomicBool,
-    pub(crate) control_up: AtomicBool,
+    /// The one state behind `nodes()`, `is_connected`, `on_up` / `on_down` and the send path:
+    /// true while the control channel and the default channel both have a connection to the
+    /// peer's newest life. Changed only by `cluster::refresh_up`, under `up_changes`, which
+    /// also emits the event, so events and the state never disagree.
+    pub(crate) up: AtomicBool,
+    pub(crate) up_changes: Mutex<()>,
+    /// The newest life of the peer seen on any connection: connections of older lives are
+    /// closed when a newer one arrives, and refused after.
+    pub(crate) incarnation: AtomicU64,
 }
 
 impl Peer {
@@ -113,7 +126,9 @@ impl Peer {
             slots,
             round_robin: parallelism.iter().map(|_| AtomicUsize::new(0)).collect(),
             removed: AtomicBool::new(false),
-            control_up: AtomicBool::new(false),
+            up: AtomicBool::new(false),
+            up_changes: Mutex::new(()),
+            incarnation: AtomicU64::new(0),
         }
     }
 
@@ -160,12 +175,16 @@ impl Peer {
             .collect()
     }
 
+    /// Whether `channel` has at least one connection.
+    pub(crate) fn has_connection(&self, channel: usize) -> bool {
+        self.slots
+            .get(channel)
+            .is_some_and(|ch| ch.iter().any(|s| s.conn.read().is_some()))
+    }
+
+    /// Up (see `up`), and for a given channel also connected on it.
     pub(crate) fn is_connected(&self, channel: Option<usize>) -> bool {
-        let has = |ch: &[Slot]| ch.iter().any(|s| s.conn.read().is_some());
-        match channel {
-            Some(c) => self.slots.get(c).is_some_and(|ch| has(ch)),
-            None => self.slots.iter().any(|ch| has(ch)),
-        }
+        self.up.load(Ordering::Acquire) && channel.is_none_or(|c| self.has_connection(c))
     }
 
     pub(crate) fn is_fully_connected(&self) -> bool {

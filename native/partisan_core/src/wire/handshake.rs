@@ -2,7 +2,9 @@
 //! sends a `Hello` frame naming itself and the connection slot it wants, and the acceptor answers
 //! with a `HelloAck` saying whether the slot is granted.
 
-use super::{validate_channel_name, validate_node_name, Reader, WireError, Writer, MAGIC, VERSION};
+use super::{
+    validate_channel_name, validate_node_name, NodeId, Reader, WireError, Writer, MAGIC, VERSION,
+};
 use crate::membership::NodeSpec;
 
 /// Length of the preamble: magic plus version byte.
@@ -32,11 +34,41 @@ pub fn read_preamble(b: &[u8; PREAMBLE_LEN]) -> Result<Preamble, WireError> {
     Ok(Preamble { version: b[4] })
 }
 
+/// How a node's pids, ports and references are named: by its VM (`vm`: the node name and
+/// creation its local pids carry, `nonode@nohost` and 0 without Distributed Erlang) and on the
+/// wire (its partisan name with `creation`, unique per start). The receiver of a message
+/// rewrites the one into the other (see `term_rewrite`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PidNaming {
+    pub vm: NodeId,
+    pub creation: u32,
+}
+
+impl PidNaming {
+    fn encode(&self, w: &mut Writer) {
+        // Node names are ASCII (`validate_node_name`), so the text is a valid short string.
+        w.short_str(std::str::from_utf8(&self.vm.name).unwrap_or(""))
+            .u32(self.vm.creation)
+            .u32(self.creation);
+    }
+
+    fn decode(r: &mut Reader) -> Result<PidNaming, WireError> {
+        let name = r.short_str()?;
+        validate_node_name(name)?;
+        let vm = NodeId::new(name, r.u32()?);
+        Ok(PidNaming {
+            vm,
+            creation: r.u32()?,
+        })
+    }
+}
+
 /// The dialer's introduction: who it is and which (channel, index) slot this connection fills.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
     pub spec: NodeSpec,
     pub incarnation: u64,
+    pub pids: PidNaming,
     pub channel: String,
     pub index: u16,
     pub capabilities: u32,
@@ -46,8 +78,9 @@ impl Hello {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         self.spec.encode(&mut w);
-        w.u64(self.incarnation)
-            .short_str(&self.channel)
+        w.u64(self.incarnation);
+        self.pids.encode(&mut w);
+        w.short_str(&self.channel)
             .u16(self.index)
             .u32(self.capabilities);
         w.buf
@@ -57,6 +90,7 @@ impl Hello {
         let mut r = Reader::new(body);
         let spec = NodeSpec::decode(&mut r)?;
         let incarnation = r.u64()?;
+        let pids = PidNaming::decode(&mut r)?;
         let channel = r.short_str()?.to_owned();
         validate_channel_name(&channel)?;
         let index = r.u16()?;
@@ -65,6 +99,7 @@ impl Hello {
         Ok(Hello {
             spec,
             incarnation,
+            pids,
             channel,
             index,
             capabilities,
@@ -106,6 +141,7 @@ pub struct HelloAck {
     pub status: AckStatus,
     pub name: String,
     pub incarnation: u64,
+    pub pids: PidNaming,
     pub capabilities: u32,
 }
 
@@ -114,8 +150,9 @@ impl HelloAck {
         let mut w = Writer::new();
         w.u8(self.status as u8)
             .short_str(&self.name)
-            .u64(self.incarnation)
-            .u32(self.capabilities);
+            .u64(self.incarnation);
+        self.pids.encode(&mut w);
+        w.u32(self.capabilities);
         w.buf
     }
 
@@ -125,12 +162,14 @@ impl HelloAck {
         let name = r.short_str()?.to_owned();
         validate_node_name(&name)?;
         let incarnation = r.u64()?;
+        let pids = PidNaming::decode(&mut r)?;
         let capabilities = r.u32()?;
         r.finish()?;
         Ok(HelloAck {
             status,
             name,
             incarnation,
+            pids,
             capabilities,
         })
     }

@@ -17,17 +17,19 @@ pub use frame::{
     FRAME_HEADER_LEN,
 };
 pub use handshake::{
-    read_preamble, AckStatus, Hello, HelloAck, Preamble, CAPABILITIES, PREAMBLE_LEN,
+    read_preamble, AckStatus, Hello, HelloAck, PidNaming, Preamble, CAPABILITIES, PREAMBLE_LEN,
 };
 pub use target::{parse_pid_text, Target};
 pub use term_rewrite::{
-    for_each_atom, rewrite_payload, walk, AtomText, NodeId, Rewrite, TermError, Walked, MAX_NESTING,
+    for_each_atom, rewrite_payload, walk, AtomText, Kinds, NodeId, Rewrite, TermError, Walked,
+    MAX_NESTING,
 };
 
 /// The four bytes every connection starts with, in both directions.
 pub const MAGIC: [u8; 4] = *b"PTSN";
-/// The protocol version this build speaks.
-pub const VERSION: u8 = 1;
+/// The protocol version this build speaks (2: the handshake says how pids are named, and a pid
+/// target carries its creation).
+pub const VERSION: u8 = 2;
 /// Longest node or channel name accepted on the wire.
 pub const MAX_NAME_LEN: usize = 255;
 /// Most channels a node spec may carry.

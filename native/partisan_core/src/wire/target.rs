@@ -7,18 +7,26 @@ use super::{Reader, WireError, MAX_NAME_LEN};
 pub enum Target {
     /// A registered name (the atom's text).
     Name(String),
-    /// A local process identifier `<0.Number.Serial>` on the receiving node.
-    Pid { number: u32, serial: u32 },
+    /// A local process identifier `<0.Number.Serial>` on the receiving node; `creation`, when
+    /// known, is the receiver's wire creation the pid was made under: a pid of an earlier life
+    /// of the node reaches no process of this one.
+    Pid {
+        number: u32,
+        serial: u32,
+        creation: Option<u32>,
+    },
 }
 
 const TAG_NAME: u8 = 0;
 const TAG_PID: u8 = 1;
+const TAG_PID_OF_LIFE: u8 = 2;
 
 impl Target {
     pub fn encoded_len(&self) -> usize {
         match self {
             Target::Name(n) => 2 + n.len(),
-            Target::Pid { .. } => 9,
+            Target::Pid { creation: None, .. } => 9,
+            Target::Pid { .. } => 13,
         }
     }
 
@@ -29,10 +37,21 @@ impl Target {
                 out.push(n.len() as u8);
                 out.extend_from_slice(n.as_bytes());
             }
-            Target::Pid { number, serial } => {
-                out.push(TAG_PID);
+            Target::Pid {
+                number,
+                serial,
+                creation,
+            } => {
+                out.push(if creation.is_some() {
+                    TAG_PID_OF_LIFE
+                } else {
+                    TAG_PID
+                });
                 out.extend_from_slice(&number.to_be_bytes());
                 out.extend_from_slice(&serial.to_be_bytes());
+                if let Some(c) = creation {
+                    out.extend_from_slice(&c.to_be_bytes());
+                }
             }
         }
     }
@@ -58,6 +77,12 @@ impl Target {
             TAG_PID => Ok(Target::Pid {
                 number: r.u32()?,
                 serial: r.u32()?,
+                creation: None,
+            }),
+            TAG_PID_OF_LIFE => Ok(Target::Pid {
+                number: r.u32()?,
+                serial: r.u32()?,
+                creation: Some(r.u32()?),
             }),
             _ => Err(WireError::Invalid("target tag")),
         }

@@ -33,11 +33,27 @@ impl NodeId {
     }
 }
 
-/// Pids, ports and references of `from` become those of `to`.
+/// Pids, ports and references of `from` become those of `to` (those of the `kinds` given).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rewrite {
     pub from: NodeId,
     pub to: NodeId,
+    pub kinds: Kinds,
+}
+
+/// Which node references a rule rewrites: pids (and ports), references, or both (Partisan's
+/// `pid_encoding` and `ref_encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kinds {
+    pub pids: bool,
+    pub refs: bool,
+}
+
+impl Kinds {
+    pub const ALL: Kinds = Kinds {
+        pids: true,
+        refs: true,
+    };
 }
 
 /// How an atom's text is encoded.
@@ -146,9 +162,9 @@ pub fn rewrite_payload<'a>(
 
 /// Calls `atom` for every atom of a whole payload (version byte first), node names of pids,
 /// ports and references included.
-pub fn for_each_atom(
-    payload: &[u8],
-    atom: &mut dyn FnMut(&[u8], AtomText),
+pub fn for_each_atom<'a>(
+    payload: &'a [u8],
+    atom: &mut dyn FnMut(&'a [u8], AtomText),
 ) -> Result<(), TermError> {
     if payload.first() != Some(&VERSION) {
         return Err(TermError::Truncated);
@@ -162,11 +178,11 @@ pub fn for_each_atom(
 
 /// Walks the one term that starts at `data[start]` (a tag, not the version byte): reports its
 /// atoms to `atom` and rewrites its pids, ports and references by the first matching rule.
-pub fn walk(
-    data: &[u8],
+pub fn walk<'a>(
+    data: &'a [u8],
     start: usize,
     rules: &[Rewrite],
-    atom: &mut dyn FnMut(&[u8], AtomText),
+    atom: &mut dyn FnMut(&'a [u8], AtomText),
 ) -> Result<Walked, TermError> {
     let mut w = Walker {
         data,
@@ -258,7 +274,7 @@ impl<'a> Walker<'a> {
     fn term(
         &mut self,
         rules: &[Rewrite],
-        atom: &mut dyn FnMut(&[u8], AtomText),
+        atom: &mut dyn FnMut(&'a [u8], AtomText),
         stack: &mut Vec<Frame>,
     ) -> Result<(), TermError> {
         let at = self.pos;
@@ -346,7 +362,7 @@ impl<'a> Walker<'a> {
         at: usize,
         tag: u8,
         rules: &[Rewrite],
-        atom: &mut dyn FnMut(&[u8], AtomText),
+        atom: &mut dyn FnMut(&'a [u8], AtomText),
     ) -> Result<(), TermError> {
         // References carry their id length before the node.
         let words = match tag {
@@ -381,10 +397,12 @@ impl<'a> Walker<'a> {
                 (id, self.u8()? as u32)
             }
         };
-        let Some(rule) = rules
-            .iter()
-            .find(|r| *r.from.name == *node && r.from.creation == creation)
-        else {
+        let is_ref = matches!(tag, NEWER_REFERENCE_EXT | NEW_REFERENCE_EXT | REFERENCE_EXT);
+        let Some(rule) = rules.iter().find(|r| {
+            *r.from.name == *node
+                && r.from.creation == creation
+                && if is_ref { r.kinds.refs } else { r.kinds.pids }
+        }) else {
             return Ok(());
         };
         let out = self.begin_edit(at);
@@ -520,10 +538,12 @@ mod tests {
         let out_rule = [Rewrite {
             from: nonode(),
             to: a(),
+            kinds: Kinds::ALL,
         }];
         let home_rule = [Rewrite {
             from: a(),
             to: nonode(),
+            kinds: Kinds::ALL,
         }];
         let mut body = vec![SMALL_TUPLE_EXT, 2, SMALL_INTEGER_EXT, 7];
         body.extend(nonode_pid(42));
@@ -549,6 +569,7 @@ mod tests {
         let rules = [Rewrite {
             from: nonode(),
             to: a(),
+            kinds: Kinds::ALL,
         }];
         assert!(matches!(
             rewrite_payload(&p, &rules).unwrap(),
@@ -571,6 +592,7 @@ mod tests {
         let rules = [Rewrite {
             from: nonode(),
             to: a(),
+            kinds: Kinds::ALL,
         }];
         let sent = payload(&body);
         let out = rewrite_payload(&sent, &rules).unwrap();

@@ -1,0 +1,410 @@
+%% -----------------------------------------------------------------------------
+%% @doc What runs on the peer nodes of `partisan_drop_in_SUITE': starting
+%% partisan, echo servers, senders that wait for their answer, process farms.
+%%
+%% The suite calls these with `peer:call/5' (nodes without Distributed
+%% Erlang) or `erpc' (nodes with it); every message between the peers travels
+%% over partisan. Atoms that must exist only on the sender are made at run
+%% time, never written here.
+%% @end
+%% -----------------------------------------------------------------------------
+-module(partisan_drop_in_agent).
+
+-export([start/1]).
+-export([join/1]).
+-export([wait_up/2]).
+-export([start_echo/1]).
+-export([ask_echo/3]).
+-export([ask_as/4]).
+-export([round_trip/2]).
+-export([relay_via/2]).
+-export([remember_self/3]).
+-export([fresh_atoms/2]).
+-export([send_new_atoms/3]).
+-export([send_atoms/3]).
+-export([inspect_pids/1]).
+-export([start_farm/1]).
+-export([farm_hits/0]).
+-export([hit_farm_via/2]).
+-export([start_holder/0]).
+-export([give_farm/1]).
+-export([fire_held/0]).
+-export([stats/0]).
+-export([peer_stats/0]).
+-export([capture_logs/0]).
+-export([captured_logs/0]).
+-export([log/2]).
+
+-define(WAIT, 10000).
+
+
+
+%% =============================================================================
+%% SETUP
+%% =============================================================================
+
+
+
+%% @doc Sets the partisan environment, starts partisan and returns the spec.
+-spec start(map()) -> map().
+
+start(Env) ->
+    ok = application:load(partisan),
+    maps:foreach(fun(K, V) -> application:set_env(partisan, K, V) end, Env),
+    {ok, _} = application:ensure_all_started(partisan),
+    partisan:node_spec().
+
+
+-spec join(map()) -> ok.
+
+join(Spec) ->
+    partisan_peer_service:join(Spec).
+
+
+%% @doc Waits until `Node' is in `partisan:nodes()'; returns the wait in ms.
+-spec wait_up(node(), timeout()) -> {ok, integer()} | timeout.
+
+wait_up(Node, Timeout) ->
+    Deadline = erlang:monotonic_time(millisecond) + Timeout,
+    Start = erlang:monotonic_time(millisecond),
+    wait_up(Node, Start, Deadline).
+
+wait_up(Node, Start, Deadline) ->
+    Now = erlang:monotonic_time(millisecond),
+    case lists:member(Node, partisan:nodes()) of
+        true -> {ok, Now - Start};
+        false when Now > Deadline -> timeout;
+        false -> timer:sleep(5), wait_up(Node, Start, Deadline)
+    end.
+
+
+
+%% =============================================================================
+%% ECHO
+%% =============================================================================
+
+
+
+%% @doc Registers an echo server under `Name'. It answers:
+%% `{echo, ReplyTo, Term}' with `{echoed, Term}' sent to `ReplyTo';
+%% `{inspect, ReplyTo, Term}' with `{inspected, inspect_pids(Term)}';
+%% `{relay, To, Msg}' by forwarding `Msg' to `To';
+%% `{hit_all, ReplyTo, Pids}' by sending `hit' to every pid, then `done';
+%% `{remember, Term}' by making `Term' a key of a map it keeps, and
+%% `{count, ReplyTo}' with that map's size;
+%% `{atoms, ReplyTo, Atoms}' with their number and a digest of their text.
+%% Every destination is used as it arrived in the message.
+-spec start_echo(atom()) -> pid().
+
+start_echo(Name) ->
+    Parent = self(),
+    Pid = spawn(fun() ->
+        true = register(Name, self()),
+        Parent ! {self(), ready},
+        echo_loop()
+    end),
+    receive {Pid, ready} -> Pid end.
+
+
+echo_loop() ->
+    receive
+        {echo, ReplyTo, Term} ->
+            ok = partisan:forward_message(ReplyTo, {echoed, Term});
+        {inspect, ReplyTo, Term} ->
+            ok = partisan:forward_message(ReplyTo, {inspected, inspect_pids(Term)});
+        {relay, To, Msg} ->
+            ok = partisan:forward_message(To, Msg);
+        {hit_all, ReplyTo, Pids} ->
+            _ = [ok = partisan:forward_message(P, hit) || P <- Pids],
+            ok = partisan:forward_message(ReplyTo, done);
+        {remember, Term} ->
+            put(remembered, maps:put(Term, true, remembered()));
+        {count, ReplyTo} ->
+            ok = partisan:forward_message(ReplyTo, {count, map_size(remembered())});
+        {atoms, ReplyTo, Atoms} ->
+            Digest = erlang:phash2([atom_to_list(A) || A <- Atoms]),
+            ok = partisan:forward_message(ReplyTo, {atoms, length(Atoms), Digest})
+    end,
+    echo_loop().
+
+
+remembered() ->
+    case get(remembered) of
+        undefined -> #{};
+        Map -> Map
+    end.
+
+
+%% @doc Sends `{echo, self(), Term}' to the echo `Name' on `Node' over
+%% partisan; returns what comes back, or `timeout'.
+-spec ask_echo(node(), atom(), term()) -> term().
+
+ask_echo(Node, Name, Term) ->
+    ask(Node, Name, {echo, self(), Term}).
+
+
+ask(Node, Name, Msg) ->
+    ok = partisan:forward_message({Name, Node}, Msg),
+    receive Answer -> Answer after ?WAIT -> timeout end.
+
+
+%% @doc Asks the echo from a process registered under a name made here at run
+%% time (`Prefix' and a unique number), whose reply address is `{Name,
+%% partisan:node()}'. Returns the answer and whether the name exists as an atom
+%% only because it was made here.
+-spec ask_as(string(), node(), atom(), term()) -> term().
+
+ask_as(Prefix, Node, Name, Term) ->
+    Me = list_to_atom(Prefix ++ integer_to_list(erlang:unique_integer([positive]))),
+    true = register(Me, self()),
+    try
+        ask(Node, Name, {echo, {Me, partisan:node()}, Term})
+    after
+        unregister(Me)
+    end.
+
+
+%% @doc A term with this process's pid and fresh references everywhere a pid
+%% can hide: tuples (records), lists, improper lists, maps (keys and values),
+%% funs excepted. Sent to the echo on `Node' and back: returns whether what
+%% came home is `=:=' to it, and what the echo's node saw of its pids.
+-spec round_trip(node(), atom()) -> {boolean(), [tuple()]}.
+
+round_trip(Node, Name) ->
+    Me = self(),
+    Ref = make_ref(),
+    Term = {
+        {rec, Me, Ref},
+        [Me, Ref | Me],
+        #{Me => Ref, Ref => [Me], {key, Me} => #{inner => Ref}},
+        [[[Me]]],
+        <<"not a pid">>
+    },
+    {echoed, Back} = ask_echo(Node, Name, Term),
+    {inspected, Seen} = ask(Node, Name, {inspect, self(), Term}),
+    %% A reply that carries only the reference, matched as gen_server does.
+    {echoed, {Ref, answer}} = ask_echo(Node, Name, {Ref, answer}),
+    {Back =:= Term, Seen}.
+
+
+%% @doc Asks the echo on `Via' to relay to the echo on `To' a request whose
+%% reply address is this process: `To' answers it directly.
+-spec relay_via(node(), node()) -> term().
+
+relay_via(Via, To) ->
+    ask(Via, echo, {relay, {echo, To}, {echo, self(), relayed}}).
+
+
+%% @doc Makes the echo on `Node' remember this process's pid `N' times, in as
+%% many messages, and returns the size of its map.
+-spec remember_self(node(), atom(), pos_integer()) -> term().
+
+remember_self(Node, Name, N) ->
+    _ = [ok = partisan:forward_message({Name, Node}, {remember, self()}) || _ <- lists:seq(1, N)],
+    ok = partisan:forward_message({Name, Node}, {remember, {pair, self(), self()}}),
+    ask(Node, Name, {count, self()}).
+
+
+%% @doc Sends `N' atoms that exist only here to the echo on `Node'; returns
+%% whether it saw the same number and text.
+-spec send_new_atoms(node(), atom(), pos_integer()) -> boolean().
+
+send_new_atoms(Node, Name, N) ->
+    Atoms = fresh_atoms("only_here_", N),
+    Digest = erlang:phash2([atom_to_list(A) || A <- Atoms]),
+    ask(Node, Name, {atoms, self(), Atoms}) =:= {atoms, N, Digest}.
+
+
+%% @doc `N' atoms made here at run time, unique to this call.
+-spec fresh_atoms(string(), non_neg_integer()) -> [atom()].
+
+fresh_atoms(Prefix, N) ->
+    U = integer_to_list(erlang:unique_integer([positive])),
+    [list_to_atom(Prefix ++ U ++ "_" ++ integer_to_list(I)) || I <- lists:seq(1, N)].
+
+
+%% @doc Sends `M' messages of `N' fresh atoms each to the echo `Name' on
+%% `Node', as `{atoms, ReplyTo, Atoms}'; returns the answers received within
+%% the wait (a refused message gets none).
+-spec send_atoms(node(), atom(), {pos_integer(), pos_integer()}) -> [term()].
+
+send_atoms(Node, Name, {M, N}) ->
+    _ = [
+        ok = partisan:forward_message(
+            {Name, Node}, {atoms, self(), fresh_atoms("budget_", N)}
+        )
+        || _ <- lists:seq(1, M)
+    ],
+    collect(M, 2000).
+
+
+collect(0, _) ->
+    [];
+
+collect(N, Timeout) ->
+    receive Answer -> [Answer | collect(N - 1, Timeout)]
+    after Timeout -> []
+    end.
+
+
+%% @doc Every pid, port and reference in `Term' (maps, lists, improper
+%% lists, tuples): `{Kind, partisan:node(X), IsLocal, partisan:is_pid(X) or
+%% partisan:is_reference(X)}'.
+-spec inspect_pids(term()) -> [tuple()].
+
+inspect_pids(Term) ->
+    lists:reverse(inspect(Term, [])).
+
+
+inspect(P, Acc) when is_pid(P) ->
+    [{pid, partisan:node(P), erlang:node(P) =:= erlang:node(), partisan:is_pid(P)} | Acc];
+
+inspect(R, Acc) when is_reference(R) ->
+    [{ref, partisan:node(R), erlang:node(R) =:= erlang:node(),
+      partisan:is_reference(R)} | Acc];
+
+inspect(T, Acc) when is_tuple(T) ->
+    inspect(tuple_to_list(T), Acc);
+
+inspect(M, Acc) when is_map(M) ->
+    inspect(maps:to_list(M), Acc);
+
+inspect([H | T], Acc) ->
+    inspect(T, inspect(H, Acc));
+
+inspect(_, Acc) ->
+    Acc.
+
+
+
+%% =============================================================================
+%% PROCESS FARMS
+%% =============================================================================
+
+
+
+%% @doc Starts `N' processes that count what they receive (their pids are
+%% kept in `persistent_term').
+-spec start_farm(pos_integer()) -> ok.
+
+start_farm(N) ->
+    Pids = [spawn(fun() -> farm_loop(0) end) || _ <- lists:seq(1, N)],
+    persistent_term:put({?MODULE, farm}, Pids).
+
+
+%% @doc Asks the echo on `Node' to send `hit' to every process of this node's
+%% farm, taking their pids from the message; waits until it is done.
+-spec hit_farm_via(node(), atom()) -> term().
+
+hit_farm_via(Node, Name) ->
+    ask(Node, Name, {hit_all, self(), persistent_term:get({?MODULE, farm})}).
+
+
+%% @doc Registers `holder', which keeps the pids it is given.
+-spec start_holder() -> ok.
+
+start_holder() ->
+    Pid = spawn(fun() -> holder_loop([]) end),
+    true = register(holder, Pid),
+    ok.
+
+
+holder_loop(Held) ->
+    receive
+        {held, Pids} ->
+            holder_loop(Pids);
+        {fire, From} ->
+            From ! {fired, [partisan:forward_message(P, hit) || P <- Held]},
+            holder_loop(Held)
+    end.
+
+
+%% @doc Gives this node's farm pids to the holder on `Node'.
+-spec give_farm(node()) -> ok.
+
+give_farm(Node) ->
+    partisan:forward_message({holder, Node}, {held, persistent_term:get({?MODULE, farm})}).
+
+
+%% @doc Sends `hit' to every pid the holder keeps; returns the results.
+-spec fire_held() -> [term()].
+
+fire_held() ->
+    holder ! {fire, self()},
+    receive {fired, Results} -> Results after ?WAIT -> timeout end.
+
+
+farm_loop(N) ->
+    receive
+        {count, From} -> From ! {self(), N}, farm_loop(N);
+        _ -> farm_loop(N + 1)
+    end.
+
+
+%% @doc Total messages the farm's processes received.
+-spec farm_hits() -> non_neg_integer().
+
+farm_hits() ->
+    Pids = persistent_term:get({?MODULE, farm}),
+    lists:sum([
+        begin
+            P ! {count, self()},
+            receive {P, N} -> N after ?WAIT -> error({farm_silent, P}) end
+        end
+        || P <- Pids
+    ]).
+
+
+
+%% =============================================================================
+%% COUNTERS AND LOGS
+%% =============================================================================
+
+
+
+-spec stats() -> map().
+
+stats() ->
+    partisan_nif:stats(partisan_nif:engine()).
+
+
+-spec peer_stats() -> map().
+
+peer_stats() ->
+    partisan_nif:peer_stats(partisan_nif:engine()).
+
+
+%% @doc Keeps every warning logged from now on (in an ETS table).
+-spec capture_logs() -> ok.
+
+capture_logs() ->
+    Owner = spawn(fun() ->
+        _ = ets:new(?MODULE, [named_table, public, bag]),
+        receive stop -> ok end
+    end),
+    wait_table(),
+    _ = Owner,
+    _ = logger:remove_handler(?MODULE),
+    ok = logger:add_handler(?MODULE, ?MODULE, #{level => warning}).
+
+
+wait_table() ->
+    case ets:info(?MODULE) of
+        undefined -> timer:sleep(5), wait_table();
+        _ -> ok
+    end.
+
+
+%% @doc The captured warnings' reports.
+-spec captured_logs() -> [map()].
+
+captured_logs() ->
+    [Report || {log, Report} <- ets:tab2list(?MODULE)].
+
+
+%% @private logger handler callback
+log(#{msg := {report, Report}}, _Config) when is_map(Report) ->
+    ets:insert(?MODULE, {log, Report});
+
+log(_, _) ->
+    ok.
