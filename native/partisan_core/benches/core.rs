@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the engine's pure parts: frame encoding and decoding (the per-message
 //! work of the send and receive paths), writer coalescing (how a batch of queued frames becomes
-//! few buffers), inflating compressed terms, and the membership CRDT.
+//! few buffers), inflating compressed terms, the membership CRDT, and the rewrite of pids in
+//! received messages.
 //! `make bench-rust`; figures are recorded in docs/benchmarks.md.
 
 use std::hint::black_box;
@@ -9,7 +10,10 @@ use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use partisan_core::membership::{NodeSpec, State};
 use partisan_core::transport::coalesce;
-use partisan_core::wire::{encode_data_frame, encode_data_head, FrameDecoder, Reader, Target};
+use partisan_core::wire::{
+    encode_data_frame, encode_data_head, rewrite_payload, FrameDecoder, Kinds, NodeId, Reader,
+    Rewrite, Target,
+};
 
 fn frames(c: &mut Criterion) {
     let target = Target::Pid {
@@ -111,5 +115,53 @@ fn coalescing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, frames, coalescing, membership);
+/// The receive-side walk of a message from a node without Distributed Erlang: a 64 B payload
+/// with nothing to rewrite, and `{bench_req, Pid, Ref, <<64 bytes>>}` whose pid and reference
+/// are rewritten.
+fn pid_rewrite(c: &mut Criterion) {
+    let rules = [
+        Rewrite {
+            from: NodeId::new("nonode@nohost", 0),
+            to: NodeId::new("a@127.0.0.1", 77),
+            kinds: Kinds::ALL,
+        },
+        Rewrite {
+            from: NodeId::new("b@127.0.0.1", 99),
+            to: NodeId::new("nonode@nohost", 0),
+            kinds: Kinds::ALL,
+        },
+    ];
+    let atom = |out: &mut Vec<u8>, t: &str| {
+        out.extend_from_slice(&[119, t.len() as u8]);
+        out.extend_from_slice(t.as_bytes());
+    };
+    let bin = |out: &mut Vec<u8>| {
+        out.extend_from_slice(&[109, 0, 0, 0, 64]);
+        out.extend_from_slice(&[7u8; 64]);
+    };
+    // {bench_data, <<64 bytes>>}
+    let mut plain = vec![131, 104, 2];
+    atom(&mut plain, "bench_data");
+    bin(&mut plain);
+    // {bench_req, Pid, Ref, <<64 bytes>>}
+    let mut with_pid = vec![131, 104, 4];
+    atom(&mut with_pid, "bench_req");
+    with_pid.push(88);
+    atom(&mut with_pid, "nonode@nohost");
+    with_pid.extend_from_slice(&[0, 0, 0, 90, 0, 0, 0, 0, 0, 0, 0, 0]);
+    with_pid.extend_from_slice(&[90, 0, 3]);
+    atom(&mut with_pid, "nonode@nohost");
+    with_pid.extend_from_slice(&[0; 4 + 12]);
+    bin(&mut with_pid);
+    let mut g = c.benchmark_group("pid_rewrite");
+    g.bench_function("64B_nothing_to_rewrite", |b| {
+        b.iter(|| rewrite_payload(black_box(&plain), &rules).map(|t| t.len()))
+    });
+    g.bench_function("64B_pid_and_ref", |b| {
+        b.iter(|| rewrite_payload(black_box(&with_pid), &rules).map(|t| t.len()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, frames, coalescing, membership, pid_rewrite);
 criterion_main!(benches);
