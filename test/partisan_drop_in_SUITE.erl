@@ -33,6 +33,7 @@
 -export([ten_thousand_new_atoms/1]).
 -export([pids_and_refs_round_trip/1]).
 -export([receiver_pids_come_home/1]).
+-export([large_message_pids_round_trip/1]).
 -export([pid_is_a_stable_map_key/1]).
 -export([relayed_pid_reaches_its_owner/1]).
 -export([foreign_pid_never_reaches_a_local_process/1]).
@@ -57,6 +58,7 @@ groups() ->
         ten_thousand_new_atoms,
         pids_and_refs_round_trip,
         receiver_pids_come_home,
+        large_message_pids_round_trip,
         pid_is_a_stable_map_key,
         relayed_pid_reaches_its_owner,
         foreign_pid_never_reaches_a_local_process
@@ -195,6 +197,14 @@ receiver_pids_come_home(Config) ->
     ?assert(Same),
     NameB = name(B),
     [?assertMatch({_, NameB, false, true}, S) || S <- Seen].
+
+large_message_pids_round_trip(Config) ->
+    [A, B, _] = cluster(Config),
+    {Same, Seen} = call(A, ?AGENT, round_trip_large, [name(B), echo]),
+    ?assert(Same),
+    NameA = name(A),
+    ?assertEqual(3, length(Seen)),
+    [?assertMatch({_, NameA, false, true}, S) || S <- Seen].
 
 pid_is_a_stable_map_key(Config) ->
     [A, B, _] = cluster(Config),

@@ -17,6 +17,7 @@
 -export([ask_echo/3]).
 -export([ask_as/4]).
 -export([round_trip/2]).
+-export([round_trip_large/2]).
 -export([relay_via/2]).
 -export([remember_self/3]).
 -export([fresh_atoms/2]).
@@ -184,6 +185,18 @@ round_trip(Node, Name) ->
     {inspected, Seen} = ask(Node, Name, {inspect, self(), Term}),
     %% A reply that carries only the reference, matched as gen_server does.
     {echoed, {Ref, answer}} = ask_echo(Node, Name, {Ref, answer}),
+    {Back =:= Term, Seen}.
+
+
+%% @doc Like {@link round_trip/2} for a large message (read into memory of its
+%% own and decoded in place on the receiver), pids beside a 1 MiB binary.
+-spec round_trip_large(node(), atom()) -> {boolean(), [tuple()]}.
+
+round_trip_large(Node, Name) ->
+    Big = crypto:strong_rand_bytes(1 bsl 20),
+    Term = {big, self(), Big, {make_ref(), [self()]}},
+    {echoed, Back} = ask_echo(Node, Name, Term),
+    {inspected, Seen} = ask(Node, Name, {inspect, self(), Term}),
     {Back =:= Term, Seen}.
 
 
