@@ -57,8 +57,25 @@ init_config() ->
         partisan_config:init()
     catch
         error:Reason:Stacktrace ->
-            {error, {invalid_config, invalid_value(Reason, Stacktrace)}}
+            Invalid = invalid_value(Reason, Stacktrace),
+            log_invalid(Invalid),
+            {error, {invalid_config, Invalid}}
     end.
+
+
+log_invalid({Key, Value}) when is_atom(Key) ->
+    logger:error(#{
+        description => "Invalid partisan configuration: the application does not start",
+        key => Key,
+        value => Value,
+        accepted => partisan_config:accepted(Key)
+    });
+
+log_invalid(Reason) ->
+    logger:error(#{
+        description => "Invalid partisan configuration: the application does not start",
+        reason => Reason
+    }).
 
 
 %% For a rejected option, report the option and its value.

@@ -72,6 +72,8 @@
 -export([default_channel/0]).
 -export([listen_addrs/0]).
 -export([parallelism/0]).
+-export([accepted/1]).
+-export([unknown_keys/1]).
 
 -compile({no_auto_import, [get/1]}).
 
@@ -92,6 +94,7 @@
 -spec init() -> ok.
 
 init() ->
+    ok = warn_unknown_keys(),
     ok = erase_all(),
     lists:foreach(
         fun({Key, Default}) -> set(Key, env(Key, Default)) end,
@@ -211,9 +214,117 @@ parallelism() ->
 
 
 
+%% -----------------------------------------------------------------------------
+%% @doc What `Key' accepts, in words, for the message that refuses a value.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec accepted(atom()) -> string().
+
+accepted(Key0) ->
+    Key = canonical_key(Key0),
+    case Key of
+        name -> "a node name atom (or text) of the form name@host";
+        listen_ip -> "an IP address: a tuple, or text such as \"127.0.0.1\"";
+        listen_port -> "a port number 0..65535 (0: ephemeral)";
+        listen_addrs -> "a list of #{ip, port}, {Ip, Port} or \"ip:port\"";
+        channels -> "a map #{Name => #{parallelism, monotonic, compression}} or a list of names and {Name, Opts}";
+        connection_ping -> "a map (or proplist) with enabled (boolean), idle_timeout, timeout (ms) and max_attempts (positive integers); missing keys take their defaults";
+        connection_jitter -> "a non-negative integer (ms)";
+        io_nice -> "an integer -20..19";
+        peer_atom_budget -> "auto or a non-negative integer (0: safe mode)";
+        refusal_log_interval -> "a non-negative integer (ms)";
+        remote_ref_format -> "improper_list, tuple or uri";
+        forward_options -> "a map or a property list of forwarding options";
+        peer_service_manager -> "a module name";
+        K when K == tls_client_options; K == tls_server_options -> "a list of ssl options";
+        K when K == channel_fallback; K == connect_disterl; K == remote_ref_uri_padding;
+               K == tls; K == pid_encoding; K == ref_encoding ->
+            "true or false";
+        K when K == parallelism; K == io_threads; K == max_frame_size;
+               K == send_queue_limit; K == periodic_interval; K == connection_interval ->
+            {Min, Max} = int_range(K),
+            lists:flatten(io_lib:format("an integer ~b..~b", [Min, Max]));
+        _ -> "any value"
+    end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc The keys of `Env' that neither this implementation nor Partisan 5
+%% knows, each with the nearest known key.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec unknown_keys([{atom(), term()}]) -> [{atom(), Nearest :: atom()}].
+
+unknown_keys(Env) ->
+    Known = known_keys(),
+    [{Key, nearest(Key, Known)} || {Key, _} <- Env, not lists:member(Key, Known)].
+
+
+
 %% =============================================================================
 %% PRIVATE: defaults, names and storage
 %% =============================================================================
+
+
+
+warn_unknown_keys() ->
+    lists:foreach(
+        fun({Key, Nearest}) ->
+            logger:warning(#{
+                description => "Unknown partisan configuration key, ignored",
+                key => Key,
+                nearest_known_key => Nearest
+            })
+        end,
+        unknown_keys(application:get_all_env(?APP))
+    ).
+
+
+%% Every key read here, its deprecated names, and the keys of Partisan 5 that
+%% configure features this implementation accepts without effect.
+known_keys() ->
+    [Key || {Key, _} <- plain_defaults()]
+        ++ [name, nodestring, listen_ip, listen_port, listen_addrs, channels,
+            peer_ip, peer_port, partisan_peer_service_manager,
+            remote_ref_binary_padding, included_applications]
+        ++ [binary_padding, broadcast, broadcast_mods,
+            broadcast_start_exchange_limit, causal_labels, disable_fast_forward,
+            disable_fast_receive, distance_enabled, disterl_enabled, egress_delay,
+            exchange_selection, exchange_tick_period, fanout, gossip, hyparview,
+            ingress_delay, lazy_tick_period, membership_binary_compression,
+            membership_strategy, membership_strategy_tracing, metadata,
+            orchestration_strategy, peer_discovery, periodic_enabled,
+            random_seed, register_pid_for_encoding, replaying,
+            retransmit_interval, reservations, shrinking, tag, tracing,
+            transmission_logging_mfa].
+
+
+nearest(Key, Known) ->
+    Text = atom_to_list(Key),
+    {_, Best} = lists:min([{distance(Text, atom_to_list(K)), K} || K <- Known]),
+    Best.
+
+
+%% Levenshtein distance, one row at a time.
+distance(A, B) ->
+    First = lists:seq(0, length(B)),
+    {Last, _} = lists:foldl(
+        fun(CharA, {Prev, I}) ->
+            {row(CharA, B, Prev, [I]), I + 1}
+        end,
+        {First, 1},
+        A
+    ),
+    lists:last(Last).
+
+
+row(_, [], _, Acc) ->
+    lists:reverse(Acc);
+
+row(CharA, [CharB | RestB], [Diag, Up | RestPrev], [Left | _] = Acc) ->
+    Cost = case CharA =:= CharB of true -> 0; false -> 1 end,
+    Cell = lists:min([Left + 1, Up + 1, Diag + Cost]),
+    row(CharA, RestB, [Up | RestPrev], [Cell | Acc]).
 
 
 
@@ -374,7 +485,10 @@ normalize(forward_options, Opts) ->
     to_map(forward_options, Opts);
 
 normalize(connection_ping, Opts) ->
-    maps:merge(default_connection_ping(), to_map(connection_ping, Opts));
+    %% A partial map takes the defaults for the keys it lacks.
+    Ping = maps:merge(default_connection_ping(), to_map(connection_ping, Opts)),
+    is_valid_ping(Ping) orelse invalid(connection_ping, Opts),
+    Ping;
 
 normalize(remote_ref_format, Format)
 when Format == improper_list; Format == tuple; Format == uri ->
@@ -385,8 +499,18 @@ when (Key == parallelism orelse Key == io_threads
     orelse Key == max_frame_size orelse Key == send_queue_limit
     orelse Key == periodic_interval
     orelse Key == connection_interval) ->
-    is_integer(N) andalso N > 0 orelse invalid(Key, N),
+    {Min, Max} = int_range(Key),
+    is_integer(N) andalso N >= Min andalso N =< Max orelse invalid(Key, N),
     N;
+
+normalize(Key, Module)
+when Key == peer_service_manager; Key == partisan_peer_service_manager ->
+    is_atom(Module) andalso Module =/= undefined orelse invalid(Key, Module),
+    Module;
+
+normalize(Key, Opts) when Key == tls_client_options; Key == tls_server_options ->
+    is_list(Opts) orelse invalid(Key, Opts),
+    Opts;
 
 normalize(connection_jitter, N) when is_integer(N), N >= 0 ->
     N;
@@ -417,6 +541,23 @@ when Key == listen_addrs; Key == remote_ref_format; Key == connection_jitter;
 
 normalize(_, Value) ->
     Value.
+
+
+%% Bounds of the integer options: what the engine can honour as given (it
+%% never adjusts a value on its own).
+int_range(max_frame_size) -> {1024, 4294967279};
+int_range(send_queue_limit) -> {65536, 1 bsl 40};
+int_range(io_threads) -> {1, 64};
+int_range(parallelism) -> {1, 65535};
+int_range(_) -> {1, 1 bsl 32}.
+
+
+is_valid_ping(#{enabled := E, idle_timeout := I, timeout := T, max_attempts := A} = Ping) ->
+    is_boolean(E)
+        andalso is_integer(I) andalso I > 0
+        andalso is_integer(T) andalso T > 0
+        andalso is_integer(A) andalso A > 0
+        andalso map_size(Ping) =:= 4.
 
 
 -spec invalid(atom(), term()) -> no_return().
@@ -635,7 +776,7 @@ to_channel(Other, _) ->
 
 
 is_valid_channel(#{parallelism := N, monotonic := M, compression := C}) ->
-    is_integer(N) andalso N >= 1
+    is_integer(N) andalso N >= 1 andalso N =< 65535
         andalso is_boolean(M)
         andalso (is_boolean(C) orelse (is_integer(C) andalso C >= 0
                                        andalso C =< 9)).

@@ -33,6 +33,7 @@ config_test_() ->
         {"forward_options", fun forward_options/0},
         {"connection_ping", fun connection_ping/0},
         {"invalid values", fun invalid_values/0},
+        {"unknown keys and their nearest known key", fun unknown_keys/0},
         {"init is idempotent", fun idempotent/0}
     ]}.
 
@@ -347,7 +348,28 @@ invalid_values() ->
     ?assertError(badarg, partisan_config:set(io_threads, two)),
     ?assertError(badarg, partisan_config:set(connection_jitter, -5)),
     ?assertError(badarg, partisan_config:set(channel_fallback, maybe)),
-    ?assertError(badarg, partisan_config:set(name, 42)).
+    ?assertError(badarg, partisan_config:set(name, 42)),
+    %% Values the engine could not honour as given are refused, not adjusted.
+    ?assertError(badarg, partisan_config:set(max_frame_size, 100)),
+    ?assertError(badarg, partisan_config:set(send_queue_limit, 1000)),
+    ?assertError(badarg, partisan_config:set(io_threads, 65)),
+    ?assertError(badarg, partisan_config:set(connection_ping, #{timeout => 0})),
+    ?assertError(badarg, partisan_config:set(connection_ping, #{enabled => yes})),
+    ?assertError(badarg, partisan_config:set(connection_ping, #{timeot => 5})),
+    ?assertError(badarg, partisan_config:set(peer_atom_budget, -1)),
+    ?assertError(badarg, partisan_config:set(pid_encoding, 1)),
+    ?assertError(badarg, partisan_config:set(peer_service_manager, "mod")),
+    ?assertMatch([_ | _], partisan_config:accepted(max_frame_size)).
+
+
+unknown_keys() ->
+    ?assertEqual(
+        [{parallelizm, parallelism}, {conection_ping, connection_ping}],
+        partisan_config:unknown_keys([
+            {parallelizm, 2}, {conection_ping, #{}}, {hyparview, #{}},
+            {channels, #{}}, {peer_atom_budget, 10}
+        ])
+    ).
 
 
 idempotent() ->

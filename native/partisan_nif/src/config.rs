@@ -27,6 +27,16 @@ fn millis(ms: u64) -> Duration {
     Duration::from_millis(ms)
 }
 
+/// `value` if it is within `min..=max`, else `badarg`: `partisan_config` validated the values
+/// already, and the engine never adjusts one on its own.
+fn within<T: PartialOrd>(value: T, min: T, max: T) -> NifResult<T> {
+    if value >= min && value <= max {
+        Ok(value)
+    } else {
+        Err(Error::BadArg)
+    }
+}
+
 /// The partisan channel map `#{Name => #{parallelism, monotonic, compression}}`.
 pub fn decode_channels(term: Term) -> NifResult<Vec<ChannelSpec>> {
     let mut out = Vec::new();
@@ -46,7 +56,7 @@ pub fn decode_channels(term: Term) -> NifResult<Vec<ChannelSpec>> {
         };
         out.push(ChannelSpec {
             name,
-            parallelism: parallelism.clamp(1, u16::MAX as u64) as u16,
+            parallelism: within(parallelism, 1, u16::MAX as u64)? as u16,
             monotonic: opt(v, "monotonic", false)?,
             compression,
         });
@@ -90,7 +100,7 @@ pub fn decode_start_config(term: Term) -> NifResult<StartConfig> {
             enabled: opt(p, "enabled", true)?,
             idle_timeout: millis(opt(p, "idle_timeout", 20_000)?),
             timeout: millis(opt(p, "timeout", 10_000)?),
-            max_attempts: opt::<u32>(p, "max_attempts", 5)?.max(1),
+            max_attempts: within(opt::<u32>(p, "max_attempts", 5)?, 1, u32::MAX)?,
         },
         _ => PingConfig::default(),
     };
@@ -108,16 +118,26 @@ pub fn decode_start_config(term: Term) -> NifResult<StartConfig> {
         },
         listen_addrs: decode_listen_addrs(req(term, "listen_addrs")?)?,
         channels: decode_channels(req(term, "channels")?)?,
-        periodic_interval: millis(opt::<u64>(term, "periodic_interval", 10_000)?.max(10)),
-        connection_interval: millis(opt::<u64>(term, "connection_interval", 1_000)?.max(10)),
+        periodic_interval: millis(within(opt(term, "periodic_interval", 10_000)?, 1, 1 << 32)?),
+        connection_interval: millis(within(
+            opt(term, "connection_interval", 1_000)?,
+            1,
+            1 << 32,
+        )?),
         connection_jitter: millis(opt(term, "connection_jitter", 1_000)?),
         ping,
-        max_frame_size: opt::<u64>(term, "max_frame_size", DEFAULT_MAX_FRAME as u64)?
-            .clamp(1024, u32::MAX as u64 - 16) as usize,
-        send_queue_limit: opt::<u64>(term, "send_queue_limit", DEFAULT_SEND_QUEUE_LIMIT as u64)?
-            .clamp(64 * 1024, 1 << 40) as usize,
-        io_threads: opt::<u64>(term, "io_threads", 1)?.clamp(1, 64) as usize,
-        io_nice: opt::<i32>(term, "io_nice", 0)?.clamp(-20, 19),
+        max_frame_size: within(
+            opt::<u64>(term, "max_frame_size", DEFAULT_MAX_FRAME as u64)?,
+            1024,
+            u32::MAX as u64 - 16,
+        )? as usize,
+        send_queue_limit: within(
+            opt::<u64>(term, "send_queue_limit", DEFAULT_SEND_QUEUE_LIMIT as u64)?,
+            64 * 1024,
+            1 << 40,
+        )? as usize,
+        io_threads: within(opt::<u64>(term, "io_threads", 1)?, 1, 64)? as usize,
+        io_nice: within(opt::<i32>(term, "io_nice", 0)?, -20, 19)?,
     };
     Ok(StartConfig {
         engine,
