@@ -31,8 +31,9 @@ pub struct Pages {
     len: usize,
 }
 
-// Safety: `Pages` owns its mapping exclusively, like a `Vec<u8>`.
+// SAFETY: `Pages` owns its mapping exclusively, like a `Vec<u8>`.
 unsafe impl Send for Pages {}
+// SAFETY: shared access is read-only (`as_slice`), like a `Vec<u8>`'s.
 unsafe impl Sync for Pages {}
 
 impl Pages {
@@ -40,7 +41,7 @@ impl Pages {
         if len == 0 {
             return None;
         }
-        // Safety: a fresh private anonymous mapping; the kernel picks the address.
+        // SAFETY: a fresh private anonymous mapping; the kernel picks the address.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -70,19 +71,19 @@ impl Pages {
     }
 
     pub fn as_slice(&self) -> &[u8] {
-        // Safety: `len` mapped, readable bytes (zero-filled at first) owned by `self`.
+        // SAFETY: `len` mapped, readable bytes (zero-filled at first) owned by `self`.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // Safety: as above, and `&mut self` makes the access exclusive.
+        // SAFETY: as above, and `&mut self` makes the access exclusive.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 
 impl Drop for Pages {
     fn drop(&mut self) {
-        // Safety: the mapping made in `map`, unmapped once.
+        // SAFETY: the mapping made in `map`, unmapped once.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }

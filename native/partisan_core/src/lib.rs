@@ -6,6 +6,8 @@
 //! - [`transport`]: the tokio engine: listeners, connection pools, writers, readers, reconnects,
 //!   failure detection and gossip, reporting to a [`transport::Handler`].
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod frame_pool;
 pub mod membership;
 pub mod transport;

@@ -193,7 +193,7 @@ fn decode_known<'a>(
     if n > 0 {
         budget.charge(from, n);
     }
-    // Safety: `enif_binary_to_term` without the safe flag still checks the encoding; what the
+    // SAFETY: `enif_binary_to_term` without the safe flag still checks the encoding; what the
     // flag adds (no new atoms, funs or exports) is what a member may do, as in Distributed
     // Erlang, and the atoms it creates were charged above.
     unsafe { env.binary_to_term_trusted(term) }.ok_or(Delivery::Undecodable)

@@ -5,13 +5,12 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use partisan_core::transport::{Delivery, Event, FrameBuf, Handler, Origin};
-use partisan_core::wire::{is_compressed, uncompressed_term, Target};
+use partisan_core::wire::{is_compressed, parse_pid, uncompressed_term, Target};
 use rustler::types::tuple::make_tuple;
 use rustler::{Atom, Encoder, Env, LocalPid, OwnedEnv, Term};
 
 use crate::decode::{decode_term, AtomBudget};
 use crate::in_place::{self, BeamFrame};
-use crate::terms::atom_ext_len;
 
 rustler::atoms! {
     partisan_event, node_up, node_down, membership, left,
@@ -42,14 +41,7 @@ impl NifHandler {
         max_term: usize,
         atoms: Arc<AtomBudget>,
     ) -> Option<NifHandler> {
-        if local_pid_etf.len() < 3
-            || local_pid_etf[0] != 131
-            || (local_pid_etf[1] != 88 && local_pid_etf[1] != 103)
-        {
-            return None;
-        }
-        let at = 2 + atom_ext_len(&local_pid_etf[2..])?;
-        local_pid_etf.get(at..at + 8)?;
+        let at = parse_pid(local_pid_etf)?.numbers_at;
         Some(NifHandler {
             event_pid,
             pid_template: local_pid_etf.to_vec(),
@@ -143,7 +135,8 @@ fn courier() -> Option<&'static crossbeam_channel::Sender<(LocalPid, Letter)>> {
 
 fn whereis(env: Env, name: Atom) -> Option<LocalPid> {
     let mut pid = std::mem::MaybeUninit::uninit();
-    // A NULL caller env is what the VM requires from a thread it does not manage.
+    // SAFETY: a NULL caller env is what the VM requires from a thread it does not manage; the
+    // name is a live atom term and `pid` is written only when the call succeeds.
     let found = unsafe {
         rustler::sys::enif_whereis_pid(
             std::ptr::null_mut(),
@@ -154,6 +147,7 @@ fn whereis(env: Env, name: Atom) -> Option<LocalPid> {
     if found == 0 {
         return None;
     }
+    // SAFETY: `enif_whereis_pid` returned true, so it initialised `pid`.
     Some(LocalPid::from_c_arg(unsafe { pid.assume_init() }))
 }
 
@@ -175,6 +169,8 @@ impl NifHandler {
                     Ok(msg) => msg,
                     Err(why) => return why,
                 };
+                // SAFETY: sending from a thread the VM does not manage (NULL caller env) with
+                // a message built in `env`, which the caller clears afterwards.
                 let sent = unsafe {
                     rustler::sys::enif_send(
                         std::ptr::null_mut(),

@@ -50,7 +50,7 @@ impl BeamFrame {
             });
         }
         let mut raw = MaybeUninit::uninit();
-        // Safety: `enif_alloc_binary` may be called from any thread and initialises `raw` when
+        // SAFETY: `enif_alloc_binary` may be called from any thread and initialises `raw` when
         // it succeeds; the binary is then owned (and released on drop) by `OwnedBinary`.
         unsafe {
             if rustler::sys::enif_alloc_binary(len, raw.as_mut_ptr()) == 0 {

@@ -3,6 +3,8 @@
 //! straight to local processes from the engine's I/O threads. The Erlang-facing contract is
 //! `docs/nif_api.md`.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod config;
 mod decode;
 mod delivery;

@@ -15,7 +15,7 @@ use partisan_core::transport::{
     Engine, JoinError, OutFrame, Peer, Queued, Resume, SendError, SendMode,
 };
 use partisan_core::wire::{
-    encode_data_frame, encode_data_head, NodeId, PidNaming, Target, WireError,
+    encode_data_frame, encode_data_head, parse_pid, NodeId, PidNaming, Target, WireError,
 };
 
 use crate::pinned::{pin, pin_parts, PIN_MIN, PIN_PART_MIN};
@@ -26,7 +26,7 @@ use rustler::{Atom, Binary, Encoder, Env, Error, ListIterator, NifResult, Resour
 use crate::config::{decode_node_spec, decode_start_config};
 use crate::decode::AtomBudget;
 use crate::delivery::{send_anywhere, NifHandler};
-use crate::terms::{atom_text, decode_target, encode_listen_addrs, encode_node_spec, pid_parts};
+use crate::terms::{atom_text, decode_target, encode_listen_addrs, encode_node_spec};
 
 thread_local! {
     static SEND_CALLS: Cell<u64> = const { Cell::new(0) };
@@ -38,7 +38,7 @@ fn thread_cpu_ns() -> Option<u64> {
         tv_sec: 0,
         tv_nsec: 0,
     };
-    // Safety: a valid clock id and a pointer to a live timespec.
+    // SAFETY: a valid clock id and a pointer to a live timespec.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     (rc == 0).then(|| ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
@@ -149,8 +149,8 @@ fn start<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
 /// VM's creation and need no rewriting; otherwise the wire creation is drawn from the
 /// incarnation, so each start of the node names its pids afresh.
 fn pid_naming(local_pid_etf: &[u8], name: &str, incarnation: u64) -> Option<PidNaming> {
-    let p = pid_parts(local_pid_etf)?;
-    let vm_name = std::str::from_utf8(&p.node).ok()?;
+    let p = parse_pid(local_pid_etf)?;
+    let vm_name = std::str::from_utf8(p.node).ok()?;
     let creation = if vm_name == name {
         p.creation
     } else {

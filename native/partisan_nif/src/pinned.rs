@@ -18,7 +18,7 @@ pub const PIN_PART_MIN: usize = 4 * 1024;
 /// to every binary in the term. Freed on drop, from any thread.
 struct Holder(#[allow(dead_code)] OwnedEnv);
 
-// Safety: the environment is private and never used through a shared reference; it is only
+// SAFETY: the environment is private and never used through a shared reference; it is only
 // dropped, by whichever thread lets go of the last part.
 unsafe impl Sync for Holder {}
 
@@ -29,14 +29,15 @@ struct PinnedPart {
     len: usize,
 }
 
-// The bytes of a reference-counted binary never move and are immutable while referenced; the
-// environment that holds the reference may be freed from any thread.
+// SAFETY: the bytes of a reference-counted binary never move and are immutable while
+// referenced; the environment that holds the reference may be freed from any thread.
 unsafe impl Send for PinnedPart {}
+// SAFETY: as above: shared access only reads immutable bytes.
 unsafe impl Sync for PinnedPart {}
 
 impl AsRef<[u8]> for PinnedPart {
     fn as_ref(&self) -> &[u8] {
-        // Safety: `ptr`/`len` describe a binary kept alive by `_holder` (see above).
+        // SAFETY: `ptr`/`len` describe a binary kept alive by `_holder` (see above).
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use partisan_core::membership::{Compression, NodeSpec};
-use partisan_core::wire::{parse_pid_text, Target};
+use partisan_core::wire::{parse_pid, parse_pid_text, Target};
 use rustler::types::tuple::{get_tuple, make_tuple};
 use rustler::{Atom, Encoder, Env, Error, NifResult, Term};
 
@@ -120,54 +120,6 @@ pub fn encode_node_spec<'a>(env: Env<'a>, spec: &NodeSpec) -> NifResult<Term<'a>
     )
 }
 
-/// A pid's parts, read from its external term format (`NEW_PID_EXT` / `PID_EXT`).
-pub struct PidParts {
-    pub node: Vec<u8>,
-    pub number: u32,
-    pub serial: u32,
-    pub creation: u32,
-}
-
-pub fn pid_parts(etf: &[u8]) -> Option<PidParts> {
-    let b = etf;
-    if b.len() < 3 || b[0] != 131 || (b[1] != 88 && b[1] != 103) {
-        return None;
-    }
-    let atom_len = atom_ext_len(&b[2..])?;
-    // Tag and a one- or two-byte length before the text.
-    let header = match b[2] {
-        118 | 100 => 3,
-        _ => 2,
-    };
-    let node = b.get(2 + header..2 + atom_len)?.to_vec();
-    let after_atom = 2 + atom_len;
-    let word = |at: usize| -> Option<u32> {
-        Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
-    };
-    let creation = if b[1] == 88 {
-        word(after_atom + 8)?
-    } else {
-        *b.get(after_atom + 8)? as u32
-    };
-    Some(PidParts {
-        node,
-        number: word(after_atom)?,
-        serial: word(after_atom + 4)?,
-        creation,
-    })
-}
-
-/// Total length of an encoded atom (tag, length field and text).
-pub fn atom_ext_len(b: &[u8]) -> Option<usize> {
-    match *b.first()? {
-        // ATOM_UTF8_EXT, ATOM_EXT: two-byte length
-        118 | 100 => Some(3 + u16::from_be_bytes([*b.get(1)?, *b.get(2)?]) as usize),
-        // SMALL_ATOM_UTF8_EXT, SMALL_ATOM_EXT: one-byte length
-        119 | 115 => Some(2 + *b.get(1)? as usize),
-        _ => None,
-    }
-}
-
 /// The destination of `send/6`: a registered name, a pid, or the text of a pid from a remote ref.
 pub fn decode_target(term: Term) -> NifResult<Target> {
     if term.is_atom() {
@@ -175,7 +127,8 @@ pub fn decode_target(term: Term) -> NifResult<Target> {
         return Target::name(&n).map_err(|_| Error::BadArg);
     }
     if term.is_pid() {
-        let p = pid_parts(term.to_binary().as_slice()).ok_or(Error::BadArg)?;
+        let etf = term.to_binary();
+        let p = parse_pid(etf.as_slice()).ok_or(Error::BadArg)?;
         // The pid names the life of the node it belongs to: the receiver checks it.
         return Ok(Target::Pid {
             number: p.number,

@@ -369,7 +369,7 @@ impl Drop for Engine {
 /// want the same core. Failure (e.g. no right to raise priority) leaves the thread as it was.
 fn set_thread_nice(nice: i32) {
     if nice != 0 {
-        // Safety: on Linux, PRIO_PROCESS with who = 0 applies to the calling thread only.
+        // SAFETY: on Linux, PRIO_PROCESS with who = 0 applies to the calling thread only.
         unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
     }
 }

@@ -21,8 +21,8 @@ pub use handshake::{
 };
 pub use target::{parse_pid_text, Target};
 pub use term_rewrite::{
-    for_each_atom, rewrite_payload, walk, AtomText, Kinds, NodeId, Rewrite, TermError, Walked,
-    MAX_NESTING,
+    for_each_atom, parse_pid, rewrite_payload, walk, AtomText, Kinds, NodeId, PidParts, Rewrite,
+    TermError, Walked, MAX_NESTING,
 };
 
 /// The four bytes every connection starts with, in both directions.

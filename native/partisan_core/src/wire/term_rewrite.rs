@@ -137,6 +137,52 @@ const ATOM_UTF8_EXT: u8 = 118;
 const SMALL_ATOM_UTF8_EXT: u8 = 119;
 const V4_PORT_EXT: u8 = 120;
 
+/// A pid's parts, from `term_to_binary(Pid)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PidParts<'a> {
+    /// The text of the node's atom.
+    pub node: &'a [u8],
+    pub number: u32,
+    pub serial: u32,
+    pub creation: u32,
+    /// Where `number` starts in the input (`serial` follows), to make pids from a template.
+    pub numbers_at: usize,
+}
+
+/// Parses `term_to_binary(Pid)` (`NEW_PID_EXT` or `PID_EXT`, version byte first).
+pub fn parse_pid(etf: &[u8]) -> Option<PidParts<'_>> {
+    if etf.first() != Some(&VERSION) {
+        return None;
+    }
+    let mut w = Walker {
+        data: etf,
+        pos: 2,
+        start: 1,
+        out: None,
+        copied: 1,
+    };
+    let tag = *etf.get(1)?;
+    if tag != NEW_PID_EXT && tag != PID_EXT {
+        return None;
+    }
+    let (node, _) = w.atom().ok()?;
+    let numbers_at = w.pos;
+    let number = w.u32().ok()?;
+    let serial = w.u32().ok()?;
+    let creation = if tag == NEW_PID_EXT {
+        w.u32().ok()?
+    } else {
+        w.u8().ok()? as u32
+    };
+    (w.pos == etf.len()).then_some(PidParts {
+        node,
+        number,
+        serial,
+        creation,
+        numbers_at,
+    })
+}
+
 /// Rewrites a whole payload (version byte first) by `rules`; borrowed when nothing changes.
 pub fn rewrite_payload<'a>(
     payload: &'a [u8],
@@ -560,6 +606,28 @@ mod tests {
         again.extend_from_slice(&42u32.to_be_bytes());
         again.extend_from_slice(&[0; 8]);
         assert_eq!(&*home, &payload(&again)[..]);
+    }
+
+    #[test]
+    fn pids_parse_in_both_encodings() {
+        let mut new = vec![VERSION];
+        new.extend(nonode_pid(42));
+        let p = parse_pid(&new).unwrap();
+        assert_eq!(
+            (p.node, p.number, p.serial, p.creation),
+            (&b"nonode@nohost"[..], 42, 0, 0)
+        );
+        assert_eq!(&new[p.numbers_at..p.numbers_at + 4], &42u32.to_be_bytes());
+        let mut old = vec![VERSION, PID_EXT, SMALL_ATOM_EXT, 3];
+        old.extend_from_slice(b"a@b");
+        old.extend_from_slice(&[0, 0, 0, 7, 0, 0, 0, 1, 3]);
+        let p = parse_pid(&old).unwrap();
+        assert_eq!(
+            (p.node, p.number, p.serial, p.creation),
+            (&b"a@b"[..], 7, 1, 3)
+        );
+        assert_eq!(parse_pid(&old[..old.len() - 1]), None);
+        assert_eq!(parse_pid(&[VERSION, NIL_EXT]), None);
     }
 
     #[test]
