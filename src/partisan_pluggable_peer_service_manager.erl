@@ -371,7 +371,10 @@ handle_info({partisan_event, {node_up, Node}}, State) ->
     ok = run_callbacks(Node, State#state.up),
     {noreply, State};
 
-handle_info({partisan_event, {node_down, Node}}, State) ->
+handle_info({partisan_event, {node_down, Node, Reason}}, State) ->
+    %% Reason: why the connection whose loss took the node down closed
+    %% (docs/nif_api.md lists them).
+    logger:info(#{description => "Node down", node => Node, reason => Reason}),
     ok = run_callbacks(Node, State#state.down),
     {noreply, State};
 

@@ -38,6 +38,7 @@
 -export([relayed_pid_reaches_its_owner/1]).
 -export([foreign_pid_never_reaches_a_local_process/1]).
 -export([pid_of_an_earlier_life_reaches_nothing/1]).
+-export([close_reasons_are_counted/1]).
 -export([listed_means_sendable_across_restarts/1]).
 -export([atom_budget_refuses_counts_and_logs/1]).
 -export([safe_mode_refuses_new_atoms/1]).
@@ -65,6 +66,7 @@ groups() ->
     ],
     [
         {no_disterl, [], Messages ++ [
+            close_reasons_are_counted,
             pid_of_an_earlier_life_reaches_nothing,
             listed_means_sendable_across_restarts
         ]},
@@ -226,6 +228,22 @@ foreign_pid_never_reaches_a_local_process(Config) ->
         fun() -> call(A, ?AGENT, farm_hits, []) =:= 2000 end, 200, 50
     ),
     ?assertEqual(0, call(B, ?AGENT, farm_hits, [])).
+
+close_reasons_are_counted(Config) ->
+    [A, B, _] = cluster(Config),
+    Killed0 = maps:get(closed_killed, call(A, ?AGENT, stats, [])),
+    Closed0 = maps:get(closed_connection_closed, call(B, ?AGENT, stats, [])),
+    ok = call(A, partisan, kill_connections, [name(B)]),
+    ok = partisan_ct_support:wait_until(
+        fun() ->
+            maps:get(closed_killed, call(A, ?AGENT, stats, [])) > Killed0
+                andalso maps:get(closed_connection_closed, call(B, ?AGENT, stats, [])) > Closed0
+        end,
+        200, 50
+    ),
+    %% And they come back.
+    {ok, _} = call(A, ?AGENT, wait_up, [name(B), 20000]),
+    ?assertEqual({echoed, back}, call(A, ?AGENT, ask_echo, [name(B), echo, back])).
 
 pid_of_an_earlier_life_reaches_nothing(Config) ->
     [A, B0, _] = cluster(Config),

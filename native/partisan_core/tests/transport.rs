@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use partisan_core::membership::{ChannelSpec, Compression};
 use partisan_core::transport::{
-    Config, Delivery, Engine, Event, FrameBuf, Handler, Origin, OutFrame, Queued, Resume,
-    SendError, SendMode, LARGE_FRAME_BODY,
+    CloseReason, Config, Delivery, Engine, Event, FrameBuf, Handler, Origin, OutFrame, Queued,
+    Resume, SendError, SendMode, LARGE_FRAME_BODY,
 };
 use partisan_core::wire::{encode_data_frame, encode_data_head, Target};
 
@@ -150,7 +150,7 @@ fn leave_is_not_undone_by_stale_gossip() {
         .events
         .lock()
         .iter()
-        .any(|e| *e == Event::NodeDown("c@127.0.0.1".into())));
+        .any(|e| *e == Event::NodeDown("c@127.0.0.1".into(), CloseReason::Removed)));
     // c may come back by joining again.
     c.join(b.local().clone()).unwrap();
     wait_until("c back", || names(&a).len() == 3);
@@ -180,7 +180,7 @@ fn restart_with_same_name_rejoins() {
         ra.events
             .lock()
             .iter()
-            .any(|e| *e == Event::NodeDown("b@127.0.0.1".into()))
+            .any(|e| *e == Event::NodeDown("b@127.0.0.1".into(), CloseReason::PeerClosed))
     });
     wait_until("b not in nodes", || a.nodes().is_empty());
     let mut cfg = config("b@127.0.0.1");

@@ -243,7 +243,9 @@ impl Handler for NifHandler {
             };
             let ev = match &event {
                 Event::NodeUp(n) => make_tuple(e, &[node_up().encode(e), atom(n)]),
-                Event::NodeDown(n) => make_tuple(e, &[node_down().encode(e), atom(n)]),
+                Event::NodeDown(n, why) => {
+                    make_tuple(e, &[node_down().encode(e), atom(n), atom(why.name())])
+                }
                 Event::Left(n) => make_tuple(e, &[left().encode(e), atom(n)]),
                 Event::Membership(ns) => {
                     let list: Vec<Term> = ns.iter().map(|n| atom(n)).collect();

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 
+use super::close::CloseReason;
 use super::engine::Inner;
 use super::peer::{Conn, Peer};
 use super::Event;
@@ -238,15 +239,17 @@ fn drop_all_peers(inner: &Inner) {
 
 fn retire(inner: &Inner, p: &Peer) {
     p.removed.store(true, Ordering::Release);
-    p.all_conns().iter().for_each(|c| c.close());
-    refresh_up(inner, p);
+    p.all_conns()
+        .iter()
+        .for_each(|c| c.close(CloseReason::Removed));
+    refresh_up(inner, p, CloseReason::Removed);
 }
 
 /// Recomputes whether `peer` is up and reports a change, under the peer's lock so that the
 /// state and the order of `NodeUp` / `NodeDown` events always agree. Up: a live member with a
 /// connection on both the control and the default channel (so the send path takes a message
-/// at once).
-pub(crate) fn refresh_up(inner: &Inner, peer: &Peer) {
+/// at once). `why` is reported if the peer goes down.
+pub(crate) fn refresh_up(inner: &Inner, peer: &Peer, why: CloseReason) {
     let _changing = peer.up_changes.lock();
     let now = peer.is_live()
         && !inner.is_stopping()
@@ -260,7 +263,7 @@ pub(crate) fn refresh_up(inner: &Inner, peer: &Peer) {
     inner.handler.event(if now {
         Event::NodeUp(name)
     } else {
-        Event::NodeDown(name)
+        Event::NodeDown(name, why)
     });
 }
 
@@ -274,7 +277,7 @@ fn close_older_lives(peer: &Peer, incarnation: u64) {
             .is_some_and(|c| c.remote_incarnation < incarnation)
         {
             if let Some(old) = cur.take() {
-                old.close();
+                old.close(CloseReason::Restarted);
             }
         }
     }
@@ -315,7 +318,11 @@ pub(crate) fn install(inner: &Arc<Inner>, peer: &Arc<Peer>, conn: &Arc<Conn>) ->
             if !prefer(inner, &peer.name, conn, old) {
                 return false;
             }
-            old.close();
+            old.close(if conn.remote_incarnation > old.remote_incarnation {
+                CloseReason::Restarted
+            } else {
+                CloseReason::Superseded
+            });
         }
         *cur = Some(conn.clone());
     }
@@ -327,7 +334,8 @@ pub(crate) fn install(inner: &Arc<Inner>, peer: &Arc<Peer>, conn: &Arc<Conn>) ->
         }
         drop(cluster);
     }
-    refresh_up(inner, peer);
+    // Only a connection of an older life can have been lost here.
+    refresh_up(inner, peer, CloseReason::Restarted);
     true
 }
 
@@ -344,7 +352,9 @@ pub(crate) fn uninstall(inner: &Arc<Inner>, peer: &Arc<Peer>, conn: &Arc<Conn>) 
             _ => false,
         }
     };
-    refresh_up(inner, peer);
+    let why = conn.closed.get().unwrap_or(CloseReason::PeerClosed);
+    inner.stats.count_close(why);
+    refresh_up(inner, peer, why);
     if was_current {
         let delay = backoff(inner, 0);
         *slot.not_before.lock() = Instant::now() + delay.min(inner.cfg.connection_interval / 2);

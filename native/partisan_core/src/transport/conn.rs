@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::close::CloseReason;
 use super::cluster;
 use super::coalesce::coalesce;
 use super::engine::Inner;
@@ -132,7 +133,7 @@ async fn accept_handshake(
         .await
     {
         if let Some((peer, conn)) = &accepted {
-            conn.close();
+            conn.close(CloseReason::Io);
             cluster::uninstall(inner, peer, conn);
         }
         return Err(e);
@@ -266,8 +267,8 @@ async fn run(
     let socket = Arc::new(wr);
     conn.queue.attach(socket.clone());
     tokio::spawn(write_loop(inner.clone(), conn.clone(), socket));
-    read_loop(&inner, &peer, &conn, rd, buf).await;
-    conn.close();
+    let why = read_loop(&inner, &peer, &conn, rd, buf).await;
+    conn.close(why);
     cluster::uninstall(&inner, &peer, &conn);
     Stats::incr(&inner.stats.connections_closed);
 }
@@ -284,7 +285,7 @@ async fn write_loop(inner: Arc<Inner>, conn: Arc<Conn>, socket: Arc<OwnedWriteHa
             let result = write_batch(&socket, &batch, &mut out, &mut pacer).await;
             q.finish_batch(batch.len(), low_water);
             if result.is_err() {
-                conn.close();
+                conn.close(CloseReason::Io);
                 return;
             }
             continue;
@@ -376,13 +377,15 @@ impl Pending {
     }
 }
 
+/// Reads and handles frames until the connection ends; returns why it did (a reason set by
+/// whoever closed the connection first takes precedence, see `Conn::close`).
 async fn read_loop(
     inner: &Arc<Inner>,
     peer: &Peer,
     conn: &Arc<Conn>,
     mut rd: OwnedReadHalf,
     mut buf: BytesMut,
-) {
+) -> CloseReason {
     let decoder = FrameDecoder::new(inner.cfg.max_frame_size);
     let mut stop = conn.stop_reader.subscribe();
     let ping = &inner.cfg.ping;
@@ -410,11 +413,12 @@ async fn read_loop(
             };
             if next.is_err() {
                 Stats::incr(&inner.stats.protocol_errors);
-                return;
+                return CloseReason::ProtocolError;
             }
         }
         if *stop.borrow() {
-            return;
+            // The closer named the reason.
+            return CloseReason::PeerClosed;
         }
         // Room for the rest of the current frame, so a large one arrives in few reads. Inside a
         // large frame, read only up to its end: bytes of the next frame behind it would have to
@@ -436,7 +440,8 @@ async fn read_loop(
         let syscall_max = pacer.syscall_max();
         tokio::select! {
             read = read_some(&mut rd, &mut buf, pending.as_mut(), read_limit, syscall_max) => match read {
-                Ok(0) | Err(_) => return,
+                Ok(0) => return CloseReason::PeerClosed,
+                Err(_) => return CloseReason::Io,
                 Ok(n) => {
                     inner.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                     if n < READ_CHUNK {
@@ -452,7 +457,7 @@ async fn read_loop(
                         let done = pending.take().map(|p| deliver_large(inner, conn, p));
                         if let Some(Err(_)) = done {
                             Stats::incr(&inner.stats.protocol_errors);
-                            return;
+                            return CloseReason::ProtocolError;
                         }
                     }
                 }
@@ -462,14 +467,14 @@ async fn read_loop(
                     attempts += 1;
                     if attempts >= ping.max_attempts {
                         Stats::incr(&inner.stats.ping_timeouts);
-                        return;
+                        return CloseReason::PingTimeout;
                     }
                 }
                 nonce += 1;
                 conn.enqueue(encode_frame(FrameKind::Ping, &nonce.to_be_bytes()));
                 ping_sent = Some(Instant::now());
             }
-            _ = stop.changed() => return,
+            _ = stop.changed() => return CloseReason::PeerClosed,
         }
     }
 }

@@ -11,6 +11,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::runtime::Runtime;
 use tokio::sync::{watch, Notify};
 
+use super::close::CloseReason;
 use super::cluster::Cluster;
 use super::config::{Config, CONTROL_CHANNEL};
 use super::pacer::Interactive;
@@ -158,7 +159,9 @@ impl Engine {
         let peers: Vec<_> = self.inner.peers.write().drain().map(|(_, p)| p).collect();
         for p in peers {
             p.removed.store(true, Ordering::Release);
-            p.all_conns().iter().for_each(|c| c.close());
+            p.all_conns()
+                .iter()
+                .for_each(|c| c.close(CloseReason::LocalStop));
         }
         rt.shutdown_timeout(Duration::from_secs(2));
     }
@@ -342,7 +345,9 @@ impl Engine {
     pub fn kill_connections(&self, names: &[&str]) {
         for n in names {
             if let Some(p) = self.inner.peer(n) {
-                p.all_conns().iter().for_each(|c| c.close());
+                p.all_conns()
+                    .iter()
+                    .for_each(|c| c.close(CloseReason::Killed));
             }
         }
     }

@@ -4,6 +4,7 @@
 //! No Erlang types appear here: received messages and cluster events go to a [`Handler`], which
 //! the NIF implements by sending straight to Erlang processes from the I/O threads.
 
+mod close;
 mod cluster;
 mod coalesce;
 mod config;
@@ -15,6 +16,7 @@ mod pressure;
 mod send_queue;
 mod stats;
 
+pub use close::CloseReason;
 pub use coalesce::{coalesce, GATHER_MAX};
 pub use config::{Config, PingConfig, CONTROL_CHANNEL, DEFAULT_CHANNEL, DEFAULT_SEND_QUEUE_LIMIT};
 pub use engine::{Engine, JoinError, SendError};
@@ -90,10 +92,10 @@ impl Origin {
 /// Something that happened to the cluster, as seen from this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// The control connection to this node came up.
+    /// The node is up: connected on the control and the default channel (see `Peer::up`).
     NodeUp(Arc<str>),
-    /// The control connection to this node went down.
-    NodeDown(Arc<str>),
+    /// The node is no longer up, for the reason the connection whose loss took it down closed.
+    NodeDown(Arc<str>, CloseReason),
     /// The set of live members changed; the list is sorted and includes the local node.
     Membership(Vec<Arc<str>>),
     /// This node was removed from the cluster (by itself or by another member).

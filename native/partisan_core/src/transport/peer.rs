@@ -9,6 +9,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
+use super::close::{CloseCell, CloseReason};
 use super::pacer::Interactive;
 use super::send_queue::{OutFrame, PushError, Queued, SendMode, SendQueue};
 use super::Origin;
@@ -25,6 +26,8 @@ pub(crate) struct Conn {
     /// The remote node as its messages' handler needs it.
     pub origin: Origin,
     pub queue: SendQueue,
+    /// Why it closed, once it did.
+    pub(crate) closed: CloseCell,
     /// Tells the reader to stop.
     pub stop_reader: watch::Sender<bool>,
 }
@@ -46,6 +49,7 @@ impl Conn {
             dialed_by_me,
             origin,
             queue: SendQueue::new(),
+            closed: CloseCell::default(),
             stop_reader: watch::channel(false).0,
         }
     }
@@ -55,8 +59,10 @@ impl Conn {
         self.queue.push_control(frame)
     }
 
-    /// Starts a graceful close: queued frames still go out, then the socket is shut down.
-    pub fn close(&self) {
+    /// Starts a graceful close: queued frames still go out, then the socket is shut down. The
+    /// first reason given is the connection's.
+    pub fn close(&self, reason: CloseReason) {
+        self.closed.set(reason);
         self.queue.close();
         let _ = self.stop_reader.send(true);
     }

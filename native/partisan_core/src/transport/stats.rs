@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use super::close::CloseReason;
+
 #[derive(Debug, Default)]
 pub struct Stats {
     pub sent: AtomicU64,
@@ -22,6 +24,8 @@ pub struct Stats {
     pub senders_suspended: AtomicU64,
     pub busy_refusals: AtomicU64,
     pub written_directly: AtomicU64,
+    /// Closed connections by reason (`CloseReason as usize - 1`).
+    pub closed_by: [AtomicU64; CloseReason::ALL.len()],
 }
 
 /// A copy of the counters at one moment.
@@ -33,9 +37,13 @@ impl Stats {
         counter.fetch_add(1, Relaxed);
     }
 
+    pub fn count_close(&self, why: CloseReason) {
+        Stats::incr(&self.closed_by[why as usize - 1]);
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         let c = |a: &AtomicU64| a.load(Relaxed);
-        StatsSnapshot(vec![
+        let mut counters = vec![
             ("sent", c(&self.sent)),
             ("received", c(&self.received)),
             ("bytes_sent", c(&self.bytes_sent)),
@@ -54,6 +62,10 @@ impl Stats {
             ("senders_suspended", c(&self.senders_suspended)),
             ("busy_refusals", c(&self.busy_refusals)),
             ("written_directly", c(&self.written_directly)),
-        ])
+        ];
+        for why in CloseReason::ALL {
+            counters.push((why.counter(), c(&self.closed_by[why as usize - 1])));
+        }
+        StatsSnapshot(counters)
     }
 }
