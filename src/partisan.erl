@@ -70,6 +70,15 @@
 -export([is_pid/1]).
 -export([is_reference/1]).
 -export([make_ref/0]).
+-export([monitor/1]).
+-export([monitor/2]).
+-export([monitor/3]).
+-export([demonitor/1]).
+-export([demonitor/2]).
+-export([monitor_node/2]).
+-export([monitor_node/3]).
+-export([monitor_nodes/1]).
+-export([monitor_nodes/2]).
 -export([node/0]).
 -export([node/1]).
 -export([nodes/0]).
@@ -109,8 +118,9 @@
 -export([nodestring/0]).
 
 -compile({no_auto_import, [
-    disconnect_node/1, is_alive/0, is_pid/1, is_reference/1, make_ref/0,
-    node/0, node/1, nodes/0, nodes/1, self/0, whereis/1
+    demonitor/1, demonitor/2, disconnect_node/1, is_alive/0, is_pid/1,
+    is_reference/1, make_ref/0, monitor/2, monitor/3, monitor_node/2,
+    monitor_node/3, node/0, node/1, nodes/0, nodes/1, self/0, whereis/1
 ]}).
 
 
@@ -624,6 +634,170 @@ is_self(Arg) ->
 
 
 %% =============================================================================
+%% MONITORS
+%% =============================================================================
+
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Same as `monitor(process, Target)'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec monitor(term()) -> reference().
+
+monitor(Target) ->
+    monitor(process, Target).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Same as `monitor(Type, Target, [])'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec monitor(process | port | time_offset, term()) -> reference().
+
+monitor(Type, Target) ->
+    monitor(Type, Target, []).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Monitors `Target' as `erlang:monitor/3' does, also when it is on
+%% another node reached over partisan: a pid of another node (as it arrived
+%% in a message), `{Name, Node}', or a pid or name remote reference. The
+%% caller gets `{'DOWN', Ref, process, Object, Reason}' with the reference
+%% returned: the exit reason, `noproc' if the target did not exist, or
+%% `noconnection' if its node is not connected or the connection is lost.
+%% `Object' is the pid, `{Name, Node}' or the remote reference given.
+%% Options: those of `erlang:monitor/3' for local targets, and `{channel,
+%% C}' and `{channel_fallback, Bool}' (the channel of the request) for
+%% remote ones. Port and time offset monitors are local, as in Erlang.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec monitor(process | port | time_offset, term(), list()) -> reference().
+
+monitor(process, Target, Opts) when is_list(Opts) ->
+    case monitor_target(Target) of
+        {local, Local} ->
+            erlang:monitor(process, Local, erlang_monitor_opts(Opts));
+        {remote, Node, Remote} ->
+            partisan_monitor:monitor(Node, Remote, forward_opts(Opts))
+    end;
+
+monitor(Type, Target, Opts) when Type == port; Type == time_offset ->
+    erlang:monitor(Type, Target, Opts);
+
+monitor(Type, Target, Opts) ->
+    erlang:error(badarg, [Type, Target, Opts]).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Same as `demonitor(Ref, [])'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec demonitor(reference()) -> true.
+
+demonitor(Ref) ->
+    _ = demonitor(Ref, []),
+    true.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Removes a monitor made by {@link monitor/3}, as `erlang:demonitor/2'
+%% does, with its options `flush' (remove a `DOWN' for it from the mailbox)
+%% and `info' (return whether the monitor was still active). After it
+%% returns, no `DOWN' for `Ref' arrives.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec demonitor(reference(), [flush | info]) -> boolean().
+
+demonitor(Ref, Opts) when erlang:is_reference(Ref), is_list(Opts) ->
+    case partisan_monitor:demonitor(Ref, erlang:self()) of
+        false ->
+            erlang:demonitor(Ref, Opts);
+        {true, Active} ->
+            Flushed = lists:member(flush, Opts) andalso flush_down(Ref),
+            case lists:member(info, Opts) of
+                true -> Active andalso not Flushed;
+                false -> true
+            end
+    end;
+
+demonitor(Ref, Opts) ->
+    erlang:error(badarg, [Ref, Opts]).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Same as `monitor_node(Node, Flag, [])'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec monitor_node(node() | node_spec(), boolean()) -> true.
+
+monitor_node(Node, Flag) ->
+    monitor_node(Node, Flag, []).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Monitors the partisan connection to `Node', as `erlang:monitor_node/3'
+%% does: with `Flag' `true' the caller gets `{nodedown, Node}' when the node
+%% goes down (at once if it is not connected), once per call; `false' undoes
+%% one call. The local node is never down. With `connect_disterl' set to
+%% `true' this is `erlang:monitor_node/3'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec monitor_node(node() | node_spec(), boolean(), list()) -> true.
+
+monitor_node(#{name := Node}, Flag, Opts) ->
+    monitor_node(Node, Flag, Opts);
+
+monitor_node(Node, Flag, Opts)
+when is_atom(Node), is_boolean(Flag), is_list(Opts) ->
+    case partisan_config:get(connect_disterl, false) of
+        true ->
+            erlang:monitor_node(Node, Flag, Opts);
+        false ->
+            case Node =:= node() of
+                true -> true;
+                false -> partisan_monitor:monitor_node(Node, Flag)
+            end
+    end;
+
+monitor_node(Node, Flag, Opts) ->
+    erlang:error(badarg, [Node, Flag, Opts]).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Same as `monitor_nodes(Flag, [])'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec monitor_nodes(boolean()) -> ok.
+
+monitor_nodes(Flag) ->
+    monitor_nodes(Flag, []).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Subscribes the caller to `{nodeup, Node}' and `{nodedown, Node}' for
+%% the nodes partisan connects, as `net_kernel:monitor_nodes/2' does; each
+%% `nodeup' is followed by exactly one `nodedown' for that connection. With
+%% options (`nodedown_reason', `{node_type, visible | hidden | all}') the
+%% messages are `{nodeup, Node, Info}' and `{nodedown, Node, Info}', `Info'
+%% holding `{node_type, visible}' when asked and `{nodedown_reason, R}' when
+%% asked. `false' with the same options ends one subscription.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec monitor_nodes(boolean(), list()) -> ok | error.
+
+monitor_nodes(Flag, Opts) when is_boolean(Flag), is_list(Opts) ->
+    case lists:all(fun is_monitor_nodes_opt/1, Opts) of
+        true -> partisan_monitor:monitor_nodes(Flag, Opts);
+        false -> error
+    end;
+
+monitor_nodes(_, _) ->
+    error.
+
+
+
+%% =============================================================================
 %% MESSAGE PASSING
 %% =============================================================================
 
@@ -804,6 +978,71 @@ send(Dest, Msg, Opts) ->
 erlang_send_result({error, busy}) -> nosuspend;
 erlang_send_result({error, not_yet_connected}) -> noconnect;
 erlang_send_result(Result) -> Result.
+
+
+
+%% =============================================================================
+%% PRIVATE: monitors
+%% =============================================================================
+
+
+
+%% Where a monitor goes: to erlang:monitor/3 on this node, or to the
+%% partisan_monitor server of the target's node.
+monitor_target(Pid) when erlang:is_pid(Pid) ->
+    Node = erlang:node(Pid),
+    %% A pid of an earlier life of this node (named by its partisan name) goes
+    %% to erlang:monitor/2 too, which gives noproc at once, as for any dead
+    %% process.
+    case Node =:= erlang:node() orelse Node =:= node() of
+        true -> {local, Pid};
+        false -> {remote, Node, Pid}
+    end;
+
+monitor_target(Name) when is_atom(Name) ->
+    {local, Name};
+
+monitor_target({Name, Node} = Target) when is_atom(Name), is_atom(Node) ->
+    case Node =:= node() of
+        true -> {local, Name};
+        false -> {remote, Node, Target}
+    end;
+
+monitor_target(RemoteRef) ->
+    Node =
+        try partisan_remote_ref:node(RemoteRef)
+        catch error:badarg -> erlang:error(badarg, [RemoteRef])
+        end,
+    case Node =:= node() of
+        true -> {local, partisan_remote_ref:to_pid_or_name(RemoteRef)};
+        false -> {remote, Node, RemoteRef}
+    end.
+
+
+erlang_monitor_opts(Opts) ->
+    [Opt || Opt <- Opts, not is_tuple(Opt) orelse
+                         (element(1, Opt) =/= channel andalso
+                          element(1, Opt) =/= channel_fallback)].
+
+
+forward_opts(Opts) ->
+    maps:from_list(
+        [{K, V} || {K, V} <- Opts, K == channel orelse K == channel_fallback]
+    ).
+
+
+%% True if a DOWN for Ref was in the mailbox (and is now gone).
+flush_down(Ref) ->
+    receive
+        {'DOWN', Ref, _, _, _} -> true
+    after 0 ->
+        false
+    end.
+
+
+is_monitor_nodes_opt(nodedown_reason) -> true;
+is_monitor_nodes_opt({node_type, T}) -> lists:member(T, [visible, hidden, all]);
+is_monitor_nodes_opt(_) -> false.
 
 
 

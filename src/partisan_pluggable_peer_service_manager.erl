@@ -368,6 +368,7 @@ handle_cast(_Msg, State) ->
 -spec handle_info(term(), #state{}) -> {noreply, #state{}}.
 
 handle_info({partisan_event, {node_up, Node}}, State) ->
+    ok = partisan_monitor:node_event(up, Node, undefined),
     ok = run_callbacks(Node, State#state.up),
     {noreply, State};
 
@@ -375,6 +376,7 @@ handle_info({partisan_event, {node_down, Node, Reason}}, State) ->
     %% Reason: why the connection whose loss took the node down closed
     %% (docs/nif_api.md lists them).
     logger:info(#{description => "Node down", node => Node, reason => Reason}),
+    ok = partisan_monitor:node_event(down, Node, Reason),
     ok = run_callbacks(Node, State#state.down),
     {noreply, State};
 

@@ -51,4 +51,13 @@ init([]) ->
         type => worker,
         modules => [Manager]
     },
-    {ok, {Flags, [ManagerSpec]}}.
+    %% The monitor server first: the manager reports node events to it.
+    MonitorSpec = #{
+        id => partisan_monitor,
+        start => {partisan_monitor, start_link, []},
+        restart => permanent,
+        shutdown => 5000,
+        type => worker,
+        modules => [partisan_monitor]
+    },
+    {ok, {Flags, [MonitorSpec, ManagerSpec]}}.

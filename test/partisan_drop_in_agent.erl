@@ -32,6 +32,14 @@
 -export([fire_held/0]).
 -export([stats/0]).
 -export([peer_stats/0]).
+-export([spawn_target/1]).
+-export([monitor_down/4]).
+-export([demonitor_quiet/2]).
+-export([monitor_wait/3]).
+-export([monitor_cycles/3]).
+-export([already_dead/2]).
+-export([start_watcher/2]).
+-export([watched/1]).
 -export([capture_logs/0]).
 -export([captured_logs/0]).
 -export([log/2]).
@@ -122,6 +130,18 @@ echo_loop() ->
             put(remembered, maps:put(Term, true, remembered()));
         {count, ReplyTo} ->
             ok = partisan:forward_message(ReplyTo, {count, map_size(remembered())});
+        {whereis, ReplyTo, Name} ->
+            ok = partisan:forward_message(ReplyTo, {whereis, whereis(Name)});
+        {spawn_dead, ReplyTo} ->
+            Pid = spawn(fun() -> ok end),
+            MRef = erlang:monitor(process, Pid),
+            receive {'DOWN', MRef, _, _, _} -> ok end,
+            ok = partisan:forward_message(ReplyTo, {dead, Pid});
+        {exit, Name, Reason} ->
+            case whereis(Name) of
+                undefined -> ok;
+                Pid -> Pid ! {exit, Reason}
+            end;
         {atoms, ReplyTo, Atoms} ->
             Digest = erlang:phash2([atom_to_list(A) || A <- Atoms]),
             ok = partisan:forward_message(ReplyTo, {atoms, length(Atoms), Digest})
@@ -287,6 +307,147 @@ inspect([H | T], Acc) ->
 
 inspect(_, Acc) ->
     Acc.
+
+
+
+%% =============================================================================
+%% MONITORS
+%% =============================================================================
+
+
+
+%% @doc Registers a process under `Name' that exits with `Reason' when told
+%% `{exit, Reason}'.
+-spec spawn_target(atom()) -> ok.
+
+spawn_target(Name) ->
+    Parent = self(),
+    Pid = spawn(fun() ->
+        true = register(Name, self()),
+        Parent ! {self(), ready},
+        receive {exit, Reason} -> exit(Reason) end
+    end),
+    receive {Pid, ready} -> ok end.
+
+
+%% @doc Monitors the process `Name' on `Node' (by its pid, as it arrives in a
+%% message, or by `{Name, Node}' when `How' is `name'), has the echo there
+%% make it exit with `Reason', and returns the `DOWN' message, checked to
+%% carry the monitor's reference.
+-spec monitor_down(node(), atom(), pid | name, term()) -> term().
+
+monitor_down(Node, Name, How, Reason) ->
+    Target = case How of
+        pid -> {whereis, Pid} = ask(Node, echo, {whereis, self(), Name}), Pid;
+        name -> {Name, Node}
+    end,
+    Ref = partisan:monitor(process, Target),
+    %% (Not sent when the node is not connected.)
+    _ = partisan:forward_message({echo, Node}, {exit, Name, Reason}),
+    receive
+        {'DOWN', Ref, process, Object, Why} -> {down, Object =:= Target, Why}
+    after ?WAIT ->
+        timeout
+    end.
+
+
+%% @doc Monitors `{Name, Node}' and waits up to `Timeout' for its `DOWN'.
+-spec monitor_wait(node(), atom(), timeout()) -> term().
+
+monitor_wait(Node, Name, Timeout) ->
+    Target = {Name, Node},
+    Ref = partisan:monitor(process, Target),
+    receive
+        {'DOWN', Ref, process, Object, Why} -> {down, Object =:= Target, Why}
+    after Timeout ->
+        timeout
+    end.
+
+
+%% @doc Monitors `Name' on `Node', removes the monitor with `[flush, info]',
+%% makes the process exit, and returns what `demonitor' said and whatever
+%% `DOWN' arrived within half a second (none should).
+-spec demonitor_quiet(node(), atom()) -> {boolean(), [term()]}.
+
+demonitor_quiet(Node, Name) ->
+    Ref = partisan:monitor(process, {Name, Node}),
+    Info = partisan:demonitor(Ref, [flush, info]),
+    ok = partisan:forward_message({echo, Node}, {exit, Name, late}),
+    %% Behind the exit on the same connection.
+    {echoed, ok} = ask(Node, echo, {echo, self(), ok}),
+    receive
+        {'DOWN', Ref, _, _, _} = Down -> {Info, [Down]}
+    after 500 ->
+        {Info, []}
+    end.
+
+
+%% @doc `N' cycles of monitoring the echo on `Node' and removing the monitor;
+%% returns the monitor tables' sizes here and the process's memory before
+%% and after.
+-spec monitor_cycles(node(), atom(), pos_integer()) -> map().
+
+monitor_cycles(Node, Name, N) ->
+    Server = whereis(partisan_monitor),
+    Before = element(2, erlang:process_info(Server, memory)),
+    _ = [partisan:demonitor(partisan:monitor(process, {Name, Node}), [flush])
+         || _ <- lists:seq(1, N)],
+    %% The last demonitor request reached the remote server before this.
+    {echoed, ok} = ask(Node, echo, {echo, self(), ok}),
+    _ = erlang:garbage_collect(Server),
+    After = element(2, erlang:process_info(Server, memory)),
+    #{tables => partisan_monitor:stats(), memory_before => Before,
+      memory_after => After, mailbox => element(2, erlang:process_info(self(), message_queue_len))}.
+
+
+%% @doc `N' times: gets from the echo on `Node' the pid of a process that has
+%% already exited, monitors it and waits for its `DOWN'; returns the reasons.
+-spec already_dead(node(), pos_integer()) -> [term()].
+
+already_dead(Node, N) ->
+    [begin
+         {dead, Pid} = ask(Node, echo, {spawn_dead, self()}),
+         Ref = partisan:monitor(process, Pid),
+         receive {'DOWN', Ref, process, Pid, Why} -> Why after ?WAIT -> timeout end
+     end || _ <- lists:seq(1, N)].
+
+
+%% @doc A process registered as `Name' that keeps what it receives after
+%% `partisan:monitor_nodes(true, Opts)' (`{nodes, Opts}') or after
+%% `partisan:monitor_node(Node, true)' three times and `false' once
+%% (`{node, Node}': two monitors remain).
+-spec start_watcher(atom(), {nodes, list()} | {node, node()}) -> ok.
+
+start_watcher(Name, What) ->
+    Parent = self(),
+    Pid = spawn(fun() ->
+        true = register(Name, self()),
+        case What of
+            {nodes, Opts} ->
+                ok = partisan:monitor_nodes(true, Opts);
+            {node, Node} ->
+                [true = partisan:monitor_node(Node, true) || _ <- [1, 2, 3]],
+                true = partisan:monitor_node(Node, false)
+        end,
+        Parent ! {self(), ready},
+        watcher_loop([])
+    end),
+    receive {Pid, ready} -> ok end.
+
+
+watcher_loop(Acc) ->
+    receive
+        {'$get', From} -> From ! {watched, lists:reverse(Acc)}, watcher_loop(Acc);
+        Msg -> watcher_loop([Msg | Acc])
+    end.
+
+
+%% @doc What the watcher `Name' received so far.
+-spec watched(atom()) -> [term()].
+
+watched(Name) ->
+    Name ! {'$get', self()},
+    receive {watched, Msgs} -> Msgs end.
 
 
 
