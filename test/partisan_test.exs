@@ -77,6 +77,49 @@ defmodule PartisanTest do
     end
   end
 
+  # Messages carrying atoms the receiver has never seen arrive, as over
+  # Distributed Erlang; each verdict is taken on the receiving node.
+
+  test "a struct of a module loaded only on the sender arrives", %{a: a, b: b} do
+    inspector = :"inspector_#{System.unique_integer([:positive])}"
+    :ok = :erpc.call(b, Partisan.TestInspector, :start, [inspector])
+    name = "Partisan.Test.OnlyOnA#{System.unique_integer([:positive])}"
+    module = :erpc.call(a, Partisan.TestInspector, :define_struct, [name])
+    refute :erpc.call(b, Partisan.TestInspector, :atom_exists?, [module])
+
+    assert :ok = :erpc.call(a, Partisan.TestInspector, :send_struct, [module, {inspector, b}])
+
+    assert :ok =
+             wait_until(
+               fn -> :erpc.call(b, Partisan.TestInspector, :verdict, [inspector]) != nil end,
+               10_000
+             )
+
+    assert {:struct, ^module, false, 1, "two"} =
+             :erpc.call(b, Partisan.TestInspector, :verdict, [inspector])
+  end
+
+  test "a reply address registered under a name made at run time", %{a: a, b: b} do
+    inspector = :"inspector_#{System.unique_integer([:positive])}"
+    :ok = :erpc.call(b, Partisan.TestInspector, :start, [inspector])
+    assert {:answered, name} = :erpc.call(a, Partisan.TestInspector, :ask_as, [{inspector, b}])
+    assert {:asked, ^name} = :erpc.call(b, Partisan.TestInspector, :verdict, [inspector])
+  end
+
+  test "1,000 atoms that exist only on the sender arrive intact", %{a: a, b: b} do
+    inspector = :"inspector_#{System.unique_integer([:positive])}"
+    :ok = :erpc.call(b, Partisan.TestInspector, :start, [inspector])
+    {n, digest} = :erpc.call(a, Partisan.TestInspector, :send_atoms, [{inspector, b}, 1000])
+
+    assert :ok =
+             wait_until(
+               fn -> :erpc.call(b, Partisan.TestInspector, :verdict, [inspector]) != nil end,
+               10_000
+             )
+
+    assert {:atoms, ^n, ^digest} = :erpc.call(b, Partisan.TestInspector, :verdict, [inspector])
+  end
+
   ## Helpers
 
   defp start_peer(name) do
