@@ -60,4 +60,13 @@ init([]) ->
         type => worker,
         modules => [partisan_monitor]
     },
-    {ok, {Flags, [MonitorSpec, ManagerSpec]}}.
+    %% The relay of partisan_gen_server calls last: it monitors nodes.
+    RelaySpec = #{
+        id => partisan_gen_relay,
+        start => {partisan_gen_relay, start_link, []},
+        restart => permanent,
+        shutdown => 5000,
+        type => worker,
+        modules => [partisan_gen_relay]
+    },
+    {ok, {Flags, [MonitorSpec, ManagerSpec, RelaySpec]}}.

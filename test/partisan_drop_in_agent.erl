@@ -40,6 +40,12 @@
 -export([already_dead/2]).
 -export([start_watcher/2]).
 -export([watched/1]).
+-export([gs_call/5]).
+-export([gs_call_then_wait/5]).
+-export([gs_cast/3]).
+-export([gs_multi_call/4]).
+-export([gs_request/4]).
+-export([gs_stop/3]).
 -export([capture_logs/0]).
 -export([captured_logs/0]).
 -export([log/2]).
@@ -448,6 +454,79 @@ watcher_loop(Acc) ->
 watched(Name) ->
     Name ! {'$get', self()},
     receive {watched, Msgs} -> Msgs end.
+
+
+
+%% =============================================================================
+%% PARTISAN_GEN_SERVER
+%% =============================================================================
+
+
+
+%% The server `Name' on `Node': by name, or by its pid as it arrives in a
+%% message from that node.
+gs_target(Node, Name, name) ->
+    {Name, Node};
+
+gs_target(Node, Name, pid) ->
+    {whereis, Pid} = ask(Node, echo, {whereis, self(), Name}),
+    Pid.
+
+
+%% @doc `partisan_gen_server:call/3' to `Name' on `Node'; `{ok, Reply}' or
+%% `{exit, Reason}'.
+-spec gs_call(node(), atom(), name | pid, term(), term()) -> term().
+
+gs_call(Node, Name, How, Request, Opts) ->
+    Target = gs_target(Node, Name, How),
+    try {ok, partisan_gen_server:call(Target, Request, Opts)}
+    catch exit:Reason -> {exit, Reason}
+    end.
+
+
+%% @doc Like {@link gs_call/5} by name, then waits `Ms' and returns what else
+%% arrived in the mailbox meanwhile (a late reply would).
+-spec gs_call_then_wait(node(), atom(), term(), term(), non_neg_integer()) ->
+    {term(), [term()]}.
+
+gs_call_then_wait(Node, Name, Request, Opts, Ms) ->
+    Result = gs_call(Node, Name, name, Request, Opts),
+    timer:sleep(Ms),
+    {Result, collect_until(0)}.
+
+
+collect_until(Timeout) ->
+    receive Msg -> [Msg | collect_until(Timeout)]
+    after Timeout -> []
+    end.
+
+
+-spec gs_cast(node(), atom(), term()) -> ok.
+
+gs_cast(Node, Name, Msg) ->
+    partisan_gen_server:cast({Name, Node}, Msg).
+
+
+-spec gs_multi_call([node()], atom(), term(), timeout()) -> term().
+
+gs_multi_call(Nodes, Name, Request, Timeout) ->
+    partisan_gen_server:multi_call(Nodes, Name, Request, Timeout).
+
+
+%% @doc `send_request/2', then `receive_response/2'.
+-spec gs_request(node(), atom(), term(), timeout()) -> term().
+
+gs_request(Node, Name, Request, Timeout) ->
+    Id = partisan_gen_server:send_request({Name, Node}, Request),
+    partisan_gen_server:receive_response(Id, Timeout).
+
+
+-spec gs_stop(node(), atom(), term()) -> term().
+
+gs_stop(Node, Name, Reason) ->
+    try partisan_gen_server:stop({Name, Node}, Reason, 5000)
+    catch exit:Why -> {exit, Why}
+    end.
 
 
 

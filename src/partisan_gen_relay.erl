@@ -1,0 +1,254 @@
+%% -----------------------------------------------------------------------------
+%% @doc The relay of {@link partisan_gen_server} calls between nodes, one per
+%% node, registered as `partisan_gen_relay'.
+%%
+%% A call to a server on another node is a local `gen_server:call/3' to this
+%% relay (so the caller's timeout, and the dropping of late replies, are
+%% OTP's own). The relay passes the request to the relay of the server's node,
+%% which makes the call there as an ordinary local caller: it sends
+%% `{'$gen_call', From, Request}' with a `From' of its own, monitors the
+%% server, and passes back its reply, or its exit as `noproc' or the exit
+%% reason. Servers therefore run on OTP's `gen_server' unchanged, deferred
+%% replies (`gen_server:reply/2' with the `From' they were given) included.
+%% When a node goes down, calls waiting on it end with `{nodedown, Node}',
+%% and calls it was making are forgotten.
+%% @end
+%% -----------------------------------------------------------------------------
+-module(partisan_gen_relay).
+
+-behaviour(gen_server).
+
+-export([start_link/0]).
+-export([call/5]).
+-export([stop/4]).
+
+-export([init/1]).
+-export([handle_call/3]).
+-export([handle_cast/2]).
+-export([handle_info/2]).
+
+-record(state, {
+    %% Calls made from this node, waiting for their remote answer.
+    waiting = #{} :: #{reference() => {gen_server:from(), node()}},
+    %% Calls this node makes for other nodes: our monitor of the server
+    %% (also the tag of our request) to the caller's key and node.
+    serving = #{} :: #{reference() => {reference(), node()}}
+}).
+
+-define(SERVER, ?MODULE).
+
+
+
+%% =============================================================================
+%% API
+%% =============================================================================
+
+
+
+%% @private
+-spec start_link() -> {ok, pid()} | ignore | {error, term()}.
+
+start_link() ->
+    gen_server:start_link({local, ?SERVER}, ?MODULE, [], []).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Calls `Target' on `Node' with `Request'; `Target' is a pid of that
+%% node, a registered name there or a remote reference. Returns `{reply,
+%% Reply}' or `{exit, Reason}'; exits as `gen_server:call/3' does on
+%% timeout.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec call(node(), term(), term(), timeout(), map()) ->
+    {reply, term()} | {exit, term()}.
+
+call(Node, Target, Request, Timeout, Opts) ->
+    gen_server:call(?SERVER, {call, Node, Target, Request, Timeout, Opts}, Timeout).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Stops `Target' on `Node' as `gen_server:stop/3' does there.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec stop(node(), term(), term(), timeout()) -> {reply, ok} | {exit, term()}.
+
+stop(Node, Target, Reason, Timeout) ->
+    gen_server:call(?SERVER, {stop, Node, Target, Reason, Timeout}, Timeout).
+
+
+
+%% =============================================================================
+%% GEN_SERVER
+%% =============================================================================
+
+
+
+%% @private
+init([]) ->
+    ok = partisan:monitor_nodes(true),
+    {ok, #state{}}.
+
+
+%% @private
+handle_call({call, Node, Target, Request, Timeout, Opts}, From, State) ->
+    Key = make_ref(),
+    expire(Key, Timeout),
+    ask(Node, {'$partisan_call', Key, Target, Request, partisan:node()}, Opts, From, State);
+
+handle_call({stop, Node, Target, Reason, Timeout}, From, State) ->
+    Key = make_ref(),
+    expire(Key, Timeout),
+    ask(Node, {'$partisan_stop', Key, Target, Reason, Timeout, partisan:node()},
+        #{}, From, State);
+
+handle_call(_, _From, State) ->
+    {reply, {error, unknown_call}, State}.
+
+
+%% @private
+handle_cast(_, State) ->
+    {noreply, State}.
+
+
+%% @private
+%% A node asks us to call a local server.
+handle_info({'$partisan_call', Key, Target, Request, Caller}, State) ->
+    case local_pid(Target) of
+        {ok, Pid} ->
+            MRef = erlang:monitor(process, Pid),
+            Pid ! {'$gen_call', {self(), MRef}, Request},
+            Serving = maps:put(MRef, {Key, Caller}, State#state.serving),
+            {noreply, State#state{serving = Serving}};
+        error ->
+            answer(Caller, Key, {exit, noproc}),
+            {noreply, State}
+    end;
+
+%% Stopping takes as long as the server's terminate/2: a helper does it.
+handle_info({'$partisan_stop', Key, Target, Reason, Timeout, Caller}, State) ->
+    _ = spawn(fun() ->
+        Result =
+            try gen_server:stop(local_name(Target), Reason, Timeout) of
+                ok -> {reply, ok}
+            catch
+                exit:Why -> {exit, Why}
+            end,
+        answer(Caller, Key, Result)
+    end),
+    {noreply, State};
+
+%% The answer to a call we made for another node.
+handle_info({MRef, Reply}, #state{serving = Serving} = State)
+when is_reference(MRef), is_map_key(MRef, Serving) ->
+    true = erlang:demonitor(MRef, [flush]),
+    {{Key, Caller}, Rest} = maps:take(MRef, Serving),
+    answer(Caller, Key, {reply, Reply}),
+    {noreply, State#state{serving = Rest}};
+
+handle_info({'DOWN', MRef, process, _, Reason}, #state{serving = Serving} = State) ->
+    case maps:take(MRef, Serving) of
+        {{Key, Caller}, Rest} ->
+            answer(Caller, Key, {exit, Reason}),
+            {noreply, State#state{serving = Rest}};
+        error ->
+            {noreply, State}
+    end;
+
+%% The remote answer to one of our callers.
+handle_info({'$partisan_answer', Key, Result}, State) ->
+    case maps:take(Key, State#state.waiting) of
+        {{From, _}, Waiting} ->
+            gen_server:reply(From, Result),
+            {noreply, State#state{waiting = Waiting}};
+        error ->
+            {noreply, State}
+    end;
+
+%% The caller gave up (its gen_server:call timed out): forget the call; a late
+%% answer finds nothing.
+handle_info({'$expire', Key}, State) ->
+    {noreply, State#state{waiting = maps:remove(Key, State#state.waiting)}};
+
+handle_info({nodedown, Node}, #state{waiting = Waiting, serving = Serving} = State) ->
+    Lost = [K || {K, {_, N}} <- maps:to_list(Waiting), N =:= Node],
+    lists:foreach(
+        fun(K) ->
+            {From, _} = maps:get(K, Waiting),
+            gen_server:reply(From, {exit, {nodedown, Node}})
+        end,
+        Lost
+    ),
+    Forgotten = [M || {M, {_, N}} <- maps:to_list(Serving), N =:= Node],
+    _ = [erlang:demonitor(M, [flush]) || M <- Forgotten],
+    {noreply, State#state{
+        waiting = maps:without(Lost, Waiting),
+        serving = maps:without(Forgotten, Serving)
+    }};
+
+handle_info(_, State) ->
+    {noreply, State}.
+
+
+
+%% =============================================================================
+%% PRIVATE
+%% =============================================================================
+
+
+
+expire(_, infinity) ->
+    ok;
+
+expire(Key, Timeout) ->
+    _ = erlang:send_after(Timeout, self(), {'$expire', Key}),
+    ok.
+
+
+%% Sends a request to the relay of Node and waits (without blocking) for its
+%% answer; a node that is not connected answers at once.
+ask(Node, Request, Opts, From, State) ->
+    Key = element(2, Request),
+    Sent = partisan:is_connected(Node)
+        andalso partisan:forward_message({?SERVER, Node}, Request, Opts) =:= ok,
+    case Sent of
+        true ->
+            Waiting = maps:put(Key, {From, Node}, State#state.waiting),
+            {noreply, State#state{waiting = Waiting}};
+        false ->
+            {reply, {exit, {nodedown, Node}}, State}
+    end.
+
+
+answer(Caller, Key, Result) ->
+    _ = partisan:forward_message({?SERVER, Caller}, {'$partisan_answer', Key, Result}),
+    ok.
+
+
+%% The process a target names on this node.
+local_pid(Pid) when is_pid(Pid) ->
+    case erlang:node(Pid) =:= erlang:node() of
+        true -> {ok, Pid};
+        false -> error
+    end;
+
+local_pid(Target) ->
+    case local_name(Target) of
+        Name when is_atom(Name) ->
+            case whereis(Name) of
+                undefined -> error;
+                Pid -> {ok, Pid}
+            end;
+        Pid when is_pid(Pid) ->
+            local_pid(Pid);
+        _ ->
+            error
+    end.
+
+
+local_name(Name) when is_atom(Name) -> Name;
+local_name({Name, _}) when is_atom(Name) -> Name;
+local_name(Pid) when is_pid(Pid) -> Pid;
+local_name(RemoteRef) ->
+    try partisan_remote_ref:to_pid_or_name(RemoteRef)
+    catch error:_ -> undefined
+    end.

@@ -1,0 +1,175 @@
+%% -----------------------------------------------------------------------------
+%% @doc `partisan_gen_server' across nodes without Distributed Erlang, with a
+%% callback module written for plain `gen_server' (`partisan_test_counter'):
+%% calls by name and by pid, casts, deferred replies, timeouts that leave no
+%% late reply, `noproc', a crashing server, a node that is not connected or
+%% goes away during the call, `multi_call', `send_request', remote `stop',
+%% and `sys' on the server.
+%% @end
+%% -----------------------------------------------------------------------------
+-module(partisan_gen_server_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-export([suite/0, all/0]).
+-export([init_per_suite/1, end_per_suite/1]).
+
+-export([calls_by_name_and_by_pid/1]).
+-export([casts_then_calls/1]).
+-export([deferred_reply/1]).
+-export([timeout_leaves_no_late_reply/1]).
+-export([noproc_and_crash/1]).
+-export([nodedown/1]).
+-export([multi_call_and_abcast/1]).
+-export([send_request_and_stop/1]).
+-export([sys_works_on_the_server/1]).
+
+-import(partisan_test_nodes, [start/4, stop/1, mesh/1, cluster/1, name/1, call/4]).
+
+-define(AGENT, partisan_drop_in_agent).
+-define(NOWHERE, 'nowhere@127.0.0.1').
+
+suite() ->
+    [{timetrap, {minutes, 3}}].
+
+all() ->
+    [
+        calls_by_name_and_by_pid,
+        casts_then_calls,
+        deferred_reply,
+        timeout_leaves_no_late_reply,
+        noproc_and_crash,
+        multi_call_and_abcast,
+        send_request_and_stop,
+        sys_works_on_the_server,
+        nodedown
+    ].
+
+init_per_suite(Config0) ->
+    ok = partisan_ct_support:init_dist(),
+    Config = [{group, gen_server} | Config0],
+    Nodes = [start(stdio, Tag, #{}, Config) || Tag <- ["ga", "gb", "gc"]],
+    ok = mesh(Nodes),
+    [_, B, C] = Nodes,
+    {ok, _} = call(B, partisan_test_counter, start, [counter]),
+    {ok, _} = call(C, partisan_test_counter, start, [counter]),
+    [{nodes, Nodes} | Config].
+
+end_per_suite(Config) ->
+    lists:foreach(fun partisan_test_nodes:stop/1, cluster(Config)),
+    _ = persistent_term:erase({partisan_test_nodes, gen_server}),
+    ok.
+
+
+
+%% =============================================================================
+%% CASES
+%% =============================================================================
+
+
+
+calls_by_name_and_by_pid(Config) ->
+    [A, B, _] = cluster(Config),
+    Base = gs(A, B, name, get),
+    ?assertEqual({ok, Base + 5}, call(A, ?AGENT, gs_call, [name(B), counter, name, {add, 5}, 5000])),
+    ?assertEqual({ok, Base + 5}, call(A, ?AGENT, gs_call, [name(B), counter, pid, get, 5000])),
+    %% Partisan's option list.
+    ?assertEqual(
+        {ok, Base + 5},
+        call(A, ?AGENT, gs_call, [name(B), counter, name, get, [{timeout, 1000}, {channel, undefined}]])
+    ).
+
+casts_then_calls(Config) ->
+    [A, B, _] = cluster(Config),
+    Base = gs(A, B, name, get),
+    ok = call(A, ?AGENT, gs_cast, [name(B), counter, {add, 2}]),
+    ?assertEqual(Base + 2, gs(A, B, name, get)).
+
+deferred_reply(Config) ->
+    [A, B, _] = cluster(Config),
+    N = gs(A, B, name, get),
+    ?assertEqual({late, N}, gs(A, B, name, {later, 100})).
+
+timeout_leaves_no_late_reply(Config) ->
+    [A, B, _] = cluster(Config),
+    %% The reply comes 600 ms after the caller gave up at 150 ms.
+    {Result, Mailbox} = call(A, ?AGENT, gs_call_then_wait, [name(B), counter, {later, 600}, 150, 1000]),
+    ?assertMatch({exit, {timeout, {partisan_gen_server, call, [_, {later, 600}, 150]}}}, Result),
+    ?assertEqual([], Mailbox),
+    {Never, []} = call(A, ?AGENT, gs_call_then_wait, [name(B), counter, never, 100, 200]),
+    ?assertMatch({exit, {timeout, {partisan_gen_server, call, _}}}, Never).
+
+noproc_and_crash(Config) ->
+    [A, B, _] = cluster(Config),
+    ?assertMatch(
+        {exit, {noproc, {partisan_gen_server, call, _}}},
+        call(A, ?AGENT, gs_call, [name(B), nobody, name, get, 5000])
+    ),
+    {ok, _} = call(B, partisan_test_counter, start, [fragile]),
+    ?assertMatch(
+        {exit, {{crashed, _}, {partisan_gen_server, call, _}}},
+        call(A, ?AGENT, gs_call, [name(B), fragile, name, crash, 5000])
+    ),
+    %% A server that stops with a reply answers, then is gone.
+    {ok, _} = call(B, partisan_test_counter, start, [brief]),
+    ?assertEqual({ok, stopping}, call(A, ?AGENT, gs_call, [name(B), brief, name, {stop, normal}, 5000])).
+
+multi_call_and_abcast(Config) ->
+    [A, B, C] = cluster(Config),
+    ok = call(A, ?AGENT, gs_cast, [name(C), counter, {add, 0}]),
+    NB = gs(A, B, name, get),
+    NC = gs(A, C, name, get),
+    ?assertEqual(
+        {[{name(B), NB}, {name(C), NC}], [?NOWHERE]},
+        call(A, ?AGENT, gs_multi_call, [[name(B), name(C), ?NOWHERE], counter, get, 5000])
+    ),
+    abcast = call(A, partisan_gen_server, abcast, [[name(B), name(C)], counter, {add, 1}]),
+    ?assertEqual(NB + 1, gs(A, B, name, get)),
+    ?assertEqual(NC + 1, gs(A, C, name, get)).
+
+send_request_and_stop(Config) ->
+    [A, B, _] = cluster(Config),
+    N = gs(A, B, name, get),
+    ?assertEqual({reply, N}, call(A, ?AGENT, gs_request, [name(B), counter, get, 5000])),
+    ?assertMatch({error, {noproc, _}}, call(A, ?AGENT, gs_request, [name(B), nobody, get, 5000])),
+    {ok, _} = call(B, partisan_test_counter, start, [doomed]),
+    ?assertEqual(ok, call(A, ?AGENT, gs_stop, [name(B), doomed, normal])),
+    ?assertEqual(undefined, call(B, erlang, whereis, [doomed])),
+    ?assertMatch({exit, noproc}, call(A, ?AGENT, gs_stop, [name(B), doomed, normal])).
+
+sys_works_on_the_server(Config) ->
+    [_, B, _] = cluster(Config),
+    {status, _, _, Info} = call(B, sys, get_status, [counter]),
+    %% format_status/2 of the callback module formats the state.
+    Misc = lists:last(Info),
+    ?assertMatch([_], [D || {data, [{"State", {counter, _}}]} = D <- Misc]).
+
+nodedown(Config) ->
+    [A, _, C] = cluster(Config),
+    ?assertMatch(
+        {exit, {{nodedown, ?NOWHERE}, {partisan_gen_server, call, _}}},
+        call(A, ?AGENT, gs_call, [?NOWHERE, counter, name, get, 5000])
+    ),
+    %% The node goes away while the call waits.
+    Self = self(),
+    Waiter = spawn(fun() ->
+        Self ! {self(), call(A, ?AGENT, gs_call, [name(C), counter, name, never, infinity])}
+    end),
+    timer:sleep(500),
+    NameC = name(C),
+    stop(C),
+    Got = receive {Waiter, R} -> R after 20000 -> timeout end,
+    ?assertMatch({exit, {{nodedown, NameC}, {partisan_gen_server, call, _}}}, Got).
+
+
+
+%% =============================================================================
+%% HELPERS
+%% =============================================================================
+
+
+
+gs(A, B, How, Request) ->
+    {ok, Reply} = call(A, ?AGENT, gs_call, [name(B), counter, How, Request, 5000]),
+    Reply.
