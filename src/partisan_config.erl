@@ -296,7 +296,12 @@ known_keys() ->
             orchestration_strategy, peer_discovery, periodic_enabled,
             random_seed, register_pid_for_encoding, replaying,
             retransmit_interval, reservations, shrinking, tag, tracing,
-            transmission_logging_mfa].
+            transmission_logging_mfa,
+            %% deprecated in Partisan 5, still read by some deployments
+            arwl, prwl, max_active_size, max_passive_size, min_active_size,
+            passive_view_shuffle_period, random_promotion,
+            random_promotion_period, peer_host, remote_ref_as_uri,
+            xbot_interval].
 
 
 nearest(Key, Known) ->

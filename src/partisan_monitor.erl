@@ -7,10 +7,13 @@
 %%
 %% <ul>
 %% <li>for a local process monitoring a remote one, it records the monitor
-%% <em>before</em> asking the remote node's server, and it alone delivers the
-%% `DOWN' message: the remote `DOWN', or `noconnection' when the node goes
-%% down, whichever comes first, exactly once. A target that is already dead
-%% gives `noproc', through the same path, so it cannot overtake the record;</li>
+%% <em>before</em> asking the remote node's server, answers the caller only
+%% once the remote monitor is in place (so whatever the caller does next, the
+%% target's exit is seen with its reason, as with Distributed Erlang), and it
+%% alone delivers the `DOWN' message: the remote `DOWN', or `noconnection'
+%% when the node goes down, whichever comes first, exactly once. A target
+%% that is already dead gives `noproc', through the same path, so it cannot
+%% overtake the record;</li>
 %% <li>for a remote process monitoring a local one, it holds an
 %% `erlang:monitor/2' on the target and reports its exit; monitors of a node
 %% that goes down are dropped.</li>
@@ -41,7 +44,13 @@
 -export([handle_cast/2]).
 -export([handle_info/2]).
 
--record(mon, {owner :: pid(), node :: node(), object :: term()}).
+-record(mon, {
+    owner :: pid(),
+    node :: node(),
+    object :: term(),
+    %% The caller of monitor/3, answered once the remote monitor is in place.
+    waiting :: gen_server:from() | undefined
+}).
 
 -record(state, {
     %% Monitors held by local processes on remote targets.
@@ -160,17 +169,17 @@ init([]) ->
 
 
 %% @private
-handle_call({monitor, Owner, Node, Target, Opts}, _From, State0) ->
+handle_call({monitor, Owner, Node, Target, Opts}, From, State0) ->
     Ref = erlang:make_ref(),
     Object = object(Node, Target),
     State = watch(Owner, Ref, State0),
-    Mon = #mon{owner = Owner, node = Node, object = Object},
+    Mon = #mon{owner = Owner, node = Node, object = Object, waiting = From},
     Request = {'$partisan_monitor', Ref, Target, partisan:node()},
     Sent = partisan:is_connected(Node)
         andalso partisan:forward_message({?SERVER, Node}, Request, Opts) =:= ok,
     case Sent of
         true ->
-            {reply, Ref, State#state{mons = maps:put(Ref, Mon, State#state.mons)}};
+            {noreply, State#state{mons = maps:put(Ref, Mon, State#state.mons)}};
         false ->
             _ = Owner ! {'DOWN', Ref, process, Object, noconnection},
             {reply, Ref, unwatch(Owner, Ref, State)}
@@ -260,6 +269,17 @@ handle_info({'$partisan_demonitor', Ref, From}, State) ->
             {noreply, State}
     end;
 
+%% The remote monitor is in place: the caller of monitor/3 may go on.
+handle_info({'$partisan_monitoring', Ref}, State) ->
+    case maps:find(Ref, State#state.mons) of
+        {ok, #mon{waiting = From} = Mon} when From =/= undefined ->
+            gen_server:reply(From, Ref),
+            Mons = maps:put(Ref, Mon#mon{waiting = undefined}, State#state.mons),
+            {noreply, State#state{mons = Mons}};
+        _ ->
+            {noreply, State}
+    end;
+
 %% The remote target of one of our monitors exited.
 handle_info({'$partisan_down', Ref, Reason}, State) ->
     {noreply, deliver_down(Ref, Reason, State)};
@@ -310,6 +330,7 @@ serve(Ref, Target, From, State) ->
     case local_target(Target) of
         {ok, Local} ->
             MRef = erlang:monitor(process, Local),
+            _ = partisan:forward_message({?SERVER, From}, {'$partisan_monitoring', Ref}),
             State#state{
                 served = maps:put(MRef, {Ref, From}, State#state.served),
                 served_keys = maps:put({From, Ref}, MRef, State#state.served_keys)
@@ -344,7 +365,9 @@ local_target(RemoteRef) ->
 
 deliver_down(Ref, Reason, State) ->
     case maps:take(Ref, State#state.mons) of
-        {#mon{owner = Owner, object = Object}, Mons} ->
+        {#mon{owner = Owner, object = Object, waiting = From}, Mons} ->
+            %% The caller gets its reference before the DOWN that carries it.
+            _ = From =:= undefined orelse gen_server:reply(From, Ref),
             _ = Owner ! {'DOWN', Ref, process, Object, Reason},
             unwatch(Owner, Ref, State#state{mons = Mons});
         error ->

@@ -402,8 +402,24 @@ monitor_cycles(Node, Name, N) ->
     {echoed, ok} = ask(Node, echo, {echo, self(), ok}),
     _ = erlang:garbage_collect(Server),
     After = element(2, erlang:process_info(Server, memory)),
-    #{tables => partisan_monitor:stats(), memory_before => Before,
+    %% Owners that exited a moment ago (earlier cases) are cleaned up when
+    %% their exit reaches the server: wait for that, a little.
+    Tables = settled_tables(40),
+    #{tables => Tables, memory_before => Before,
       memory_after => After, mailbox => element(2, erlang:process_info(self(), message_queue_len))}.
+
+
+settled_tables(0) ->
+    partisan_monitor:stats();
+
+settled_tables(Tries) ->
+    Tables = partisan_monitor:stats(),
+    #{subscribers := Subs, owners := Owners} = Tables,
+    Rest = maps:values(maps:without([subscribers, owners], Tables)),
+    case Owners =:= Subs andalso lists:all(fun(N) -> N =:= 0 end, Rest) of
+        true -> Tables;
+        false -> timer:sleep(50), settled_tables(Tries - 1)
+    end.
 
 
 %% @doc `N' times: gets from the echo on `Node' the pid of a process that has

@@ -83,6 +83,10 @@ impl AtomBudget {
             .is_ok()
     }
 
+    fn refund(&self, n: u64) {
+        self.left.fetch_add(n, Ordering::AcqRel);
+    }
+
     fn charge(&self, from: &Origin, n: u64) {
         self.created.fetch_add(n, Ordering::Relaxed);
         let mut peers = self.peers.lock();
@@ -186,17 +190,29 @@ fn decode_known<'a>(
     })
     .map_err(|_| Delivery::Undecodable)?;
     let n = new.len() as u64;
-    if n > 0 && !budget.take(n) {
+    // Safe mode refuses whatever safe decoding refuses (new atoms, but also exports of unknown
+    // functions, which are never collected either).
+    if budget.total == 0 || (n > 0 && !budget.take(n)) {
         budget.refuse(from, n);
         return Err(Delivery::RefusedAtoms);
     }
-    if n > 0 {
-        budget.charge(from, n);
-    }
     // SAFETY: `enif_binary_to_term` without the safe flag still checks the encoding; what the
     // flag adds (no new atoms, funs or exports) is what a member may do, as in Distributed
-    // Erlang, and the atoms it creates were charged above.
-    unsafe { env.binary_to_term_trusted(term) }.ok_or(Delivery::Undecodable)
+    // Erlang, and the atoms it creates were taken from the budget above.
+    match unsafe { env.binary_to_term_trusted(term) } {
+        Some(decoded) => {
+            if n > 0 {
+                budget.charge(from, n);
+            }
+            Ok(decoded)
+        }
+        None => {
+            // Malformed in a way the walk let through (e.g. an atom's text): nothing was
+            // created, so the budget gets its atoms back.
+            budget.refund(n);
+            Err(Delivery::Undecodable)
+        }
+    }
 }
 
 fn exists(env: Env, text: &[u8], enc: AtomText) -> bool {

@@ -302,29 +302,48 @@ pub(crate) fn install(inner: &Arc<Inner>, peer: &Arc<Peer>, conn: &Arc<Conn>) ->
     if !peer.is_live() || inner.is_stopping() {
         return false;
     }
-    let newest = peer
-        .incarnation
-        .fetch_max(conn.remote_incarnation, Ordering::AcqRel);
-    if conn.remote_incarnation < newest {
+    let life = conn.remote_incarnation;
+    // A peer whose clock stepped back restarts with a smaller incarnation: once no connection
+    // of the newest life is left, the life it offers now is the newest.
+    if life < peer.incarnation.load(Ordering::Acquire) && peer.all_conns().is_empty() {
+        peer.incarnation.store(life, Ordering::Release);
+    }
+    let newest = peer.incarnation.fetch_max(life, Ordering::AcqRel);
+    if life < newest {
         return false;
     }
-    if conn.remote_incarnation > newest {
-        close_older_lives(peer, conn.remote_incarnation);
+    if life > newest {
+        // No slot lock is held here: the sweep takes each slot's in turn.
+        close_older_lives(peer, life);
     }
     let slot = &peer.slots[conn.channel][conn.index as usize];
     {
         let mut cur = slot.conn.write();
+        // Checked again under the slot's lock: a newer life that arrived meanwhile has either
+        // raised the mark (and we step aside) or will sweep this slot after us.
+        if life < peer.incarnation.load(Ordering::Acquire) {
+            return false;
+        }
         if let Some(old) = cur.as_ref() {
             if !prefer(inner, &peer.name, conn, old) {
                 return false;
             }
-            old.close(if conn.remote_incarnation > old.remote_incarnation {
+            old.close(if life > old.remote_incarnation {
                 CloseReason::Restarted
             } else {
                 CloseReason::Superseded
             });
         }
         *cur = Some(conn.clone());
+    }
+    // Retired meanwhile (removed, or this node left): nobody else will close it.
+    if !peer.is_live() {
+        conn.close(CloseReason::Removed);
+        let mut cur = slot.conn.write();
+        if cur.as_ref().is_some_and(|c| c.id == conn.id) {
+            cur.take();
+        }
+        return false;
     }
     slot.failures.store(0, Ordering::Relaxed);
     if conn.channel == inner.control {

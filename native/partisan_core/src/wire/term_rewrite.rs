@@ -477,9 +477,9 @@ impl<'a> Walker<'a> {
 
     /// The output buffer, with everything before input position `at` copied into it.
     fn begin_edit(&mut self, at: usize) -> &mut Vec<u8> {
-        let out = self
-            .out
-            .get_or_insert_with(|| Vec::with_capacity(self.data.len() - self.start + 64));
+        // The input after the term may be much longer (a leaf of a large frame): start small.
+        let room = (self.data.len() - self.start).min(4096) + 64;
+        let out = self.out.get_or_insert_with(|| Vec::with_capacity(room));
         out.extend_from_slice(&self.data[self.copied..at]);
         self.copied = at;
         out
