@@ -29,10 +29,10 @@
 
 -record(state, {
     %% Calls made from this node, waiting for their remote answer.
-    waiting = #{} :: #{reference() => {gen_server:from(), node()}},
+    waiting = #{} :: #{reference() => {gen_server:from(), node(), pos_integer()}},
     %% Calls this node makes for other nodes: our monitor of the server
     %% (also the tag of our request) to the caller's key and node.
-    serving = #{} :: #{reference() => {reference(), node()}}
+    serving = #{} :: #{reference() => {reference(), node(), pos_integer() | false}}
 }).
 
 -define(SERVER, ?MODULE).
@@ -117,7 +117,7 @@ handle_info({'$partisan_call', Key, Target, Request, Caller}, State) ->
         {ok, Pid} ->
             MRef = erlang:monitor(process, Pid),
             Pid ! {'$gen_call', {self(), MRef}, Request},
-            Serving = maps:put(MRef, {Key, Caller}, State#state.serving),
+            Serving = maps:put(MRef, {Key, Caller, life(Caller)}, State#state.serving),
             {noreply, State#state{serving = Serving}};
         error ->
             answer(Caller, Key, {exit, noproc}),
@@ -141,13 +141,13 @@ handle_info({'$partisan_stop', Key, Target, Reason, Timeout, Caller}, State) ->
 handle_info({MRef, Reply}, #state{serving = Serving} = State)
 when is_reference(MRef), is_map_key(MRef, Serving) ->
     true = erlang:demonitor(MRef, [flush]),
-    {{Key, Caller}, Rest} = maps:take(MRef, Serving),
+    {{Key, Caller, _}, Rest} = maps:take(MRef, Serving),
     answer(Caller, Key, {reply, Reply}),
     {noreply, State#state{serving = Rest}};
 
 handle_info({'DOWN', MRef, process, _, Reason}, #state{serving = Serving} = State) ->
     case maps:take(MRef, Serving) of
-        {{Key, Caller}, Rest} ->
+        {{Key, Caller, _}, Rest} ->
             answer(Caller, Key, {exit, Reason}),
             {noreply, State#state{serving = Rest}};
         error ->
@@ -157,7 +157,7 @@ handle_info({'DOWN', MRef, process, _, Reason}, #state{serving = Serving} = Stat
 %% The remote answer to one of our callers.
 handle_info({'$partisan_answer', Key, Result}, State) ->
     case maps:take(Key, State#state.waiting) of
-        {{From, _}, Waiting} ->
+        {{From, _, _}, Waiting} ->
             gen_server:reply(From, Result),
             {noreply, State#state{waiting = Waiting}};
         error ->
@@ -169,16 +169,19 @@ handle_info({'$partisan_answer', Key, Result}, State) ->
 handle_info({'$expire', Key}, State) ->
     {noreply, State#state{waiting = maps:remove(Key, State#state.waiting)}};
 
+%% Calls of the connection lives that are over end (a node_down may arrive
+%% after the node came back: calls of the new life go on).
 handle_info({nodedown, Node}, #state{waiting = Waiting, serving = Serving} = State) ->
-    Lost = [K || {K, {_, N}} <- maps:to_list(Waiting), N =:= Node],
+    Now = life(Node),
+    Lost = [K || {K, {_, N, L}} <- maps:to_list(Waiting), N =:= Node, is_over(L, Now)],
     lists:foreach(
         fun(K) ->
-            {From, _} = maps:get(K, Waiting),
+            {From, _, _} = maps:get(K, Waiting),
             gen_server:reply(From, {exit, {nodedown, Node}})
         end,
         Lost
     ),
-    Forgotten = [M || {M, {_, N}} <- maps:to_list(Serving), N =:= Node],
+    Forgotten = [M || {M, {_, N, L}} <- maps:to_list(Serving), N =:= Node, is_over(L, Now)],
     _ = [erlang:demonitor(M, [flush]) || M <- Forgotten],
     {noreply, State#state{
         waiting = maps:without(Lost, Waiting),
@@ -208,15 +211,24 @@ expire(Key, Timeout) ->
 %% answer; a node that is not connected answers at once.
 ask(Node, Request, Opts, From, State) ->
     Key = element(2, Request),
-    Sent = partisan:is_connected(Node)
+    Life = life(Node),
+    Sent = Life =/= false
         andalso partisan:forward_message({?SERVER, Node}, Request, Opts) =:= ok,
     case Sent of
         true ->
-            Waiting = maps:put(Key, {From, Node}, State#state.waiting),
+            Waiting = maps:put(Key, {From, Node, Life}, State#state.waiting),
             {noreply, State#state{waiting = Waiting}};
         false ->
             {reply, {exit, {nodedown, Node}}, State}
     end.
+
+
+life(Node) ->
+    partisan_monitor:connection_life(Node).
+
+
+is_over(_, false) -> true;
+is_over(Life, Now) -> Life =/= Now.
 
 
 answer(Caller, Key, Result) ->

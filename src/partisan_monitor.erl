@@ -22,7 +22,10 @@
 %% Node events come from the peer service manager in the order the engine
 %% emitted them (one courier thread), so every `nodeup' a subscriber gets is
 %% followed by exactly one `nodedown' for that connection life. A node counts
-%% as connected exactly when {@link partisan:is_connected/1} says so.
+%% as connected exactly when {@link partisan:is_connected/1} says so, and each
+%% monitor remembers the connection life it was made in
+%% (`partisan_nif:up_generation/2'): a `node_down' ends the monitors of the
+%% lives that are over, never those of a life that began after it.
 %% @end
 %% -----------------------------------------------------------------------------
 -module(partisan_monitor).
@@ -38,6 +41,7 @@
 -export([monitor_nodes/2]).
 -export([node_event/3]).
 -export([stats/0]).
+-export([connection_life/1]).
 
 -export([init/1]).
 -export([handle_call/3]).
@@ -48,6 +52,7 @@
     owner :: pid(),
     node :: node(),
     object :: term(),
+    life :: pos_integer(),
     %% The caller of monitor/3, answered once the remote monitor is in place.
     waiting :: gen_server:from() | undefined
 }).
@@ -59,10 +64,11 @@
     owners = #{} :: #{pid() => {reference(), #{term() => true}}},
     %% Monitors remote processes hold on local ones: our erlang monitor ref
     %% to {their ref, their node}, and back.
-    served = #{} :: #{reference() => {reference(), node()}},
+    served = #{} :: #{reference() => {reference(), node(), pos_integer() | false}},
     served_keys = #{} :: #{{node(), reference()} => reference()},
-    %% monitor_node/2: how many times each process monitors each node.
-    node_mons = #{} :: #{{pid(), node()} => pos_integer()},
+    %% monitor_node/2: how many times each process monitors each node, in
+    %% which connection life.
+    node_mons = #{} :: #{{pid(), node()} => {pos_integer(), pos_integer()}},
     %% monitor_nodes/2: each subscription's options, one entry per call.
     subs = #{} :: #{pid() => [list()]}
 }).
@@ -173,9 +179,10 @@ handle_call({monitor, Owner, Node, Target, Opts}, From, State0) ->
     Ref = erlang:make_ref(),
     Object = object(Node, Target),
     State = watch(Owner, Ref, State0),
-    Mon = #mon{owner = Owner, node = Node, object = Object, waiting = From},
+    Life = life(Node),
+    Mon = #mon{owner = Owner, node = Node, object = Object, life = Life, waiting = From},
     Request = {'$partisan_monitor', Ref, Target, partisan:node()},
-    Sent = partisan:is_connected(Node)
+    Sent = Life =/= false
         andalso partisan:forward_message({?SERVER, Node}, Request, Opts) =:= ok,
     case Sent of
         true ->
@@ -197,10 +204,17 @@ handle_call({demonitor, Ref, Owner}, _From, State) ->
     end;
 
 handle_call({monitor_node, Owner, Node, true}, _From, State) ->
-    case partisan:is_connected(Node) of
-        true ->
+    case life(Node) of
+        Life when is_integer(Life) ->
             Key = {Owner, Node},
-            Mons = maps:update_with(Key, fun(N) -> N + 1 end, 1, State#state.node_mons),
+            %% Monitors of a life that is over are fired by its pending
+            %% node_down; counting starts afresh in the new one.
+            Mons = maps:update_with(
+                Key,
+                fun({N, L}) when L =:= Life -> {N + 1, L}; (_) -> {1, Life} end,
+                {1, Life},
+                State#state.node_mons
+            ),
             {reply, true, watch(Owner, Key, State#state{node_mons = Mons})};
         false ->
             %% As Erlang does for a node it cannot reach.
@@ -211,11 +225,12 @@ handle_call({monitor_node, Owner, Node, true}, _From, State) ->
 handle_call({monitor_node, Owner, Node, false}, _From, State) ->
     Key = {Owner, Node},
     case maps:find(Key, State#state.node_mons) of
-        {ok, 1} ->
+        {ok, {1, _}} ->
             Mons = maps:remove(Key, State#state.node_mons),
             {reply, true, unwatch(Owner, Key, State#state{node_mons = Mons})};
-        {ok, N} ->
-            {reply, true, State#state{node_mons = maps:put(Key, N - 1, State#state.node_mons)}};
+        {ok, {N, L}} ->
+            Mons = maps:put(Key, {N - 1, L}, State#state.node_mons),
+            {reply, true, State#state{node_mons = Mons}};
         error ->
             {reply, true, State}
     end;
@@ -297,7 +312,7 @@ handle_info({'$partisan_node', down, Node, Reason}, State0) ->
 
 handle_info({'DOWN', MRef, process, Pid, Reason}, State) ->
     case maps:take(MRef, State#state.served) of
-        {{Ref, From}, Served} ->
+        {{Ref, From, _}, Served} ->
             _ = partisan:forward_message({?SERVER, From}, {'$partisan_down', Ref, Reason}),
             {noreply, State#state{
                 served = Served,
@@ -318,6 +333,31 @@ handle_info(_, State) ->
 
 
 
+%% -----------------------------------------------------------------------------
+%% @doc The node's current connection life (the times it came up), or
+%% `false' while it is down.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec connection_life(node()) -> pos_integer() | false.
+
+connection_life(Node) ->
+    try
+        partisan_nif:up_generation(partisan_nif:engine(), Node)
+    catch
+        error:_ -> false
+    end.
+
+
+%% Whether a life (or false: the node was not up) is over, given the node's
+%% current one.
+is_over(_, false) -> true;
+is_over(Life, Now) -> Life =/= Now.
+
+
+life(Node) ->
+    connection_life(Node).
+
+
 %% What the DOWN message names: the pid as the owner knows it, else
 %% {Name, Node}, else the remote reference given.
 object(_, Pid) when is_pid(Pid) -> Pid;
@@ -332,7 +372,7 @@ serve(Ref, Target, From, State) ->
             MRef = erlang:monitor(process, Local),
             _ = partisan:forward_message({?SERVER, From}, {'$partisan_monitoring', Ref}),
             State#state{
-                served = maps:put(MRef, {Ref, From}, State#state.served),
+                served = maps:put(MRef, {Ref, From, life(From)}, State#state.served),
                 served_keys = maps:put({From, Ref}, MRef, State#state.served_keys)
             };
         error ->
@@ -376,13 +416,17 @@ deliver_down(Ref, Reason, State) ->
 
 
 node_down_monitors(Node, State) ->
-    Refs = [Ref || {Ref, #mon{node = N}} <- maps:to_list(State#state.mons), N =:= Node],
+    Now = life(Node),
+    Refs = [Ref || {Ref, #mon{node = N, life = L}} <- maps:to_list(State#state.mons),
+                   N =:= Node, is_over(L, Now)],
     lists:foldl(fun(Ref, S) -> deliver_down(Ref, noconnection, S) end, State, Refs).
 
 
-node_down_served(Node, State) ->
+node_down_served(Node, #state{served = Served} = State) ->
+    Now = life(Node),
     Gone = [{K, MRef} || {{From, _} = K, MRef} <- maps:to_list(State#state.served_keys),
-                         From =:= Node],
+                         From =:= Node,
+                         is_over(element(3, maps:get(MRef, Served)), Now)],
     lists:foldl(
         fun({K, MRef}, #state{served = S, served_keys = Keys} = Acc) ->
             true = erlang:demonitor(MRef, [flush]),
@@ -394,8 +438,9 @@ node_down_served(Node, State) ->
 
 
 node_down_node_monitors(Node, State) ->
-    Gone = [{Owner, N} || {{Owner, Nd}, N} <- maps:to_list(State#state.node_mons),
-                          Nd =:= Node],
+    Now = life(Node),
+    Gone = [{Owner, N} || {{Owner, Nd}, {N, L}} <- maps:to_list(State#state.node_mons),
+                          Nd =:= Node, is_over(L, Now)],
     lists:foldl(
         fun({Owner, N}, #state{node_mons = Mons} = Acc) ->
             _ = [Owner ! {nodedown, Node} || _ <- lists:seq(1, N)],

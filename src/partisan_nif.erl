@@ -51,6 +51,7 @@
 -export([nodes/1]).
 -export([is_connected/3]).
 -export([is_fully_connected/2]).
+-export([up_generation/2]).
 -export([connections/1]).
 -export([send/7]).
 -export([kill_connections/2]).
@@ -68,6 +69,7 @@
     nodes/1,
     is_connected/3,
     is_fully_connected/2,
+    up_generation/2,
     connections/1,
     send/7,
     kill_connections/2,
@@ -293,6 +295,17 @@ send(_Engine, _Node, _Channel, _PartitionKey, _Target, _Payload, _Mode) ->
 -spec kill_connections(engine(), [node()]) -> ok.
 
 kill_connections(_Engine, _Nodes) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc While `Node' is up, the number of times it came up: the current
+%% connection life, which a later `node_down' ends; `false' when it is down.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec up_generation(engine(), node()) -> pos_integer() | false.
+
+up_generation(_Engine, _Node) ->
     ?NOT_LOADED.
 
 

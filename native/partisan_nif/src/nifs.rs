@@ -241,6 +241,19 @@ fn is_connected(res: ResourceArc<EngineRes>, node: Term, channel: Atom) -> NifRe
     })
 }
 
+/// The node's current connection life while it is up (see `Engine::up_generation`), else false.
+#[rustler::nif]
+fn up_generation<'a>(
+    env: Env<'a>,
+    res: ResourceArc<EngineRes>,
+    node: Term<'a>,
+) -> NifResult<Term<'a>> {
+    Ok(match res.engine.up_generation(&atom_text(node)?) {
+        Some(g) => g.encode(env),
+        None => false.encode(env),
+    })
+}
+
 #[rustler::nif]
 fn is_fully_connected(res: ResourceArc<EngineRes>, node: Term) -> NifResult<bool> {
     Ok(res.engine.is_fully_connected(&atom_text(node)?))

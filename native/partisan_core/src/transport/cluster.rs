@@ -258,6 +258,9 @@ pub(crate) fn refresh_up(inner: &Inner, peer: &Peer, why: CloseReason) {
     if peer.up.load(Ordering::Acquire) == now {
         return;
     }
+    if now {
+        peer.generation.fetch_add(1, Ordering::AcqRel);
+    }
     peer.up.store(now, Ordering::Release);
     let name = peer.name.clone();
     inner.handler.event(if now {

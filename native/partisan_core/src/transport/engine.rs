@@ -318,6 +318,15 @@ impl Engine {
             .is_some_and(|p| p.is_connected(channel))
     }
 
+    /// While the node is up, the number of times it came up (its current connection life).
+    pub fn up_generation(&self, name: &str) -> Option<u64> {
+        let peer = self.inner.peer(name)?;
+        let _stable = peer.up_changes.lock();
+        peer.up
+            .load(Ordering::Acquire)
+            .then(|| peer.generation.load(Ordering::Acquire))
+    }
+
     pub fn is_fully_connected(&self, name: &str) -> bool {
         self.inner
             .peer(name)

@@ -106,6 +106,9 @@ pub struct Peer {
     /// also emits the event, so events and the state never disagree.
     pub(crate) up: AtomicBool,
     pub(crate) up_changes: Mutex<()>,
+    /// Counts the times the peer came up: names the current connection life, so that a late
+    /// `node_down` of an earlier one can be told apart (`Engine::up_generation`).
+    pub(crate) generation: AtomicU64,
     /// The newest life of the peer seen on any connection: connections of older lives are
     /// closed when a newer one arrives, and refused after.
     pub(crate) incarnation: AtomicU64,
@@ -134,6 +137,7 @@ impl Peer {
             removed: AtomicBool::new(false),
             up: AtomicBool::new(false),
             up_changes: Mutex::new(()),
+            generation: AtomicU64::new(0),
             incarnation: AtomicU64::new(0),
         }
     }
