@@ -11,7 +11,9 @@
 %%
 %% Distributed Erlang connects the orchestrator to the two nodes, to set each
 %% run up and to collect its result (one message at the end); during a run
-%% over partisan, the traffic between the two nodes is partisan's.
+%% over partisan, the traffic between the two nodes is partisan's, and a
+%% process of the other node is addressed by that node's partisan name
+%% (`partisan:node()' there).
 %% @end
 %% -----------------------------------------------------------------------------
 -module(partisan_bench).
@@ -148,7 +150,9 @@ workloads(Config, Ctx) ->
 
 all_workloads(Config, Ctx) ->
     #{senders := Senders, bursts := Bursts} = Config,
-    [flow(N, Size, Config) || N <- Senders, Size <- [64, ?KiB, 64 * ?KiB, ?MiB]]
+    [flow(plain, N, Size, Config) || N <- Senders, Size <- [64, ?KiB, 64 * ?KiB, ?MiB]]
+    ++ [flow(named, 16, Size, Config) || Size <- [64, ?KiB]]
+    ++ [flow(pid_ref, N, 64, Config) || N <- Senders]
     ++ [burst(N, M, Config) || M <- Bursts, N <- Senders]
     ++ [#{id => latency, kind => latency, params => maps:get(latency, Config)},
         #{id => hol, kind => hol, params => maps:get(hol, Config),
@@ -157,10 +161,18 @@ all_workloads(Config, Ctx) ->
           available => maps:get(gen_server, Ctx)}].
 
 
-flow(N, Size, #{flow_cap_ms := Cap, scale := Scale}) ->
-    #{id => {flow, N, Size, window(Size)}, kind => throughput, senders => N, size => Size,
-      window => window(Size), count => max(1, flow_total(Size) div Scale div N),
-      cap_ms => Cap}.
+%% A flow-controlled workload; Message is what the senders send (see
+%% partisan_bench_load:spawn_senders/2): `named' and `pid_ref' are the rows
+%% with a run-time name, and with a pid and a reference, in the messages.
+flow(Message, N, Size, #{flow_cap_ms := Cap, scale := Scale}) ->
+    #{id => {flow_kind(Message), N, Size, window(Size)}, kind => throughput,
+      message => Message, senders => N, size => Size, window => window(Size),
+      count => max(1, flow_total(Size) div Scale div N), cap_ms => Cap}.
+
+
+flow_kind(plain) -> flow;
+flow_kind(named) -> flow_names;
+flow_kind(pid_ref) -> flow_pid_ref.
 
 
 burst(N, M, #{burst_cap_ms := Cap}) ->
@@ -207,7 +219,8 @@ stop_nodes(Nodes) ->
 
 
 %% Loads the workload code on both nodes, connects them over Distributed Erlang
-%% (for the disterl runs), starts partisan on both and joins them.
+%% (for the disterl runs), starts partisan on both and joins them. The context
+%% keeps, per node, the name partisan gives it (`partisan:node()' there).
 setup([{_, A}, {_, B}]) ->
     progress("nodes ~ts and ~ts up; starting partisan", [A, B]),
     [ok = rpc(N, ?LOAD, load, []) || N <- [A, B]],
@@ -216,12 +229,14 @@ setup([{_, A}, {_, B}]) ->
            {channels, #{bulk => #{parallelism => 1}}}] ++ bench_env(),
     SpecA = start_partisan(A, Env),
     _ = start_partisan(B, Env),
+    Names = #{A => rpc(A, partisan, node, []), B => rpc(B, partisan, node, [])},
     ok = rpc(B, partisan_peer_service, join, [SpecA]),
-    [rpc(X, ?LOAD, wait_connected, [Y, ?CONNECT_MS]) orelse
-         fail("partisan: ~ts is not fully connected to ~ts", [X, Y]) || {X, Y} <- [{A, B}, {B, A}]],
+    [rpc(X, ?LOAD, wait_connected, [maps:get(Y, Names), ?CONNECT_MS]) orelse
+         fail("partisan: ~ts is not fully connected to ~ts", [X, maps:get(Y, Names)])
+     || {X, Y} <- [{A, B}, {B, A}]],
     GenServer = lists:all(fun(N) -> rpc(N, code, which, [partisan_gen_server]) =/= non_existing end,
                           [A, B]),
-    #{a => A, b => B, gen_server => GenServer}.
+    #{a => A, b => B, partisan_names => Names, gen_server => GenServer}.
 
 
 start_partisan(Node, Env) ->
@@ -312,56 +327,86 @@ via(partisan, undefined) -> {partisan, #{}};
 via(partisan, Channel) -> {partisan, #{channel => Channel}}.
 
 
-run_workload(#{a := A, b := B}, #{kind := throughput} = W, Transport) ->
+%% The name of Node (a Distributed Erlang name) on Transport.
+node_name(disterl, _Ctx, Node) -> Node;
+node_name(partisan, #{partisan_names := Names}, Node) -> maps:get(Node, Names).
+
+
+%% How the processes of a run address Pid (which the orchestrator got over
+%% Distributed Erlang): as it is, unless partisan knows its node by another
+%% name (see partisan_bench_load:dest()).
+dest(Transport, Ctx, Pid) ->
+    case node_name(Transport, Ctx, node(Pid)) of
+        Node when Node =:= node(Pid) -> Pid;
+        Node -> {at, Node, Pid}
+    end.
+
+
+%% Where the receiver of Sender returns its credits (partisan_bench_load:reply_to()).
+reply_to(plain, Transport, Ctx, Sender) ->
+    dest(Transport, Ctx, Sender);
+reply_to(named, Transport, Ctx, Sender) ->
+    #{name_in_message => node_name(Transport, Ctx, node(Sender))};
+reply_to(pid_ref, Transport, Ctx, Sender) ->
+    #{pid_in_message => Sender, node => node_name(Transport, Ctx, node(Sender))}.
+
+
+run_workload(#{a := A, b := B} = Ctx, #{kind := throughput} = W, Transport) ->
     #{senders := N, size := Size, window := Window, count := Count, cap_ms := Cap} = W,
+    Message = maps:get(message, W, plain),
     Via = via(Transport, undefined),
     Ref = make_ref(),
     Spec = #{via => Via, count => Count, payload => rand:bytes(Size), window => Window,
-             cap_ms => Cap},
+             cap_ms => Cap, message => Message},
     Senders = rpc(A, ?LOAD, spawn_senders, [N, Spec]),
-    Receivers = rpc(B, ?LOAD, spawn_receivers, [Senders, Via, Window, {self(), Ref}, Cap + ?GRACE_MS]),
+    ReplyTos = [reply_to(Message, Transport, Ctx, S) || S <- Senders],
+    Drops0 = engine_drops(Transport, B),
+    Receivers = rpc(B, ?LOAD, spawn_receivers, [ReplyTos, Via, Window, {self(), Ref}, Cap + ?GRACE_MS]),
     Watch = watch(Senders),
-    T0 = rpc(A, ?LOAD, go, [lists:zip(Senders, Receivers)]),
+    T0 = rpc(A, ?LOAD, go, [lists:zip(Senders, [dest(Transport, Ctx, R) || R <- Receivers])]),
     Result = await(Ref, Cap + ?GRACE_MS + 5000, Watch),
     _ = rpc(A, ?LOAD, kill, [Senders]),
-    throughput_metrics(Result, T0, N * Count);
+    throughput_metrics(Result, T0, N * Count, drops_since(Drops0, engine_drops(Transport, B)));
 
-run_workload(#{a := A, b := B}, #{kind := latency, params := Params}, Transport) ->
+run_workload(#{a := A, b := B} = Ctx, #{kind := latency, params := Params}, Transport) ->
     Via = via(Transport, undefined),
     Ref = make_ref(),
     Pinger = rpc(A, ?LOAD, spawn_pinger, [Via, Params, {self(), Ref}]),
-    Ponger = rpc(B, ?LOAD, spawn_ponger, [Via, Pinger]),
+    Ponger = rpc(B, ?LOAD, spawn_ponger, [Via, dest(Transport, Ctx, Pinger)]),
     Watch = watch([Pinger, Ponger]),
-    _ = rpc(A, ?LOAD, go, [[{Pinger, Ponger}]]),
+    _ = rpc(A, ?LOAD, go, [[{Pinger, dest(Transport, Ctx, Ponger)}]]),
     Result = await(Ref, maps:get(cap_ms, Params) * 2 + 5000, Watch),
     ok = rpc(B, ?LOAD, kill, [[Ponger]]),
     latency_metrics(Result, maps:get(count, Params));
 
-run_workload(#{a := A, b := B}, #{kind := hol, params := Params, bulk := Bulk}, Transport) ->
+run_workload(#{a := A, b := B} = Ctx, #{kind := hol, params := Params, bulk := Bulk},
+             Transport) ->
     #{size := Size, window := Window} = Bulk,
     Via = via(Transport, undefined),
     BulkVia = via(Transport, bulk),
     Ref = make_ref(),
+    Dest = fun(Pid) -> dest(Transport, Ctx, Pid) end,
     Streamer = rpc(A, ?LOAD, spawn_streamer, [BulkVia, #{payload => rand:bytes(Size),
                                                          window => Window}]),
-    Sink = rpc(B, ?LOAD, spawn_sink, [BulkVia, Streamer, Window]),
+    Sink = rpc(B, ?LOAD, spawn_sink, [BulkVia, Dest(Streamer), Window]),
     Pinger = rpc(A, ?LOAD, spawn_pinger, [Via, Params, {self(), Ref}]),
-    Ponger = rpc(B, ?LOAD, spawn_ponger, [Via, Pinger]),
+    Ponger = rpc(B, ?LOAD, spawn_ponger, [Via, Dest(Pinger)]),
     Watch = watch([Streamer, Sink, Pinger, Ponger]),
-    _ = rpc(A, ?LOAD, go, [[{Streamer, Sink}, {Pinger, Ponger}]]),
+    _ = rpc(A, ?LOAD, go, [[{Streamer, Dest(Sink)}, {Pinger, Dest(Ponger)}]]),
     Result = await(Ref, maps:get(cap_ms, Params) * 2 + 5000, Watch),
     Stream = stop_stream(Streamer),
     ok = rpc(A, ?LOAD, kill, [[Streamer, Pinger]]),
     ok = rpc(B, ?LOAD, kill, [[Sink, Ponger]]),
     hol_metrics(latency_metrics(Result, maps:get(count, Params)), Stream);
 
-run_workload(#{a := A, b := B}, #{kind := call, params := Params}, Transport) ->
+run_workload(#{a := A, b := B} = Ctx, #{kind := call, params := Params}, Transport) ->
     Behaviour = case Transport of disterl -> gen_server; partisan -> partisan_gen_server end,
     {ok, Server} = rpc(B, ?LOAD, start_echo, [Behaviour]),
     Ref = make_ref(),
     Caller = rpc(A, ?LOAD, spawn_caller, [Behaviour, Params, rand:bytes(64), {self(), Ref}]),
     Watch = watch([Caller, Server]),
-    _ = rpc(A, ?LOAD, go, [[{Caller, {rpc(A, ?LOAD, echo_name, [Behaviour]), B}}]]),
+    Name = {rpc(A, ?LOAD, echo_name, [Behaviour]), node_name(Transport, Ctx, B)},
+    _ = rpc(A, ?LOAD, go, [[{Caller, Name}]]),
     Result = await(Ref, maps:get(cap_ms, Params) + ?GRACE_MS, Watch),
     ok = rpc(B, ?LOAD, kill, [[Server]]),
     call_metrics(Result).
@@ -417,15 +462,31 @@ flush() ->
 %% =============================================================================
 
 
-throughput_metrics(#{received := Got, bytes := Bytes, sent := Sent, t_end := TEnd}, T0, Planned)
+%% Dropped: the messages the receiving engine dropped during the run, by
+%% counter (partisan only). A run whose receivers got nothing stalled: a
+%% flow-controlled sender stops at its window, and waits out the cap.
+throughput_metrics(#{received := Got, bytes := Bytes, sent := Sent, t_end := TEnd}, T0, Planned,
+                   Dropped)
 when Got > 0 ->
     Us = max(1, TEnd - T0),
     #{msgs_per_s => Got * 1.0e6 / Us, mb_per_s => Bytes / Us,
-      lost => Sent - Got, capped => Sent < Planned};
-throughput_metrics(#{received := 0}, _, _) ->
+      lost => Sent - Got, capped => Sent < Planned, dropped => Dropped};
+throughput_metrics(#{received := 0, sent := Sent}, _, _, Dropped) when Sent > 0 ->
+    {error, {stalled, #{sent => Sent, delivered => 0, dropped => Dropped}}};
+throughput_metrics(#{received := 0}, _, _, _) ->
     {error, nothing_received};
-throughput_metrics(Other, _, _) ->
+throughput_metrics(Other, _, _, _) ->
     {error, Other}.
+
+
+engine_drops(disterl, _Node) -> #{};
+engine_drops(partisan, Node) -> rpc(Node, ?LOAD, engine_drops, []).
+
+
+%% The counters that grew, and by how much.
+drops_since(Before, After) ->
+    maps:filter(fun(_, N) -> N > 0 end,
+                maps:map(fun(Key, N) -> N - maps:get(Key, Before, 0) end, After)).
 
 
 latency_metrics(#{rtts_us := []}, _Planned) ->
@@ -549,7 +610,11 @@ progress(Fmt, Args) ->
 
 
 fail(Fmt, Args) ->
-    throw({bench_failed, lists:flatten(io_lib:format(Fmt, Args))}).
+    throw({bench_failed, flat(Fmt, Args)}).
+
+
+flat(Fmt, Args) ->
+    lists:flatten(io_lib:format(Fmt, Args)).
 
 
 %% BENCH_PARTISAN_ENV="[{io_nice, 10}]" adds partisan settings (an Erlang

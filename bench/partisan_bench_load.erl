@@ -10,7 +10,12 @@
 %% orchestrator as one message at the end.
 %%
 %% Every atom in a workload message appears in this module, which is loaded on
-%% both nodes, so a receiver that decodes safely knows them all.
+%% both nodes, so a receiver that decodes safely knows them all; all but the
+%% sender names of the `named' flow rows, which are made at run time on the
+%% sending node precisely so that the receiving node has never seen them.
+%%
+%% Over partisan, a process of the other node is addressed by that node's
+%% partisan name (see `dest()').
 %% @end
 %% -----------------------------------------------------------------------------
 -module(partisan_bench_load).
@@ -27,6 +32,7 @@
 %% throughput
 -export([spawn_senders/2]).
 -export([spawn_receivers/5]).
+-export([engine_drops/0]).
 
 %% latency and head-of-line blocking
 -export([spawn_pinger/3]).
@@ -51,14 +57,29 @@
 -export([handle_cast/2]).
 
 -type via() :: disterl | {partisan, map()}.
+%% Where a message goes: what `erlang:send/2' takes (a pid, `{Name, Node}'),
+%% or, over partisan, `{at, Node, Pid}': a pid the orchestrator got over
+%% Distributed Erlang, whose node partisan knows by another name, `Node'
+%% (sent with `partisan:forward_message/4').
+-type dest() :: pid() | {atom(), node()} | {at, node(), pid()}.
+%% Where a receiver returns its credits: a fixed `dest()';
+%% `#{name_in_message := Node}': to `{Name, Node}', Name being the one the
+%% sender's first messages carry; `#{pid_in_message := Sender, node := Node}':
+%% to the pid every message carries, which must be Sender's process as seen
+%% under the node name `Node'.
+-type reply_to() :: dest() | #{name_in_message := node()}
+                  | #{pid_in_message := pid(), node := node()}.
+%% What a sender sends (see spawn_senders/2).
+-type message() :: plain | named | pid_ref.
 -type sender_spec() :: #{
     via := via(),
     count := pos_integer(),
     payload := binary(),
     window := pos_integer() | infinity,
-    cap_ms := pos_integer()
+    cap_ms := pos_integer(),
+    message => message()
 }.
--export_type([via/0, sender_spec/0]).
+-export_type([via/0, dest/0, reply_to/0, message/0, sender_spec/0]).
 
 -define(TIME_CHECK_EVERY, 256).
 -define(SAMPLE_MS, 10).
@@ -124,19 +145,58 @@ kill(Pids) ->
 %% =============================================================================
 
 
-%% @doc Spawns N parked senders; each, once released with its receiver, sends
-%% `count' messages `{bench_data, Payload}' (or fewer, if `cap_ms' runs out),
-%% keeping at most `window' unacknowledged, then `{bench_end, Sent}'.
+%% @doc Spawns N parked senders; each, once released with its receiver (a
+%% `dest()'), sends `count' messages (or fewer, if `cap_ms' runs out), keeping
+%% at most `window' unacknowledged, then `{bench_end, Sent}'. The messages,
+%% by `message' (default `plain'):
+%% <ul>
+%% <li>`plain': `{bench_data, Payload}';</li>
+%% <li>`named': the same, but the first `window' are `{bench_named, Name,
+%% Payload}', where Name is the name the sender registered itself under, made
+%% at run time (the receiver returns its credits to that name);</li>
+%% <li>`pid_ref': `{bench_req, self(), make_ref(), Payload}', a fresh
+%% reference in each (the receiver returns its credits to that pid).</li>
+%% </ul>
 -spec spawn_senders(pos_integer(), sender_spec()) -> [pid()].
 spawn_senders(N, Spec) ->
-    [spawn_parked(fun(Receiver) -> sender(Receiver, Spec) end) || _ <- lists:seq(1, N)].
+    [spawn_parked(fun() -> messages(I, Spec) end,
+                  fun(Receiver, Messages) -> sender(Receiver, Messages, Spec) end)
+     || I <- lists:seq(1, N)].
 
 
-sender(Receiver, #{via := Via, count := Count, payload := Payload,
-                   window := Window, cap_ms := CapMs}) ->
+%% The messages of the first window (`none': the same as the rest) and of the
+%% rest; made before the sender is released, so that registering is not timed.
+messages(I, #{payload := Payload} = Spec) ->
+    case maps:get(message, Spec, plain) of
+        plain ->
+            {none, {bench_data, Payload}};
+        named ->
+            Name = run_time_name(I),
+            true = register(Name, self()),
+            {{bench_named, Name, Payload}, {bench_data, Payload}};
+        pid_ref ->
+            Self = self(),
+            {none, {fresh, fun() -> {bench_req, Self, make_ref(), Payload} end}}
+    end.
+
+
+%% A name made now, on this node, unique to this run: no module holds it as a
+%% literal, so the receiving node has never had this atom.
+run_time_name(I) ->
+    list_to_atom("bench_rt_" ++ integer_to_list(I) ++ "_"
+                 ++ integer_to_list(erlang:unique_integer([positive]))).
+
+
+sender(Receiver, {First, Rest}, #{via := Via, count := Count, window := Window,
+                                  cap_ms := CapMs}) ->
     Deadline = now_ms() + CapMs,
-    Msg = {bench_data, Payload},
-    Sent = send_loop(Via, Receiver, Msg, Count, Window, Deadline, 0, 0),
+    %% The first window goes out before any credit can come back, so the
+    %% receiver has had a first message by the time it owes one.
+    Sent0 = case First of
+        none -> 0;
+        _ -> send_loop(Via, Receiver, First, min(Count, Window), Window, Deadline, 0, 0)
+    end,
+    Sent = send_loop(Via, Receiver, Rest, Count, Window, Deadline, Sent0, 0),
     _ = send(Via, Receiver, {bench_end, Sent}).
 
 
@@ -155,24 +215,30 @@ send_loop(Via, To, Msg, Count, Window, Deadline, Sent, Acked) ->
         true ->
             Sent;
         false ->
-            Sent1 = Sent + ok_count(send(Via, To, Msg)),
+            Sent1 = Sent + ok_count(send(Via, To, message(Msg))),
             send_loop(Via, To, Msg, Count, Window, Deadline, Sent1, Acked)
     end.
 
 
-%% @doc Spawns one receiver per sender (in order) and a collector; returns the
-%% receivers. A receiver counts `{bench_data, _}' messages and their bytes,
-%% returns `{bench_credit, Window div 2}' every `Window div 2' of them, and
-%% on `{bench_end, Sent}' reports to the collector. The collector sends
+%% A message as it is, or `{fresh, Make}': made anew for every send.
+message({fresh, Make}) -> Make();
+message(Msg) -> Msg.
+
+
+%% @doc Spawns one receiver per sender (given as where its credits go, in
+%% order) and a collector; returns the receivers. A receiver counts the data
+%% messages of {@link spawn_senders/2} and their payload bytes, returns
+%% `{bench_credit, Window div 2}' every `Window div 2' of them, and on
+%% `{bench_end, Sent}' reports to the collector. The collector sends
 %% `{bench_result, Ref, Result}' to `Owner' once every receiver reported, or
 %% `{bench_result, Ref, timeout}' after `CapMs'.
--spec spawn_receivers([pid()], via(), pos_integer() | infinity, {pid(), reference()},
+-spec spawn_receivers([reply_to()], via(), pos_integer() | infinity, {pid(), reference()},
                       pos_integer()) -> [pid()].
-spawn_receivers(Senders, Via, Window, {Owner, Ref}, CapMs) ->
+spawn_receivers(ReplyTos, Via, Window, {Owner, Ref}, CapMs) ->
     Self = self(),
     Collector = spawn(fun() ->
         process_flag(trap_exit, true),
-        Receivers = [spawn_link(fun() -> receiver(Via, S, Window) end) || S <- Senders],
+        Receivers = [spawn_link(fun() -> receiver(Via, R, Window) end) || R <- ReplyTos],
         Self ! {bench_receivers, self(), Receivers},
         Owner ! {bench_result, Ref, collect(Receivers, CapMs)}
     end),
@@ -185,27 +251,84 @@ spawn_receivers(Senders, Via, Window, {Owner, Ref}, CapMs) ->
 
 
 %% @doc A receiver (as above) that never reports: the sink of a stream.
--spec spawn_sink(via(), pid(), pos_integer()) -> pid().
+-spec spawn_sink(via(), dest(), pos_integer()) -> pid().
 spawn_sink(Via, Streamer, Window) ->
     spawn(fun() -> receiver(Via, Streamer, Window) end).
 
 
-receiver(Via, Sender, Window) ->
+receiver(Via, ReplyTo, Window) ->
     Credit = case Window of infinity -> infinity; _ -> max(1, Window div 2) end,
-    receive_loop(Via, Sender, Credit, Credit, 0, 0).
+    receive_loop(Via, ReplyTo, Credit, Credit, 0, 0).
 
 
-receive_loop(Via, Sender, Credit, Left, N, Bytes) ->
+receive_loop(Via, ReplyTo, Credit, Left, N, Bytes) ->
     receive
-        {bench_data, Bin} when Left =:= 1 ->
-            _ = send(Via, Sender, {bench_credit, Credit}),
-            receive_loop(Via, Sender, Credit, Credit, N + 1, Bytes + byte_size(Bin));
         {bench_data, Bin} ->
-            receive_loop(Via, Sender, Credit, decr(Left), N + 1, Bytes + byte_size(Bin));
+            counted(Via, ReplyTo, Credit, Left, N, Bytes + byte_size(Bin));
+        {bench_named, Name, Bin} ->
+            counted(Via, named(ReplyTo, Name), Credit, Left, N, Bytes + byte_size(Bin));
+        {bench_req, Pid, Ref, Bin} ->
+            counted(Via, sender_in(Via, ReplyTo, Pid, Ref), Credit, Left, N,
+                    Bytes + byte_size(Bin));
         {bench_end, Sent} ->
             exit({bench_received, #{received => N, bytes => Bytes, sent => Sent,
                                     t_end => os:system_time(microsecond)}})
     end.
+
+
+%% One more message received; a credit goes back every `Credit' of them.
+counted(Via, ReplyTo, Credit, 1, N, Bytes) ->
+    _ = send(Via, ReplyTo, {bench_credit, Credit}),
+    receive_loop(Via, ReplyTo, Credit, Credit, N + 1, Bytes);
+counted(Via, ReplyTo, Credit, Left, N, Bytes) ->
+    receive_loop(Via, ReplyTo, Credit, decr(Left), N + 1, Bytes).
+
+
+%% Credits go to the name the sender's first messages carry, on its node;
+%% another name is a broken workload (a crash, reported as such).
+named(#{name_in_message := Node}, Name) -> {Name, Node};
+named({Name, _Node} = To, Name) -> To.
+
+
+%% Credits go to the pid the message carries. The first one is checked to be
+%% the sender's process under the name this transport gives its node (for
+%% partisan, `partisan:node/1'); every later one must be that same pid, with a
+%% reference of its node (cheap checks, as they are made for every message).
+sender_in(_Via, Pid, Pid, Ref) when is_reference(Ref), node(Ref) =:= node(Pid) ->
+    Pid;
+sender_in(Via, #{pid_in_message := Sender, node := Node}, Pid, Ref) when is_pid(Pid) ->
+    case node_of(Via, Pid) =:= Node andalso same_process(Pid, Sender) of
+        true -> sender_in(Via, Pid, Pid, Ref);
+        false -> not_the_sender(Via, Pid, Ref, Node)
+    end;
+sender_in(Via, #{node := Node}, Pid, Ref) ->
+    not_the_sender(Via, Pid, Ref, Node);
+sender_in(Via, First, Pid, Ref) ->
+    not_the_sender(Via, Pid, Ref, node(First)).
+
+
+%% Ends the receiver with what the report needs to say what was wrong.
+not_the_sender(Via, Pid, Ref, SenderNode) ->
+    exit({bench_not_the_sender, #{pid => Pid, pid_node => node_of(Via, Pid),
+                                  ref_node => node_of(Via, Ref), sender_node => SenderNode}}).
+
+
+%% The node of a pid or reference as this transport names it; `none' for
+%% anything else.
+node_of(disterl, Arg) when is_pid(Arg); is_reference(Arg) -> node(Arg);
+node_of({partisan, _}, Arg) when is_pid(Arg); is_reference(Arg) -> partisan:node(Arg);
+node_of(_Via, _) -> none.
+
+
+%% Whether two pids, perhaps under different node names, are one process: the
+%% same number and serial (`<X.Number.Serial>').
+same_process(Pid, Pid) -> true;
+same_process(Pid, Other) -> process_id(Pid) =:= process_id(Other).
+
+
+process_id(Pid) ->
+    [_Node, Number, Serial] = string:lexemes(pid_to_list(Pid), "<.>"),
+    {Number, Serial}.
 
 
 decr(infinity) -> infinity;
@@ -236,6 +359,14 @@ collect(Left, Deadline, Acc) ->
 merge_received(#{received := N, bytes := B, sent := S, t_end := T}, Acc) ->
     #{received := N0, bytes := B0, sent := S0, t_end := T0} = Acc,
     Acc#{received := N0 + N, bytes := B0 + B, sent := S0 + S, t_end := max(T0, T)}.
+
+
+%% @doc This node's engine counters of dropped messages (`dropped_*'): read
+%% around a partisan run, they say why its messages did not arrive.
+-spec engine_drops() -> #{atom() => non_neg_integer()}.
+engine_drops() ->
+    maps:filter(fun(Key, _) -> lists:prefix("dropped_", atom_to_list(Key)) end,
+                partisan_nif:stats(partisan_nif:engine())).
 
 
 %% =============================================================================
@@ -274,7 +405,7 @@ ping_loop(Via, Ponger, N, Deadline, Acc) ->
 
 
 %% @doc Answers every `{bench_ping, N}' from `Pinger' with `{bench_pong, N}'.
--spec spawn_ponger(via(), pid()) -> pid().
+-spec spawn_ponger(via(), dest()) -> pid().
 spawn_ponger(Via, Pinger) ->
     spawn(fun() -> pong_loop(Via, Pinger) end).
 
@@ -479,10 +610,12 @@ page_size() ->
 %% =============================================================================
 
 
-%% The transport under measurement.
+%% The transport under measurement, to a dest().
 send(disterl, To, Msg) ->
     _ = erlang:send(To, Msg),
     ok;
+send({partisan, Opts}, {at, Node, Pid}, Msg) ->
+    partisan:forward_message(Node, Pid, Msg, Opts);
 send({partisan, Opts}, To, Msg) ->
     partisan:forward_message(To, Msg, Opts).
 
@@ -492,7 +625,16 @@ ok_count(_) -> 0.
 
 
 spawn_parked(Fun) ->
-    spawn(fun() -> receive {bench_go, Peer} -> Fun(Peer) end end).
+    spawn_parked(fun() -> ready end, fun(Peer, ready) -> Fun(Peer) end).
+
+
+%% A process that runs Prepare() at once, then waits to be released with its
+%% peer and runs Fun(Peer, WhatPrepareReturned).
+spawn_parked(Prepare, Fun) ->
+    spawn(fun() ->
+        Ready = Prepare(),
+        receive {bench_go, Peer} -> Fun(Peer, Ready) end
+    end).
 
 
 now_ms() ->

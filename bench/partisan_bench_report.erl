@@ -27,6 +27,10 @@
 -spec workload_label(term()) -> string().
 workload_label({flow, N, Size, W}) ->
     flat("flow ~b×~ts, W=~b", [N, size_label(Size), W]);
+workload_label({flow_names, N, Size, W}) ->
+    flat("flow ~b×~ts names, W=~b", [N, size_label(Size), W]);
+workload_label({flow_pid_ref, N, Size, W}) ->
+    flat("flow ~b×~ts pid+ref, W=~b", [N, size_label(Size), W]);
 workload_label({burst, N, M}) ->
     flat("burst ~b×~ts msgs of 64 B", [N, count(M)]);
 workload_label(latency) -> "latency 64 B ping-pong";
@@ -46,6 +50,8 @@ count(N) -> integer_to_list(N).
 
 %% @doc One line about one run, for the progress log.
 -spec headline(term(), map() | {error, term()}) -> string().
+headline(_, {error, {stalled, Info}}) ->
+    "STALLED: " ++ stalled_text(Info);
 headline(_, {error, Reason}) ->
     flat("FAILED: ~P", [Reason, 8]);
 headline(_, #{msgs_per_s := R, mb_per_s := M} = Metrics) ->
@@ -61,7 +67,20 @@ headline(_, #{calls_per_s := R}) ->
 
 
 lost_note(#{lost := 0}) -> "";
-lost_note(#{lost := N}) -> flat(" (~b lost)", [N]).
+lost_note(#{lost := N} = Metrics) ->
+    flat(" (~b lost~ts)", [N, drops_text(maps:get(dropped, Metrics, #{}))]).
+
+
+%% A run whose receivers got none of the messages sent (a flow stops at its
+%% window, then at the wall-clock cap), and what the receiving engine dropped.
+stalled_text(#{sent := Sent, delivered := Got, dropped := Dropped}) ->
+    flat("~b of ~b messages delivered before the wall-clock cap~ts", [Got, Sent, drops_text(Dropped)]).
+
+
+drops_text(Dropped) when map_size(Dropped) =:= 0 -> "";
+drops_text(Dropped) ->
+    flat("; the receiving engine dropped ~ts",
+         [lists:join(", ", [flat("~b (~ts)", [N, K]) || {K, N} <- lists:sort(maps:to_list(Dropped))])]).
 
 
 %% =============================================================================
@@ -238,6 +257,13 @@ first_only(#{first := true}, Fun) -> Fun();
 first_only(_, _) -> "″".
 
 
+value_cell(#{values := [], errors := [_ | _] = Errors} = S) ->
+    case [Sent || {stalled, #{sent := Sent}} <- Errors] of
+        [Sent | _] when length(Errors) =:= map_get(runs, S) ->
+            flat("stalled (0 of ~ts delivered)", [num(Sent)]);
+        _ ->
+            "failed" ++ markers(S)
+    end;
 value_cell(#{values := []} = S) ->
     "failed" ++ markers(S);
 value_cell(#{values := Values} = S) ->
@@ -295,7 +321,18 @@ notes(Rows) ->
      "measured); `†` messages lost (sent but not received); "
      "long_schedule counts `long_schedule` events over 10 ms on both nodes, all rounds together "
      "(″: same workload as above). See bench/README.md.\n" |
-     [flat("~nerror: ~ts over ~ts: ~P~n", [L, T, E, 12]) || {L, T, E} <- Errors]].
+     [error_note(L, T, E) || {L, T, E} <- Errors]].
+
+
+error_note(Label, Transport, {stalled, Info}) ->
+    flat("~nstalled: ~ts over ~ts: ~ts~n", [Label, Transport, stalled_text(Info)]);
+error_note(Label, Transport, {error, {bench_not_the_sender, Info}}) ->
+    #{pid := Pid, pid_node := PidNode, ref_node := RefNode, sender_node := SenderNode} = Info,
+    flat("~nerror: ~ts over ~ts: a message carried the pid ~p, of node ~p, and a reference of "
+         "node ~p; the receiver expected its sender, a process of node ~p~n",
+         [Label, Transport, Pid, PidNode, RefNode, SenderNode]);
+error_note(Label, Transport, Error) ->
+    flat("~nerror: ~ts over ~ts: ~P~n", [Label, Transport, Error, 12]).
 
 
 %% =============================================================================
@@ -357,10 +394,21 @@ svg_bar(#{na := Why}, Mid, Scale) ->
 svg_bar(Row, Mid, Scale) ->
     case advantage(ratio(Row), Row) of
         none ->
-            text(Scale(1.0) + 8, Mid + 4, "no result", "fill=\"#888\" font-style=\"italic\"");
+            text(Scale(1.0) + 8, Mid + 4, no_result(Row), "fill=\"#888\" font-style=\"italic\"");
         Adv ->
             Whiskers = [advantage(R, Row) || R <- maps:get(ratios, Row)],
             [bar(Adv, Mid, Scale), whisker(Whiskers, Mid, Scale), bar_label(Adv, Whiskers, Mid, Scale)]
+    end.
+
+
+%% Why a row has no bar: a transport stalled, or no result at all.
+no_result(Row) ->
+    Stalled = [T || T <- [disterl, partisan],
+                    #{errors := Es} <- [maps:get(T, Row, #{errors => []})],
+                    lists:any(fun({stalled, _}) -> true; (_) -> false end, Es)],
+    case Stalled of
+        [] -> "no result";
+        _ -> flat("no result: ~ts stalled", [lists:join(" and ", [atom_to_list(T) || T <- Stalled])])
     end.
 
 
