@@ -202,4 +202,38 @@ defmodule Partisan do
   @doc "The local pid registered as `name` (an atom or a remote name)."
   @spec whereis(atom() | remote_ref()) :: pid() | port() | :undefined
   defdelegate whereis(name), to: :partisan
+
+  ## Monitors
+
+  @doc "Monitors a process on any node over partisan (see `:partisan.monitor/3`)."
+  @spec monitor(term()) :: reference()
+  defdelegate monitor(target), to: :partisan
+
+  @doc "Like `:erlang.monitor/2`, for processes on any node over partisan."
+  @spec monitor(:process | :port | :time_offset, term()) :: reference()
+  defdelegate monitor(type, target), to: :partisan
+
+  @doc "Like `:erlang.monitor/3`; options also `{:channel, c}` and `{:channel_fallback, bool}`."
+  @spec monitor(:process | :port | :time_offset, term(), list()) :: reference()
+  defdelegate monitor(type, target, opts), to: :partisan
+
+  @doc "Removes a monitor made by `monitor/1,2,3`."
+  @spec demonitor(reference()) :: true
+  defdelegate demonitor(ref), to: :partisan
+
+  @doc "Like `:erlang.demonitor/2` (`:flush`, `:info`)."
+  @spec demonitor(reference(), [:flush | :info]) :: boolean()
+  defdelegate demonitor(ref, opts), to: :partisan
+
+  @doc "Like `:erlang.monitor_node/2`, over partisan's connections."
+  @spec monitor_node(node() | node_spec(), boolean()) :: true
+  defdelegate monitor_node(node, flag), to: :partisan
+
+  @doc "Like `:net_kernel.monitor_nodes/1`, over partisan's connections."
+  @spec monitor_nodes(boolean()) :: :ok | :error
+  defdelegate monitor_nodes(flag), to: :partisan
+
+  @doc "Like `:net_kernel.monitor_nodes/2` (`:nodedown_reason`, `{:node_type, t}`)."
+  @spec monitor_nodes(boolean(), list()) :: :ok | :error
+  defdelegate monitor_nodes(flag, opts), to: :partisan
 end

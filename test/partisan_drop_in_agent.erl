@@ -351,7 +351,11 @@ monitor_down(Node, Name, How, Reason) ->
     %% (Not sent when the node is not connected.)
     _ = partisan:forward_message({echo, Node}, {exit, Name, Reason}),
     receive
-        {'DOWN', Ref, process, Object, Why} -> {down, Object =:= Target, Why}
+        {'DOWN', Ref, process, Object, Why} when Why =:= Reason; How =:= name ->
+            {down, Object =:= Target, Why};
+        {'DOWN', Ref, process, Object, Why} ->
+            %% Unexpected: say what the target was, for the log.
+            {down, Object =:= Target, Why, Target, catch erlang:node(Target)}
     after ?WAIT ->
         timeout
     end.

@@ -120,6 +120,19 @@ defmodule PartisanTest do
     assert {:atoms, ^n, ^digest} = :erpc.call(b, Partisan.TestInspector, :verdict, [inspector])
   end
 
+  test "a `use GenServer` module is called across nodes with Partisan.GenServer", %{a: a, b: b} do
+    name = :"stack_#{System.unique_integer([:positive])}"
+
+    assert {:ok, _} =
+             :erpc.call(b, Partisan.GenServer, :start, [Partisan.TestStack, [:one], [name: name]])
+
+    assert :ok = :erpc.call(a, Partisan.GenServer, :cast, [{name, b}, {:push, :two}])
+    assert :two = :erpc.call(a, Partisan.GenServer, :call, [{name, b}, :pop])
+    assert :one = :erpc.call(a, Partisan.GenServer, :call, [{name, b}, :pop])
+    assert :empty = :erpc.call(a, Partisan.GenServer, :call, [{name, b}, :pop, 1000])
+    assert :ok = :erpc.call(a, Partisan.GenServer, :stop, [{name, b}])
+  end
+
   ## Helpers
 
   defp start_peer(name) do
