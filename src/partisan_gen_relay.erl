@@ -21,6 +21,8 @@
 -export([start_link/0]).
 -export([call/5]).
 -export([stop/4]).
+-export([apply/5]).
+-export([cast_apply/4]).
 
 -export([init/1]).
 -export([handle_call/3]).
@@ -77,6 +79,29 @@ stop(Node, Target, Reason, Timeout) ->
 
 
 
+%% -----------------------------------------------------------------------------
+%% @doc Applies `M:F(A)' on `Node' (for {@link partisan_rpc} and
+%% {@link partisan_erpc}): `{reply, {value, V}}', `{reply, {exception, Class,
+%% Reason, Stack}}', or `{exit, Why}' when it could not run there. Exits as
+%% `gen_server:call/3' does on timeout.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec apply(node(), module(), atom(), list(), timeout()) ->
+    {reply, {value, term()} | {exception, atom(), term(), list()}} | {exit, term()}.
+
+apply(Node, M, F, A, Timeout) ->
+    gen_server:call(?SERVER, {apply, Node, M, F, A, Timeout}, Timeout).
+
+
+%% @doc Applies `M:F(A)' on `Node' without waiting for it.
+-spec cast_apply(node(), module(), atom(), list()) -> ok.
+
+cast_apply(Node, M, F, A) ->
+    _ = partisan:forward_message({?SERVER, Node}, {'$partisan_cast_apply', M, F, A}),
+    ok.
+
+
+
 %% =============================================================================
 %% GEN_SERVER
 %% =============================================================================
@@ -94,6 +119,11 @@ handle_call({call, Node, Target, Request, Timeout, Opts}, From, State) ->
     Key = make_ref(),
     expire(Key, Timeout),
     ask(Node, {'$partisan_call', Key, Target, Request, partisan:node()}, Opts, From, State);
+
+handle_call({apply, Node, M, F, A, Timeout}, From, State) ->
+    Key = make_ref(),
+    expire(Key, Timeout),
+    ask(Node, {'$partisan_apply', Key, M, F, A, partisan:node()}, #{}, From, State);
 
 handle_call({stop, Node, Target, Reason, Timeout}, From, State) ->
     Key = make_ref(),
@@ -123,6 +153,15 @@ handle_info({'$partisan_call', Key, Target, Request, Caller}, State) ->
             answer(Caller, Key, {exit, noproc}),
             {noreply, State}
     end;
+
+%% An apply runs in a process of its own, as rpc and erpc run them.
+handle_info({'$partisan_apply', Key, M, F, A, Caller}, State) ->
+    _ = spawn(fun() -> answer(Caller, Key, {reply, run(M, F, A)}) end),
+    {noreply, State};
+
+handle_info({'$partisan_cast_apply', M, F, A}, State) ->
+    _ = spawn(fun() -> run(M, F, A) end),
+    {noreply, State};
 
 %% Stopping takes as long as the server's terminate/2: a helper does it.
 handle_info({'$partisan_stop', Key, Target, Reason, Timeout, Caller}, State) ->
@@ -229,6 +268,14 @@ life(Node) ->
 
 is_over(_, false) -> true;
 is_over(Life, Now) -> Life =/= Now.
+
+
+run(M, F, A) ->
+    try
+        {value, erlang:apply(M, F, A)}
+    catch
+        Class:Reason:Stack -> {exception, Class, Reason, Stack}
+    end.
 
 
 answer(Caller, Key, Result) ->

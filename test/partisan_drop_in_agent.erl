@@ -46,6 +46,7 @@
 -export([gs_multi_call/4]).
 -export([gs_request/4]).
 -export([gs_stop/3]).
+-export([catching/3]).
 -export([capture_logs/0]).
 -export([captured_logs/0]).
 -export([log/2]).
@@ -539,6 +540,15 @@ gs_multi_call(Nodes, Name, Request, Timeout) ->
 gs_request(Node, Name, Request, Timeout) ->
     Id = partisan_gen_server:send_request({Name, Node}, Request),
     partisan_gen_server:receive_response(Id, Timeout).
+
+
+%% @doc `apply(M, F, A)': `{ok, Value}' or `{Class, Reason}'.
+-spec catching(module(), atom(), list()) -> term().
+
+catching(M, F, A) ->
+    try {ok, erlang:apply(M, F, A)}
+    catch Class:Reason -> {Class, Reason}
+    end.
 
 
 -spec gs_stop(node(), atom(), term()) -> term().

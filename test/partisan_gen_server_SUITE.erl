@@ -24,6 +24,7 @@
 -export([multi_call_and_abcast/1]).
 -export([send_request_and_stop/1]).
 -export([sys_works_on_the_server/1]).
+-export([rpc_and_erpc/1]).
 
 -import(partisan_test_nodes, [start/4, stop/1, mesh/1, cluster/1, name/1, call/4]).
 
@@ -43,6 +44,7 @@ all() ->
         multi_call_and_abcast,
         send_request_and_stop,
         sys_works_on_the_server,
+        rpc_and_erpc,
         nodedown
     ].
 
@@ -144,6 +146,34 @@ sys_works_on_the_server(Config) ->
     %% format_status/2 of the callback module formats the state.
     Misc = lists:last(Info),
     ?assertMatch([_], [D || {data, [{"State", {counter, _}}]} = D <- Misc]).
+
+rpc_and_erpc(Config) ->
+    [A, B, _] = cluster(Config),
+    NameB = name(B),
+    %% partisan_rpc: values, {badrpc, _} as rpc:call/5 gives them.
+    ?assertEqual(NameB, call(A, partisan_rpc, call, [NameB, partisan, node, []])),
+    ?assertEqual(thrown, call(A, partisan_rpc, call, [NameB, erlang, throw, [thrown]])),
+    ?assertMatch({badrpc, {'EXIT', {boom, [_ | _]}}},
+                 call(A, partisan_rpc, call, [NameB, erlang, error, [boom]])),
+    ?assertEqual({badrpc, {'EXIT', bye}}, call(A, partisan_rpc, call, [NameB, erlang, exit, [bye]])),
+    ?assertEqual({badrpc, timeout},
+                 call(A, partisan_rpc, call, [NameB, timer, sleep, [1000], [{timeout, 100}]])),
+    ?assertEqual({badrpc, nodedown}, call(A, partisan_rpc, call, [?NOWHERE, erlang, node, []])),
+    true = call(A, partisan_rpc, cast, [NameB, partisan_test_counter, start, [cast_started]]),
+    ok = partisan_ct_support:wait_until(
+        fun() -> is_pid(call(B, erlang, whereis, [cast_started])) end, 100, 50
+    ),
+    %% partisan_erpc: values, and the exceptions erpc:call/5 raises.
+    ?assertEqual({ok, NameB}, call(A, ?AGENT, catching, [partisan_erpc, call, [NameB, partisan, node, []]])),
+    ?assertMatch({error, {exception, boom, [_ | _]}},
+                 call(A, ?AGENT, catching, [partisan_erpc, call, [NameB, erlang, error, [boom]]])),
+    ?assertEqual({exit, {exception, bye}},
+                 call(A, ?AGENT, catching, [partisan_erpc, call, [NameB, erlang, exit, [bye]]])),
+    ?assertEqual({throw, up}, call(A, ?AGENT, catching, [partisan_erpc, call, [NameB, erlang, throw, [up]]])),
+    ?assertEqual({error, {erpc, timeout}},
+                 call(A, ?AGENT, catching, [partisan_erpc, call, [NameB, timer, sleep, [1000], 100]])),
+    ?assertEqual({error, {erpc, noconnection}},
+                 call(A, ?AGENT, catching, [partisan_erpc, call, [?NOWHERE, erlang, node, []]])).
 
 nodedown(Config) ->
     [A, _, C] = cluster(Config),
