@@ -25,7 +25,7 @@ call(Node, M, F, A) ->
 call(Node, M, F, A, Timeout) when is_atom(Node), is_atom(M), is_atom(F), is_list(A) ->
     Result =
         case Node =:= partisan:node() of
-            true -> {reply, local(M, F, A)};
+            true -> {reply, partisan_gen_relay:run(M, F, A)};
             false -> relay(Node, M, F, A, Timeout)
         end,
     case Result of
@@ -50,12 +50,4 @@ relay(Node, M, F, A, Timeout) ->
         partisan_gen_relay:apply(Node, M, F, A, Timeout)
     catch
         exit:{timeout, _} -> erlang:error({erpc, timeout})
-    end.
-
-
-local(M, F, A) ->
-    try
-        {value, erlang:apply(M, F, A)}
-    catch
-        Class:Reason:Stack -> {exception, Class, Reason, Stack}
     end.

@@ -23,6 +23,7 @@
 -export([stop/4]).
 -export([apply/5]).
 -export([cast_apply/4]).
+-export([run/3]).
 
 -export([init/1]).
 -export([handle_call/3]).
@@ -269,6 +270,11 @@ life(Node) ->
 is_over(_, false) -> true;
 is_over(Life, Now) -> Life =/= Now.
 
+
+%% @doc Applies `M:F(A)' here: `{value, V}' or `{exception, Class, Reason,
+%% Stack}'.
+-spec run(module(), atom(), list()) ->
+    {value, term()} | {exception, atom(), term(), list()}.
 
 run(M, F, A) ->
     try
