@@ -168,7 +168,7 @@ handle_info({'$partisan_cast_apply', M, F, A}, State) ->
 handle_info({'$partisan_stop', Key, Target, Reason, Timeout, Caller}, State) ->
     _ = spawn(fun() ->
         Result =
-            try gen_server:stop(local_name(Target), Reason, Timeout) of
+            try gen_server:stop(stop_target(Target), Reason, Timeout) of
                 ok -> {reply, ok}
             catch
                 exit:Why -> {exit, Why}
@@ -267,8 +267,8 @@ life(Node) ->
     partisan_monitor:connection_life(Node).
 
 
-is_over(_, false) -> true;
-is_over(Life, Now) -> Life =/= Now.
+is_over(Life, Now) ->
+    partisan_monitor:is_over(Life, Now).
 
 
 %% @doc Applies `M:F(A)' here: `{value, V}' or `{exception, Class, Reason,
@@ -289,31 +289,17 @@ answer(Caller, Key, Result) ->
     ok.
 
 
-%% The process a target names on this node.
-local_pid(Pid) when is_pid(Pid) ->
-    case erlang:node(Pid) =:= erlang:node() of
-        true -> {ok, Pid};
-        false -> error
-    end;
-
-local_pid(Target) ->
-    case local_name(Target) of
-        Name when is_atom(Name) ->
-            case whereis(Name) of
-                undefined -> error;
-                Pid -> {ok, Pid}
-            end;
-        Pid when is_pid(Pid) ->
-            local_pid(Pid);
-        _ ->
-            error
+stop_target(Target) ->
+    case partisan_monitor:local_target(Target) of
+        {ok, Local} -> Local;
+        error -> undefined
     end.
 
 
-local_name(Name) when is_atom(Name) -> Name;
-local_name({Name, _}) when is_atom(Name) -> Name;
-local_name(Pid) when is_pid(Pid) -> Pid;
-local_name(RemoteRef) ->
-    try partisan_remote_ref:to_pid_or_name(RemoteRef)
-    catch error:_ -> undefined
+%% The process a target of another node's request names here.
+local_pid(Target) ->
+    case partisan_monitor:local_target(Target) of
+        {ok, Pid} when is_pid(Pid) -> {ok, Pid};
+        {ok, Name} -> case whereis(Name) of undefined -> error; Pid -> {ok, Pid} end;
+        error -> error
     end.

@@ -42,6 +42,8 @@
 -export([node_event/3]).
 -export([stats/0]).
 -export([connection_life/1]).
+-export([is_over/2]).
+-export([local_target/1]).
 
 -export([init/1]).
 -export([handle_call/3]).
@@ -348,8 +350,13 @@ connection_life(Node) ->
     end.
 
 
-%% Whether a life (or false: the node was not up) is over, given the node's
-%% current one.
+%% -----------------------------------------------------------------------------
+%% @doc Whether a connection life (or `false': the node was not up) is over,
+%% given the node's current one ({@link connection_life/1}).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec is_over(pos_integer() | false, pos_integer() | false) -> boolean().
+
 is_over(_, false) -> true;
 is_over(Life, Now) -> Life =/= Now.
 
@@ -381,8 +388,15 @@ serve(Ref, Target, From, State) ->
     end.
 
 
-%% A pid of this node (it arrived rewritten home), a registered name, or a
-%% remote reference of this node.
+%% -----------------------------------------------------------------------------
+%% @doc What a target in another node's request names on this node: a pid of
+%% this node (it arrived rewritten home), a registered name (of `{Name, Node}'
+%% too) or what a remote reference of this node names; `error' for anything
+%% else (a pid of another node or of an earlier life).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec local_target(term()) -> {ok, pid() | atom()} | error.
+
 local_target(Pid) when is_pid(Pid) ->
     case erlang:node(Pid) =:= erlang:node() of
         true -> {ok, Pid};
