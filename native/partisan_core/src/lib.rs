@@ -3,11 +3,13 @@
 //!
 //! - [`wire`]: preamble, handshake and frame codec (sans-IO).
 //! - [`membership`]: the full-mesh membership CRDT and node specifications.
-//! - [`transport`]: the tokio engine: listeners, connection pools, writers, readers, reconnects,
+//! - [`control`]: the cluster rules of a node as a sans-IO state machine.
+//! - [`transport`]: the tokio engine, a driver of [`control`]: listeners, connection pools, writers, readers, reconnects,
 //!   failure detection and gossip, reporting to a [`transport::Handler`].
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod control;
 pub mod frame_pool;
 pub mod membership;
 pub mod transport;

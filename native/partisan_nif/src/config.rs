@@ -125,6 +125,7 @@ pub fn decode_start_config(term: Term) -> NifResult<StartConfig> {
             1 << 32,
         )?),
         connection_jitter: millis(opt(term, "connection_jitter", 1_000)?),
+        gossip_fanout: partisan_core::control::DEFAULT_GOSSIP_FANOUT,
         ping,
         max_frame_size: within(
             opt::<u64>(term, "max_frame_size", DEFAULT_MAX_FRAME as u64)?,

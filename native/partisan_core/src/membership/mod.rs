@@ -11,11 +11,12 @@ mod spec;
 pub use spec::{ChannelSpec, Compression, NodeSpec};
 
 use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::wire::{Reader, WireError, Writer};
 
 /// What is known about one node.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Entry {
     pub incarnation: u64,
     pub removed: bool,
@@ -29,6 +30,16 @@ pub const MAX_ENTRIES: usize = 100_000;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
     entries: BTreeMap<String, Entry>,
+    /// The XOR of the entries' hashes, kept up to date: two replicas with the same entries have
+    /// the same digest, so most gossip (which repeats what is known) is recognised in O(1).
+    /// Local only; never on the wire.
+    digest: u64,
+}
+
+fn entry_hash(e: &Entry) -> u64 {
+    let mut h = DefaultHasher::new();
+    e.hash(&mut h);
+    h.finish()
 }
 
 impl State {
@@ -41,23 +52,45 @@ impl State {
         match self.entries.get(&entry.spec.name) {
             Some(cur) if *cur >= entry => false,
             _ => {
-                self.entries.insert(entry.spec.name.clone(), entry);
+                self.digest ^= entry_hash(&entry);
+                if let Some(old) = self.entries.insert(entry.spec.name.clone(), entry) {
+                    self.digest ^= entry_hash(&old);
+                }
                 true
             }
         }
     }
 
-    /// Merges another replica's state into this one; returns whether anything changed. Entries
-    /// are compared in place and cloned only when newer: most gossip repeats what is known.
+    /// Merges another replica's state into this one; returns whether anything changed.
     pub fn merge(&mut self, other: &State) -> bool {
-        let mut changed = false;
-        for e in other.entries.values() {
-            if self.entries.get(&e.spec.name).is_none_or(|cur| cur < e) {
-                self.entries.insert(e.spec.name.clone(), e.clone());
-                changed = true;
+        !self.merge_delta(other).is_empty()
+    }
+
+    /// Merges another replica's state (or a part of one) into this one and returns the entries
+    /// that changed here: the news worth passing on. Both maps are walked in name order side by
+    /// side, and entries are cloned only when newer; equal replicas are recognised by digest.
+    pub fn merge_delta(&mut self, other: &State) -> State {
+        let mut delta = State::new();
+        if self.digest == other.digest && self.entries.len() == other.entries.len() {
+            return delta;
+        }
+        {
+            let mut mine = self.entries.iter().peekable();
+            for (name, e) in &other.entries {
+                while mine.next_if(|(n, _)| *n < name).is_some() {}
+                let newer = match mine.peek() {
+                    Some((n, cur)) if *n == name => *cur < e,
+                    _ => true,
+                };
+                if newer {
+                    delta.apply(e.clone());
+                }
             }
         }
-        changed
+        for e in delta.entries.values() {
+            self.apply(e.clone());
+        }
+        delta
     }
 
     /// Adds (or re-adds) a node at the given incarnation.
@@ -85,6 +118,11 @@ impl State {
 
     pub fn get(&self, name: &str) -> Option<&Entry> {
         self.entries.get(name)
+    }
+
+    /// Every entry, removed ones included, sorted by name.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
     }
 
     /// Live members, sorted by name.

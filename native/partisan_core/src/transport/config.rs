@@ -6,36 +6,12 @@ use std::time::Duration;
 use crate::membership::ChannelSpec;
 use crate::wire::{Kinds, NodeId, PidNaming, DEFAULT_MAX_FRAME};
 
-/// The channel that carries membership gossip and pings apart from user data.
-pub const CONTROL_CHANNEL: &str = "partisan_membership";
+pub use crate::control::{PingConfig, CONTROL_CHANNEL, DEFAULT_CHANNEL};
+
 /// Default back-pressure threshold per connection (8 MiB).
 pub const DEFAULT_SEND_QUEUE_LIMIT: usize = 8 * 1024 * 1024;
-/// Partisan's default channel (the atom `undefined`).
-pub const DEFAULT_CHANNEL: &str = "undefined";
 
-/// Partisan's `connection_ping` option.
-#[derive(Debug, Clone)]
-pub struct PingConfig {
-    pub enabled: bool,
-    /// Silence on a connection after which a ping is sent.
-    pub idle_timeout: Duration,
-    /// How long to wait for any byte after a ping before counting a failed attempt.
-    pub timeout: Duration,
-    /// Failed attempts after which the connection is closed.
-    pub max_attempts: u32,
-}
-
-impl Default for PingConfig {
-    fn default() -> Self {
-        PingConfig {
-            enabled: true,
-            idle_timeout: Duration::from_secs(20),
-            timeout: Duration::from_secs(10),
-            max_attempts: 5,
-        }
-    }
-}
-
+/// The engine's configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub name: String,
@@ -51,6 +27,8 @@ pub struct Config {
     pub periodic_interval: Duration,
     pub connection_interval: Duration,
     pub connection_jitter: Duration,
+    /// Members a change is passed on to by gossip (see `control::DEFAULT_GOSSIP_FANOUT`).
+    pub gossip_fanout: usize,
     pub ping: PingConfig,
     pub max_frame_size: usize,
     /// Bytes queued on one connection above which senders are suspended (or refused with
@@ -78,6 +56,7 @@ impl Config {
             periodic_interval: Duration::from_secs(10),
             connection_interval: Duration::from_secs(1),
             connection_jitter: Duration::from_millis(100),
+            gossip_fanout: crate::control::DEFAULT_GOSSIP_FANOUT,
             ping: PingConfig::default(),
             max_frame_size: DEFAULT_MAX_FRAME,
             send_queue_limit: DEFAULT_SEND_QUEUE_LIMIT,

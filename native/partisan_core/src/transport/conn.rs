@@ -11,20 +11,21 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
+use tokio::sync::mpsc;
+
 use super::close::CloseReason;
-use super::cluster;
 use super::coalesce::coalesce;
-use super::engine::Inner;
+use super::driver::{DialRequest, Driver};
 use super::pacer::Pacer;
-use super::peer::{Conn, Peer};
+use super::peer::Conn;
 use super::send_queue::Batch;
 use super::stats::Stats;
-use super::{Delivery, FrameBuf, Origin, LARGE_FRAME_BODY};
+use super::{Delivery, FrameBuf, LARGE_FRAME_BODY};
+use crate::control::{Liveness, Verdict};
 use crate::membership::State;
 use crate::wire::{
-    encode_frame, read_preamble, AckStatus, Frame, FrameDecoder, FrameKind, Hello, HelloAck,
-    Preamble, Reader, Target, WireError, CAPABILITIES, FRAME_HEADER_LEN, MAX_HANDSHAKE_FRAME,
-    PREAMBLE_LEN,
+    encode_frame, read_preamble, Frame, FrameDecoder, FrameKind, Hello, HelloAck, Preamble, Reader,
+    Target, WireError, FRAME_HEADER_LEN, MAX_HANDSHAKE_FRAME, PREAMBLE_LEN,
 };
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,13 +40,13 @@ fn invalid(e: WireError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
-pub(crate) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
-    let mut shutdown = inner.shutdown.subscribe();
+pub(crate) async fn accept_loop(driver: Arc<Driver>, listener: TcpListener) {
+    let mut shutdown = driver.shutdown_signal();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(inbound(inner.clone(), stream));
+                    tokio::spawn(inbound(driver.clone(), stream));
                 }
                 // Out of descriptors and the like: back off instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -55,22 +56,39 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
     }
 }
 
-async fn inbound(inner: Arc<Inner>, mut stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_handshake(&inner, &mut stream)).await {
-        Ok(Ok(Some((peer, conn, buf)))) => run(inner, peer, conn, stream, buf).await,
-        Ok(Ok(None)) => {}
-        Ok(Err(_)) | Err(_) => Stats::incr(&inner.stats.handshake_failures),
+/// Carries out the dials the control core asks for, each in a task of its own.
+pub(crate) async fn dial_loop(
+    driver: Arc<Driver>,
+    mut requests: mpsc::UnboundedReceiver<DialRequest>,
+) {
+    let mut shutdown = driver.shutdown_signal();
+    loop {
+        tokio::select! {
+            request = requests.recv() => match request {
+                Some(r) => {
+                    tokio::spawn(dial(driver.clone(), r));
+                }
+                None => return,
+            },
+            _ = shutdown.changed() => return,
+        }
     }
 }
 
-type Established = (Arc<Peer>, Arc<Conn>, BytesMut);
+async fn inbound(driver: Arc<Driver>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_handshake(&driver, &mut stream)).await {
+        Ok(Ok(Some((conn, buf)))) => run(driver, conn, stream, buf).await,
+        Ok(Ok(None)) => {}
+        Ok(Err(_)) | Err(_) => Stats::incr(&driver.stats().handshake_failures),
+    }
+}
 
 /// The acceptor's half of the handshake. `Ok(None)` means the dialer was politely refused.
 async fn accept_handshake(
-    inner: &Arc<Inner>,
+    driver: &Arc<Driver>,
     stream: &mut TcpStream,
-) -> io::Result<Option<Established>> {
+) -> io::Result<Option<(Arc<Conn>, BytesMut)>> {
     let mut pre = [0u8; PREAMBLE_LEN];
     stream.read_exact(&mut pre).await?;
     // Answer with our preamble even on a version mismatch, so the dialer can tell why.
@@ -82,104 +100,41 @@ async fn accept_handshake(
         return Err(invalid(WireError::Invalid("expected hello")));
     }
     let hello = Hello::decode(&frame.body).map_err(invalid)?;
-    let channel = inner.channel_ids.get(&hello.channel).copied();
-    let status = match channel {
-        _ if hello.spec.name == *inner.local_name => AckStatus::Refused,
-        None => AckStatus::UnknownChannel,
-        Some(ch) if hello.index >= inner.parallelism[ch] => AckStatus::UnknownChannel,
-        Some(_) if cluster::is_removed(inner, &hello.spec.name, hello.incarnation) => {
-            AckStatus::Removed
-        }
-        Some(_) if inner.is_stopping() => AckStatus::Refused,
-        Some(_) => AckStatus::Accepted,
-    };
-    let mut ack = HelloAck {
-        status,
-        name: inner.local_name.to_string(),
-        incarnation: cluster::incarnation(inner),
-        pids: inner.cfg.pids.clone(),
-        capabilities: CAPABILITIES,
-    };
-    let accepted = match (status, channel) {
-        (AckStatus::Accepted, Some(ch)) => {
-            let peer = cluster::ensure_peer(inner, &hello.spec);
-            let id = inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
-            let origin = Origin::new(
-                &hello.spec.name,
-                &hello.pids,
-                &inner.local_name,
-                &inner.cfg.pids,
-                inner.cfg.rewrite,
-            );
-            let conn = Arc::new(Conn::new(
-                id,
-                ch,
-                hello.index,
-                hello.incarnation,
-                false,
-                origin,
-            ));
-            if cluster::install(inner, &peer, &conn) {
-                Some((peer, conn))
-            } else {
-                ack.status = AckStatus::Duplicate;
-                None
-            }
-        }
-        _ => None,
-    };
+    let (ack, accepted) = driver.admit(&hello);
     if let Err(e) = stream
         .write_all(&encode_frame(FrameKind::HelloAck, &ack.encode()))
         .await
     {
-        if let Some((peer, conn)) = &accepted {
+        if let Some(conn) = &accepted {
             conn.close(CloseReason::Io);
-            cluster::uninstall(inner, peer, conn);
+            driver.closed(conn, CloseReason::Io);
         }
         return Err(e);
     }
-    Ok(accepted.map(|(p, c)| (p, c, buf)))
+    Ok(accepted.map(|c| (c, buf)))
 }
 
-enum DialOutcome {
-    Connected(Arc<Conn>, TcpStream, BytesMut),
-    /// The other side holds the slot with the connection the tie-break prefers.
-    Duplicate,
+/// Fills one slot as the control core asked; reports a failure to it.
+async fn dial(driver: Arc<Driver>, request: DialRequest) {
+    let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, dial_handshake(&driver, &request)).await;
+    match outcome {
+        Ok(Ok(Some((conn, stream, buf)))) => run(driver, conn, stream, buf).await,
+        // Refused, or the other side holds the connection the tie-break prefers: the core
+        // already knows from the ack.
+        Ok(Ok(None)) => {}
+        Ok(Err(_)) | Err(_) => driver.dial_failed(request.slot),
+    }
 }
 
-/// Fills one slot of `peer`; on failure schedules the next attempt with backoff.
-pub(crate) async fn dial(inner: Arc<Inner>, peer: Arc<Peer>, ch: usize, idx: u16) {
-    let outcome =
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, dial_handshake(&inner, &peer, ch, idx)).await;
-    let slot = &peer.slots[ch][idx as usize];
-    let retry_in = match outcome {
-        Ok(Ok(DialOutcome::Connected(conn, stream, buf))) => {
-            slot.dialing.store(false, Ordering::Release);
-            return run(inner, peer, conn, stream, buf).await;
-        }
-        Ok(Ok(DialOutcome::Duplicate)) => inner.cfg.connection_interval,
-        Ok(Err(_)) | Err(_) => {
-            let failures = slot.failures.fetch_add(1, Ordering::Relaxed) + 1;
-            cluster::backoff(&inner, failures)
-        }
-    };
-    *slot.not_before.lock() = Instant::now() + retry_in;
-    slot.dialing.store(false, Ordering::Release);
-}
+type Dialed = Option<(Arc<Conn>, TcpStream, BytesMut)>;
 
-async fn dial_handshake(
-    inner: &Arc<Inner>,
-    peer: &Arc<Peer>,
-    ch: usize,
-    idx: u16,
-) -> io::Result<DialOutcome> {
-    let addrs = peer.spec.read().listen_addrs.clone();
+async fn dial_handshake(driver: &Arc<Driver>, request: &DialRequest) -> io::Result<Dialed> {
     let mut last_err = io::Error::new(
         io::ErrorKind::AddrNotAvailable,
         "node spec has no listen address",
     );
     let mut stream = None;
-    for addr in addrs {
+    for addr in &request.addrs {
         match TcpStream::connect(addr).await {
             Ok(s) => {
                 stream = Some(s);
@@ -190,16 +145,8 @@ async fn dial_handshake(
     }
     let mut stream = stream.ok_or(last_err)?;
     stream.set_nodelay(true)?;
-    let hello = Hello {
-        spec: inner.local.clone(),
-        incarnation: cluster::incarnation(inner),
-        pids: inner.cfg.pids.clone(),
-        channel: inner.cfg.channels[ch].name.clone(),
-        index: idx,
-        capabilities: CAPABILITIES,
-    };
     let mut out = Preamble::ours().to_vec();
-    out.extend_from_slice(&encode_frame(FrameKind::Hello, &hello.encode()));
+    out.extend_from_slice(&encode_frame(FrameKind::Hello, &request.hello.encode()));
     stream.write_all(&out).await?;
     let mut pre = [0u8; PREAMBLE_LEN];
     stream.read_exact(&mut pre).await?;
@@ -210,36 +157,7 @@ async fn dial_handshake(
         return Err(invalid(WireError::Invalid("expected hello ack")));
     }
     let ack = HelloAck::decode(&frame.body).map_err(invalid)?;
-    if ack.name != *peer.name {
-        // Another node answers at that address (the peer moved): not the node we want.
-        return Err(io::Error::new(
-            io::ErrorKind::ConnectionRefused,
-            "unexpected node at address",
-        ));
-    }
-    match ack.status {
-        AckStatus::Accepted => {
-            let id = inner.next_conn_id.fetch_add(1, Ordering::Relaxed);
-            let origin = Origin::new(
-                &peer.name,
-                &ack.pids,
-                &inner.local_name,
-                &inner.cfg.pids,
-                inner.cfg.rewrite,
-            );
-            let conn = Arc::new(Conn::new(id, ch, idx, ack.incarnation, true, origin));
-            if cluster::install(inner, peer, &conn) {
-                Ok(DialOutcome::Connected(conn, stream, buf))
-            } else {
-                Ok(DialOutcome::Duplicate)
-            }
-        }
-        AckStatus::Duplicate => Ok(DialOutcome::Duplicate),
-        other => Err(io::Error::new(
-            io::ErrorKind::ConnectionRefused,
-            format!("handshake refused: {other:?}"),
-        )),
-    }
+    Ok(driver.dialed(&request.slot, &ack).map(|c| (c, stream, buf)))
 }
 
 async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) -> io::Result<Frame> {
@@ -254,31 +172,25 @@ async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) -> i
     }
 }
 
-/// Runs an installed connection until either side closes it, then takes it out of its slot.
-async fn run(
-    inner: Arc<Inner>,
-    peer: Arc<Peer>,
-    conn: Arc<Conn>,
-    stream: TcpStream,
-    buf: BytesMut,
-) {
-    Stats::incr(&inner.stats.connections_opened);
+/// Runs an installed connection until either side closes it, then tells the control core.
+async fn run(driver: Arc<Driver>, conn: Arc<Conn>, stream: TcpStream, buf: BytesMut) {
+    Stats::incr(&driver.stats().connections_opened);
     let (rd, wr) = stream.into_split();
     let socket = Arc::new(wr);
     conn.queue.attach(socket.clone());
-    tokio::spawn(write_loop(inner.clone(), conn.clone(), socket));
-    let why = read_loop(&inner, &peer, &conn, rd, buf).await;
+    tokio::spawn(write_loop(driver.clone(), conn.clone(), socket));
+    let why = read_loop(&driver, &conn, rd, buf).await;
     conn.close(why);
-    cluster::uninstall(&inner, &peer, &conn);
-    Stats::incr(&inner.stats.connections_closed);
+    driver.closed(&conn, conn.closed.get().unwrap_or(why));
+    Stats::incr(&driver.stats().connections_closed);
 }
 
 /// Drains the queue in batches: small frames are gathered into one buffer, so a burst of them
 /// costs few syscalls; large ones are written as they are.
-async fn write_loop(inner: Arc<Inner>, conn: Arc<Conn>, socket: Arc<OwnedWriteHalf>) {
-    let low_water = inner.cfg.send_queue_limit / 2;
+async fn write_loop(driver: Arc<Driver>, conn: Arc<Conn>, socket: Arc<OwnedWriteHalf>) {
+    let low_water = driver.config().send_queue_limit / 2;
     let mut out = Vec::with_capacity(WRITE_BUFFER);
-    let mut pacer = Pacer::new(&inner.interactive, conn.id);
+    let mut pacer = Pacer::new(driver.interactive(), conn.id);
     let q = &conn.queue;
     loop {
         if let Some(batch) = q.claim_batch(BATCH_FRAMES) {
@@ -380,39 +292,34 @@ impl Pending {
 /// Reads and handles frames until the connection ends; returns why it did (a reason set by
 /// whoever closed the connection first takes precedence, see `Conn::close`).
 async fn read_loop(
-    inner: &Arc<Inner>,
-    peer: &Peer,
+    driver: &Arc<Driver>,
     conn: &Arc<Conn>,
     mut rd: OwnedReadHalf,
     mut buf: BytesMut,
 ) -> CloseReason {
-    let decoder = FrameDecoder::new(inner.cfg.max_frame_size);
+    let decoder = FrameDecoder::new(driver.config().max_frame_size);
     let mut stop = conn.stop_reader.subscribe();
-    let ping = &inner.cfg.ping;
-    let mut last_rx = Instant::now();
-    let mut ping_sent: Option<Instant> = None;
-    let mut attempts = 0u32;
-    let mut nonce = 0u64;
+    let mut liveness = Liveness::new(driver.config().ping.clone(), Instant::now());
     let mut pending: Option<Pending> = None;
-    let mut pacer = Pacer::new(&inner.interactive, conn.id);
+    let mut pacer = Pacer::new(driver.interactive(), conn.id);
     loop {
         pacer.pace().await;
         while pending.is_none() {
-            let next = match take_large(inner, &decoder, &mut buf) {
-                Ok(Some(p)) if p.is_full() => deliver_large(inner, conn, p),
+            let next = match take_large(driver, &decoder, &mut buf) {
+                Ok(Some(p)) if p.is_full() => deliver_large(driver, conn, p),
                 Ok(Some(p)) => {
                     pending = Some(p);
                     break;
                 }
                 Ok(None) => match decoder.decode(&mut buf) {
-                    Ok(Some(frame)) => handle_frame(inner, peer, conn, frame),
+                    Ok(Some(frame)) => handle_frame(driver, conn, frame),
                     Ok(None) => break,
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(e),
             };
             if next.is_err() {
-                Stats::incr(&inner.stats.protocol_errors);
+                Stats::incr(&driver.stats().protocol_errors);
                 return CloseReason::ProtocolError;
             }
         }
@@ -426,56 +333,57 @@ async fn read_loop(
         let mut read_limit = 0;
         if pending.is_none() {
             let wanted = decoder.wanted(&buf);
-            buf.reserve(wanted.clamp(READ_CHUNK, inner.cfg.max_frame_size + 5));
+            buf.reserve(wanted.clamp(READ_CHUNK, driver.config().max_frame_size + 5));
             read_limit = if wanted > READ_CHUNK {
                 wanted
             } else {
                 buf.capacity() - buf.len()
             };
         }
-        let deadline = match ping_sent {
-            Some(at) => at + ping.timeout,
-            None => last_rx + ping.idle_timeout,
-        };
+        let deadline = liveness.deadline();
         let syscall_max = pacer.syscall_max();
         tokio::select! {
             read = read_some(&mut rd, &mut buf, pending.as_mut(), read_limit, syscall_max) => match read {
                 Ok(0) => return CloseReason::PeerClosed,
                 Err(_) => return CloseReason::Io,
                 Ok(n) => {
-                    inner.stats.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                    driver.stats().bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                     if n < READ_CHUNK {
                         pacer.rested();
                     }
-                    last_rx = Instant::now();
-                    ping_sent = None;
-                    attempts = 0;
+                    liveness.received(Instant::now());
                     if let Some(p) = pending.as_mut() {
                         p.filled += n;
                     }
                     if pending.as_ref().is_some_and(Pending::is_full) {
-                        let done = pending.take().map(|p| deliver_large(inner, conn, p));
+                        let done = pending.take().map(|p| deliver_large(driver, conn, p));
                         if let Some(Err(_)) = done {
-                            Stats::incr(&inner.stats.protocol_errors);
+                            Stats::incr(&driver.stats().protocol_errors);
                             return CloseReason::ProtocolError;
                         }
                     }
                 }
             },
-            _ = tokio::time::sleep_until(deadline.into()), if ping.enabled => {
-                if ping_sent.is_some() {
-                    attempts += 1;
-                    if attempts >= ping.max_attempts {
-                        Stats::incr(&inner.stats.ping_timeouts);
-                        return CloseReason::PingTimeout;
-                    }
+            _ = sleep_until(deadline) => match liveness.timeout(Instant::now()) {
+                Some(Verdict::Ping(nonce)) => {
+                    conn.enqueue(encode_frame(FrameKind::Ping, &nonce.to_be_bytes()));
                 }
-                nonce += 1;
-                conn.enqueue(encode_frame(FrameKind::Ping, &nonce.to_be_bytes()));
-                ping_sent = Some(Instant::now());
-            }
+                Some(Verdict::Dead) => {
+                    Stats::incr(&driver.stats().ping_timeouts);
+                    return CloseReason::PingTimeout;
+                }
+                None => {}
+            },
             _ = stop.changed() => return CloseReason::PeerClosed,
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -500,7 +408,7 @@ async fn read_some(
 /// If the next frame is a large data frame and the handler lends memory for its body, starts
 /// reading it there, moving what `buf` already holds of it.
 fn take_large(
-    inner: &Inner,
+    driver: &Driver,
     decoder: &FrameDecoder,
     buf: &mut BytesMut,
 ) -> Result<Option<Pending>, WireError> {
@@ -510,7 +418,7 @@ fn take_large(
     if len < LARGE_FRAME_BODY {
         return Ok(None);
     }
-    let Some(mut lent) = inner.handler.frame_buf(len) else {
+    let Some(mut lent) = driver.handler().frame_buf(len) else {
         return Ok(None);
     };
     if lent.as_slice().len() != len {
@@ -526,65 +434,63 @@ fn take_large(
     }))
 }
 
-fn deliver_large(inner: &Inner, conn: &Conn, frame: Pending) -> Result<(), WireError> {
+fn deliver_large(driver: &Driver, conn: &Conn, frame: Pending) -> Result<(), WireError> {
     let body = frame.buf.as_slice();
     let mut r = Reader::new(body);
     let target = Target::decode(&mut r)?;
     let payload_at = body.len() - r.remaining();
-    Stats::incr(&inner.stats.received);
-    if is_stale(inner, &target) {
-        Stats::incr(&inner.stats.dropped_stale_pid);
+    Stats::incr(&driver.stats().received);
+    if is_stale(driver, &target) {
+        Stats::incr(&driver.stats().dropped_stale_pid);
         return Ok(());
     }
     count(
-        inner,
-        inner
-            .handler
+        driver,
+        driver
+            .handler()
             .deliver_buf(&conn.origin, &target, frame.buf, payload_at),
     );
     Ok(())
 }
 
 /// A pid of an earlier life of this node: its process is gone, whatever has its number now.
-fn is_stale(inner: &Inner, target: &Target) -> bool {
-    matches!(target, Target::Pid { creation: Some(c), .. } if *c != inner.cfg.pids.creation)
+fn is_stale(driver: &Driver, target: &Target) -> bool {
+    matches!(target, Target::Pid { creation: Some(c), .. } if *c != driver.config().pids.creation)
 }
 
-fn count(inner: &Inner, delivery: Delivery) {
+fn count(driver: &Driver, delivery: Delivery) {
     match delivery {
         Delivery::Delivered => {}
-        Delivery::NoDestination => Stats::incr(&inner.stats.dropped_unknown_dest),
-        Delivery::Undecodable => Stats::incr(&inner.stats.dropped_decode),
-        Delivery::RefusedAtoms => Stats::incr(&inner.stats.dropped_atoms),
+        Delivery::NoDestination => Stats::incr(&driver.stats().dropped_unknown_dest),
+        Delivery::Undecodable => Stats::incr(&driver.stats().dropped_decode),
+        Delivery::RefusedAtoms => Stats::incr(&driver.stats().dropped_atoms),
     }
 }
 
-fn handle_frame(
-    inner: &Arc<Inner>,
-    peer: &Peer,
-    conn: &Conn,
-    frame: Frame,
-) -> Result<(), WireError> {
+fn handle_frame(driver: &Arc<Driver>, conn: &Conn, frame: Frame) -> Result<(), WireError> {
     match frame.kind {
         FrameKind::Data => {
             let mut r = Reader::new(&frame.body);
             let target = Target::decode(&mut r)?;
             let payload = frame.body.slice(frame.body.len() - r.remaining()..);
-            Stats::incr(&inner.stats.received);
+            Stats::incr(&driver.stats().received);
             if frame.body.len() < LARGE_FRAME_BODY {
-                inner.interactive.note(conn.id);
+                driver.interactive().note(conn.id);
             }
-            if is_stale(inner, &target) {
-                Stats::incr(&inner.stats.dropped_stale_pid);
+            if is_stale(driver, &target) {
+                Stats::incr(&driver.stats().dropped_stale_pid);
                 return Ok(());
             }
-            count(inner, inner.handler.deliver(&conn.origin, &target, payload));
+            count(
+                driver,
+                driver.handler().deliver(&conn.origin, &target, payload),
+            );
         }
         FrameKind::Ping => {
             conn.enqueue(encode_frame(FrameKind::Pong, &frame.body));
         }
         FrameKind::Pong => {}
-        FrameKind::Gossip => cluster::on_gossip(inner, &peer.name, State::decode(&frame.body)?),
+        FrameKind::Gossip => driver.gossip(conn, State::decode(&frame.body)?),
         FrameKind::Hello | FrameKind::HelloAck => {
             return Err(WireError::Invalid("handshake frame after handshake"))
         }

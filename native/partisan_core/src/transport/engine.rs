@@ -1,25 +1,22 @@
-//! The engine: owns the tokio runtime and the shared state every task works on.
+//! The engine: the public handle; owns the tokio runtime, whose tasks drive the control core.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use tokio::runtime::Runtime;
-use tokio::sync::{watch, Notify};
 
-use super::close::CloseReason;
-use super::cluster::Cluster;
-use super::config::{Config, CONTROL_CHANNEL};
-use super::pacer::Interactive;
+use super::config::Config;
+use super::driver::Driver;
 use super::peer::Peer;
 use super::send_queue::{OutFrame, PushError, Queued, SendMode};
 use super::stats::{Stats, StatsSnapshot};
 use super::Handler;
-use crate::membership::{ChannelSpec, Compression, NodeSpec};
+use crate::control::Input;
+use crate::membership::{ChannelSpec, NodeSpec};
 
 /// Why a message was not queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,40 +37,9 @@ pub enum JoinError {
     Stopped,
 }
 
-/// State shared by the engine handle and all its tasks.
-pub(crate) struct Inner {
-    pub cfg: Config,
-    pub local: NodeSpec,
-    pub local_name: Arc<str>,
-    pub handler: Arc<dyn Handler>,
-    pub stats: Stats,
-    pub channel_ids: HashMap<String, usize>,
-    pub parallelism: Vec<u16>,
-    pub control: usize,
-    /// Partisan's default channel, which a node must be connected on to be up.
-    pub default: usize,
-    pub peers: RwLock<HashMap<Arc<str>, Arc<Peer>>>,
-    pub cluster: Mutex<Cluster>,
-    pub wake_maintenance: Notify,
-    pub shutdown: watch::Sender<bool>,
-    pub next_conn_id: AtomicU64,
-    /// Recent small messages, which make streams on other connections yield.
-    pub interactive: Interactive,
-}
-
-impl Inner {
-    pub fn is_stopping(&self) -> bool {
-        *self.shutdown.borrow()
-    }
-
-    pub fn peer(&self, name: &str) -> Option<Arc<Peer>> {
-        self.peers.read().get(name).cloned()
-    }
-}
-
 /// A running partisan node engine. Dropping it stops it.
 pub struct Engine {
-    inner: Arc<Inner>,
+    driver: Arc<Driver>,
     runtime: Mutex<Option<Runtime>>,
     bound: Vec<SocketAddr>,
 }
@@ -84,7 +50,6 @@ impl Engine {
     pub fn start(mut cfg: Config, handler: Arc<dyn Handler>) -> io::Result<Engine> {
         crate::wire::validate_node_name(&cfg.name)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        normalise_channels(&mut cfg.channels);
         let listeners = cfg
             .listen_addrs
             .iter()
@@ -104,47 +69,18 @@ impl Engine {
             .on_thread_start(move || set_thread_nice(nice))
             .enable_all()
             .build()?;
-
-        let local = NodeSpec {
-            name: cfg.name.clone(),
-            listen_addrs: bound.clone(),
-            channels: cfg.channels.clone(),
-        };
-        let channel_ids = cfg
-            .channels
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.name.clone(), i))
-            .collect::<HashMap<_, _>>();
-        let control = channel_ids[CONTROL_CHANNEL];
-        let default = channel_ids[super::DEFAULT_CHANNEL];
-        let inner = Arc::new(Inner {
-            local_name: Arc::from(cfg.name.as_str()),
-            parallelism: cfg.channels.iter().map(|c| c.parallelism.max(1)).collect(),
-            cluster: Mutex::new(Cluster::new(local.clone(), cfg.incarnation)),
-            local,
-            handler,
-            stats: Stats::default(),
-            channel_ids,
-            control,
-            default,
-            peers: RwLock::new(HashMap::new()),
-            wake_maintenance: Notify::new(),
-            shutdown: watch::channel(false).0,
-            next_conn_id: AtomicU64::new(1),
-            interactive: Interactive::default(),
-            cfg,
-        });
+        cfg.listen_addrs = bound.clone();
+        let (driver, dials) = Driver::new(cfg, handler);
 
         let _guard = runtime.enter();
         for l in listeners {
             let listener = tokio::net::TcpListener::from_std(l)?;
-            runtime.spawn(super::conn::accept_loop(inner.clone(), listener));
+            runtime.spawn(super::conn::accept_loop(driver.clone(), listener));
         }
-        runtime.spawn(super::cluster::maintenance_loop(inner.clone()));
-        runtime.spawn(super::cluster::gossip_loop(inner.clone()));
+        runtime.spawn(super::conn::dial_loop(driver.clone(), dials));
+        runtime.spawn(driver.clone().timer_loop());
         Ok(Engine {
-            inner,
+            driver,
             runtime: Mutex::new(Some(runtime)),
             bound,
         })
@@ -155,14 +91,7 @@ impl Engine {
         let Some(rt) = self.runtime.lock().take() else {
             return;
         };
-        let _ = self.inner.shutdown.send(true);
-        let peers: Vec<_> = self.inner.peers.write().drain().map(|(_, p)| p).collect();
-        for p in peers {
-            p.removed.store(true, Ordering::Release);
-            p.all_conns()
-                .iter()
-                .for_each(|c| c.close(CloseReason::LocalStop));
-        }
+        self.driver.stop();
         rt.shutdown_timeout(Duration::from_secs(2));
     }
 
@@ -171,7 +100,7 @@ impl Engine {
     }
 
     pub fn local(&self) -> &NodeSpec {
-        &self.inner.local
+        self.driver.local()
     }
 
     pub fn listen_addrs(&self) -> &[SocketAddr] {
@@ -179,20 +108,20 @@ impl Engine {
     }
 
     pub fn max_frame_size(&self) -> usize {
-        self.inner.cfg.max_frame_size
+        self.driver.config().max_frame_size
     }
 
     pub fn channel_id(&self, name: &str) -> Option<usize> {
-        self.inner.channel_ids.get(name).copied()
+        self.driver.channel_id(name)
     }
 
     pub fn channel(&self, id: usize) -> Option<&ChannelSpec> {
-        self.inner.cfg.channels.get(id)
+        self.driver.local().channels.get(id)
     }
 
     /// The handle the send path uses; cache it and look again once `Peer::is_live` is false.
     pub fn peer(&self, name: &str) -> Option<Arc<Peer>> {
-        self.inner.peer(name)
+        self.driver.route(name)
     }
 
     /// Queues a complete frame for `peer` on `channel`, with back-pressure as `mode` says.
@@ -204,18 +133,18 @@ impl Engine {
         frame: OutFrame,
         mode: SendMode,
     ) -> Result<Queued, SendError> {
-        if channel >= self.inner.parallelism.len() {
+        if channel >= self.driver.channels() {
             return Err(SendError::UnknownChannel);
         }
         let len = frame.len() as u64;
-        let stats = &self.inner.stats;
+        let stats = self.driver.stats();
         match peer.push(
             channel,
             key,
             frame,
             mode,
-            self.inner.cfg.send_queue_limit,
-            &self.inner.interactive,
+            self.driver.config().send_queue_limit,
+            self.driver.interactive(),
         ) {
             Ok(queued) => {
                 stats.sent.fetch_add(1, Ordering::Relaxed);
@@ -240,137 +169,92 @@ impl Engine {
 
     /// Counts a message the caller refused before it reached a queue (e.g. over the size limit).
     pub fn count_too_large(&self) {
-        Stats::incr(&self.inner.stats.frames_too_large);
+        Stats::incr(&self.driver.stats().frames_too_large);
     }
 
     /// Counts a message to a node with no peer entry at all.
     pub fn count_no_connection(&self) {
-        Stats::incr(&self.inner.stats.dropped_no_connection);
+        Stats::incr(&self.driver.stats().dropped_no_connection);
     }
 
     pub fn join(&self, spec: NodeSpec) -> Result<(), JoinError> {
-        if spec.name == self.inner.cfg.name {
+        if spec.name == **self.driver.local_name() {
             return Err(JoinError::SelfJoin);
         }
-        if self.inner.is_stopping() {
+        if self.driver.is_stopping() {
             return Err(JoinError::Stopped);
         }
-        super::cluster::join(&self.inner, spec);
+        self.driver.input(Input::Join(spec));
         Ok(())
     }
 
     /// Leaves the cluster (`name` is this node) or removes `name` from it everywhere.
     pub fn leave(&self, name: &str) {
-        super::cluster::leave(&self.inner, name);
+        self.driver.input(Input::Leave(name.to_owned()));
     }
 
     /// Makes the membership equal to `specs` (plus this node): joins the new, removes the missing.
     pub fn update_members(&self, specs: Vec<NodeSpec>) {
-        let keep: std::collections::HashSet<String> =
-            specs.iter().map(|s| s.name.clone()).collect();
-        for spec in specs {
-            if spec.name != self.inner.cfg.name
-                && !self.inner.cluster.lock().state.is_member(&spec.name)
-            {
-                super::cluster::join(&self.inner, spec);
-            }
-        }
-        let gone: Vec<String> = self
-            .members()
-            .into_iter()
-            .map(|s| s.name)
-            .filter(|n| *n != self.inner.cfg.name && !keep.contains(n))
-            .collect();
-        gone.iter()
-            .for_each(|n| super::cluster::leave(&self.inner, n));
+        self.driver.input(Input::SetMembers(specs));
     }
 
     /// Live members, including this node, sorted by name.
     pub fn members(&self) -> Vec<NodeSpec> {
-        self.inner
-            .cluster
-            .lock()
-            .state
-            .members()
-            .map(|e| e.spec.clone())
-            .collect()
+        self.driver.with_node(|n| n.members())
     }
 
     /// Members that are up (this node excluded), sorted: a message to any of them is taken at
-    /// once (see `Peer::up`).
+    /// once (see `Peer::up_life`).
     pub fn nodes(&self) -> Vec<Arc<str>> {
-        let cluster = self.inner.cluster.lock();
-        let peers = self.inner.peers.read();
-        let mut v: Vec<Arc<str>> = cluster
-            .state
-            .members()
-            .filter_map(|e| peers.get(e.spec.name.as_str()))
-            .filter(|p| p.up.load(Ordering::Acquire))
-            .map(|p| p.name.clone())
-            .collect();
-        v.sort();
-        v
+        self.driver.with_node(|n| n.nodes())
     }
 
     pub fn is_connected(&self, name: &str, channel: Option<usize>) -> bool {
-        self.inner
-            .peer(name)
+        self.driver
+            .route(name)
             .is_some_and(|p| p.is_connected(channel))
     }
 
     /// While the node is up, the number of times it came up (its current connection life).
     pub fn up_generation(&self, name: &str) -> Option<u64> {
-        let peer = self.inner.peer(name)?;
-        let _stable = peer.up_changes.lock();
-        peer.up
-            .load(Ordering::Acquire)
-            .then(|| peer.generation.load(Ordering::Acquire))
+        self.driver.route(name)?.up_life()
     }
 
     pub fn is_fully_connected(&self, name: &str) -> bool {
-        self.inner
-            .peer(name)
+        self.driver
+            .route(name)
             .is_some_and(|p| p.is_fully_connected())
     }
 
     /// Live connections as (node, channel name, index).
     pub fn connections(&self) -> Vec<(Arc<str>, String, u16)> {
-        let peers = self.inner.peers.read();
+        let channels = &self.driver.local().channels;
         let mut v = Vec::new();
-        for p in peers.values() {
+        for p in self.driver.routes() {
             for c in p.all_conns() {
-                v.push((
-                    p.name.clone(),
-                    self.inner.cfg.channels[c.channel].name.clone(),
-                    c.index,
-                ));
+                v.push((p.name.clone(), channels[c.channel].name.clone(), c.index));
             }
         }
         v.sort();
         v
     }
 
-    /// Closes every connection to these nodes; members are redialled by the maintenance task.
+    /// Closes every connection to these nodes; members are redialled after a backoff.
     pub fn kill_connections(&self, names: &[&str]) {
-        for n in names {
-            if let Some(p) = self.inner.peer(n) {
-                p.all_conns()
-                    .iter()
-                    .for_each(|c| c.close(CloseReason::Killed));
-            }
-        }
+        self.driver.input(Input::KillConnections(
+            names.iter().map(|n| n.to_string()).collect(),
+        ));
     }
 
     pub fn stats(&self) -> StatsSnapshot {
-        self.inner.stats.snapshot()
+        self.driver.stats().snapshot()
     }
 }
 
 impl Drop for Engine {
     fn drop(&mut self) {
         if let Some(rt) = self.runtime.lock().take() {
-            let _ = self.inner.shutdown.send(true);
-            self.inner.peers.write().clear();
+            self.driver.stop();
             // Drop may run on a thread that must not block (a VM scheduler): let the runtime's
             // threads wind down on their own.
             rt.shutdown_background();
@@ -385,27 +269,5 @@ fn set_thread_nice(nice: i32) {
     if nice != 0 {
         // SAFETY: on Linux, PRIO_PROCESS with who = 0 applies to the calling thread only.
         unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
-    }
-}
-
-/// Sorts channels by name, drops duplicates and makes sure the default and control channels exist.
-fn normalise_channels(channels: &mut Vec<ChannelSpec>) {
-    for (name, compression) in [
-        (super::DEFAULT_CHANNEL, Compression::Off),
-        (CONTROL_CHANNEL, Compression::Off),
-    ] {
-        if !channels.iter().any(|c| c.name == name) {
-            channels.push(ChannelSpec {
-                name: name.to_owned(),
-                parallelism: 1,
-                monotonic: false,
-                compression,
-            });
-        }
-    }
-    channels.sort_by(|a, b| a.name.cmp(&b.name));
-    channels.dedup_by(|a, b| a.name == b.name);
-    for c in channels.iter_mut() {
-        c.parallelism = c.parallelism.max(1);
     }
 }

@@ -1,14 +1,19 @@
-//! The tokio transport: listeners, connection pools (channel x parallelism per peer), writer and
-//! reader tasks, reconnects with backoff, idle pings, and the gossip that spreads membership.
+//! The tokio transport, a driver of the control core (`crate::control`): listeners,
+//! connection pools (channel x parallelism per peer), writer and reader tasks, and the timer;
+//! the core decides who is a member, which connection wins a slot, when to dial and what to
+//! gossip, and the driver carries it out.
+//!
+//! Modules depend one way: `engine` (the public handle) on `conn` (the connection tasks) on
+//! `driver` (the core, its actions, the routing table) on `peer` (connections and routes).
 //!
 //! No Erlang types appear here: received messages and cluster events go to a [`Handler`], which
 //! the NIF implements by sending straight to Erlang processes from the I/O threads.
 
 mod close;
-mod cluster;
 mod coalesce;
 mod config;
 mod conn;
+mod driver;
 mod engine;
 mod pacer;
 mod peer;

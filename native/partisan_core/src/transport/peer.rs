@@ -1,12 +1,11 @@
-//! A remote node as the send path sees it: one slot per (channel, index), each holding at most
-//! one live connection, and each connection a queue drained by its writer task.
+//! Connections and the routing table of the send path: one slot per (peer, channel, index),
+//! each holding at most one live connection, each connection a queue drained by its writer.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use tokio::sync::watch;
 
 use super::close::{CloseCell, CloseReason};
@@ -14,15 +13,11 @@ use super::pacer::Interactive;
 use super::send_queue::{OutFrame, PushError, Queued, SendMode, SendQueue};
 use super::Origin;
 
-use crate::membership::NodeSpec;
-
 /// One established connection.
 pub(crate) struct Conn {
     pub id: u64,
     pub channel: usize,
     pub index: u16,
-    pub remote_incarnation: u64,
-    pub dialed_by_me: bool,
     /// The remote node as its messages' handler needs it.
     pub origin: Origin,
     pub queue: SendQueue,
@@ -33,20 +28,11 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub fn new(
-        id: u64,
-        channel: usize,
-        index: u16,
-        remote_incarnation: u64,
-        dialed_by_me: bool,
-        origin: Origin,
-    ) -> Conn {
+    pub fn new(id: u64, channel: usize, index: u16, origin: Origin) -> Conn {
         Conn {
             id,
             channel,
             index,
-            remote_incarnation,
-            dialed_by_me,
             origin,
             queue: SendQueue::new(),
             closed: CloseCell::default(),
@@ -68,88 +54,77 @@ impl Conn {
     }
 }
 
-/// One (channel, index) position in a peer's pool.
-pub(crate) struct Slot {
-    pub conn: RwLock<Option<Arc<Conn>>>,
-    pub dialing: AtomicBool,
-    pub failures: AtomicU32,
-    /// Earliest time of the next dial attempt (backoff, and grace for the non-preferred dialer).
-    pub not_before: Mutex<Instant>,
-}
+/// One (channel, index) position of a peer: the connection sends go through, if any.
+type Route = RwLock<Option<Arc<Conn>>>;
 
-impl Slot {
-    fn new(not_before: Instant) -> Slot {
-        Slot {
-            conn: RwLock::new(None),
-            dialing: AtomicBool::new(false),
-            failures: AtomicU32::new(0),
-            not_before: Mutex::new(not_before),
-        }
-    }
-
-    pub fn current(&self) -> Option<Arc<Conn>> {
-        self.conn.read().clone()
-    }
-}
-
-/// A remote node known to this one (a member, a join target, or a node that dialed us).
+/// A remote node as the send path sees it: the connections the control core installed, and
+/// whether it is up. Written only by the driver, as the core's actions say.
 pub struct Peer {
     pub name: Arc<str>,
-    pub(crate) spec: RwLock<NodeSpec>,
     /// `slots[channel][index]`, shaped by the local channel configuration.
-    pub(crate) slots: Vec<Box<[Slot]>>,
+    slots: Vec<Box<[Route]>>,
     round_robin: Box<[AtomicUsize]>,
-    pub(crate) removed: AtomicBool,
+    live: AtomicBool,
     /// The one state behind `nodes()`, `is_connected`, `on_up` / `on_down` and the send path:
-    /// true while the control channel and the default channel both have a connection to the
-    /// peer's newest life. Changed only by `cluster::refresh_up`, under `up_changes`, which
-    /// also emits the event, so events and the state never disagree.
-    pub(crate) up: AtomicBool,
-    pub(crate) up_changes: Mutex<()>,
-    /// Counts the times the peer came up: names the current connection life, so that a late
-    /// `node_down` of an earlier one can be told apart (`Engine::up_generation`).
-    pub(crate) generation: AtomicU64,
-    /// The newest life of the peer seen on any connection: connections of older lives are
-    /// closed when a newer one arrives, and refused after.
-    pub(crate) incarnation: AtomicU64,
+    /// while the node is up, the generation of its current connection life (it counts the
+    /// ups, so a late `node_down` of an earlier life can be told apart); 0 while it is down.
+    up_life: AtomicU64,
 }
 
 impl Peer {
-    pub(crate) fn new(
-        spec: NodeSpec,
-        parallelism: &[u16],
-        first_dial: impl Fn(usize) -> Instant,
-    ) -> Peer {
-        let slots = parallelism
-            .iter()
-            .enumerate()
-            .map(|(ch, &n)| {
-                (0..n.max(1))
-                    .map(|_| Slot::new(first_dial(ch)))
-                    .collect::<Box<[Slot]>>()
-            })
-            .collect();
+    pub(crate) fn new(name: Arc<str>, parallelism: &[u16]) -> Peer {
         Peer {
-            name: Arc::from(spec.name.as_str()),
-            spec: RwLock::new(spec),
-            slots,
+            name,
+            slots: parallelism
+                .iter()
+                .map(|&n| (0..n.max(1)).map(|_| RwLock::new(None)).collect())
+                .collect(),
             round_robin: parallelism.iter().map(|_| AtomicUsize::new(0)).collect(),
-            removed: AtomicBool::new(false),
-            up: AtomicBool::new(false),
-            up_changes: Mutex::new(()),
-            generation: AtomicU64::new(0),
-            incarnation: AtomicU64::new(0),
+            live: AtomicBool::new(true),
+            up_life: AtomicU64::new(0),
         }
     }
 
     /// False once the peer was dropped (removed from the cluster or the engine stopped); a cached
     /// handle must then be looked up again.
     pub fn is_live(&self) -> bool {
-        !self.removed.load(Ordering::Acquire)
+        self.live.load(Ordering::Acquire)
     }
 
-    pub fn spec(&self) -> NodeSpec {
-        self.spec.read().clone()
+    pub(crate) fn retire(&self) {
+        self.live.store(false, Ordering::Release);
+        self.up_life.store(0, Ordering::Release);
+    }
+
+    /// The generation of the current connection life while the peer is up.
+    pub(crate) fn up_life(&self) -> Option<u64> {
+        Some(self.up_life.load(Ordering::Acquire)).filter(|g| *g != 0)
+    }
+
+    pub(crate) fn set_up_life(&self, generation: Option<u64>) {
+        self.up_life
+            .store(generation.unwrap_or(0), Ordering::Release);
+    }
+
+    /// Routes `channel`/`index` through `conn`.
+    pub(crate) fn install(&self, conn: Arc<Conn>) {
+        if let Some(slot) = self.slot(conn.channel, conn.index) {
+            *slot.write() = Some(conn);
+        }
+    }
+
+    /// Stops routing through `conn`, if it is the one in its slot.
+    pub(crate) fn vacate(&self, conn: &Conn) {
+        if let Some(slot) = self.slot(conn.channel, conn.index) {
+            let mut cur = slot.write();
+            if cur.as_ref().is_some_and(|c| c.id == conn.id) {
+                *cur = None;
+            }
+        }
+    }
+
+    fn slot(&self, channel: usize, index: u16) -> Option<&Route> {
+        self.slots.get(channel)?.get(index as usize)
     }
 
     /// Queues a frame on `channel`: on the slot picked by `key` if given (so one key keeps one
@@ -175,13 +150,13 @@ impl Peer {
             Some(k) => (k % n as u64) as usize,
             None => self.round_robin[channel].fetch_add(1, Ordering::Relaxed) % n,
         };
-        (0..n).find_map(|i| slots[(start + i) % n].current())
+        (0..n).find_map(|i| slots[(start + i) % n].read().clone())
     }
 
     pub(crate) fn all_conns(&self) -> Vec<Arc<Conn>> {
         self.slots
             .iter()
-            .flat_map(|ch| ch.iter().filter_map(Slot::current))
+            .flat_map(|ch| ch.iter().filter_map(|s| s.read().clone()))
             .collect()
     }
 
@@ -189,17 +164,17 @@ impl Peer {
     pub(crate) fn has_connection(&self, channel: usize) -> bool {
         self.slots
             .get(channel)
-            .is_some_and(|ch| ch.iter().any(|s| s.conn.read().is_some()))
+            .is_some_and(|ch| ch.iter().any(|s| s.read().is_some()))
     }
 
-    /// Up (see `up`), and for a given channel also connected on it.
+    /// Up (see `up_life`), and for a given channel also connected on it.
     pub(crate) fn is_connected(&self, channel: Option<usize>) -> bool {
-        self.up.load(Ordering::Acquire) && channel.is_none_or(|c| self.has_connection(c))
+        self.up_life().is_some() && channel.is_none_or(|c| self.has_connection(c))
     }
 
     pub(crate) fn is_fully_connected(&self) -> bool {
         self.slots
             .iter()
-            .all(|ch| ch.iter().all(|s| s.conn.read().is_some()))
+            .all(|ch| ch.iter().all(|s| s.read().is_some()))
     }
 }

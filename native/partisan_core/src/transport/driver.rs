@@ -1,0 +1,385 @@
+//! The driver of the control core: feeds it the connections' events and the time, and carries
+//! out its actions on the routing table, the connections and the handler.
+//!
+//! Lock order: `core` (the state machine and the connection registry), then `routes`, then a
+//! slot of a routing peer. The send path takes only the last two, for reading. Actions are
+//! carried out under `core`, in the order the core emits them, so events reach the handler in
+//! order and the routing table never shows a peer up that it cannot send to.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{mpsc, watch, Notify};
+
+use super::close::CloseReason;
+use super::config::Config;
+use super::pacer::Interactive;
+use super::peer::{Conn, Peer};
+use super::stats::Stats;
+use super::{Event, Handler, Origin};
+use crate::control::{Action, ConnId, Input, Node, Settings, SlotKey};
+use crate::membership::{NodeSpec, State};
+use crate::wire::{encode_frame, AckStatus, FrameKind, Hello, HelloAck, CAPABILITIES};
+
+/// A dial the core asked for, carried out by the connection tasks.
+pub(crate) struct DialRequest {
+    pub slot: SlotKey,
+    pub addrs: Vec<std::net::SocketAddr>,
+    pub hello: Hello,
+}
+
+struct Core {
+    node: Node,
+    /// Connections the core may name in its actions.
+    conns: HashMap<ConnId, Arc<Conn>>,
+}
+
+/// The state shared by the engine handle and its tasks.
+pub(crate) struct Driver {
+    cfg: Config,
+    local: NodeSpec,
+    local_name: Arc<str>,
+    handler: Arc<dyn Handler>,
+    stats: Stats,
+    interactive: Interactive,
+    channel_ids: HashMap<String, usize>,
+    parallelism: Vec<u16>,
+    core: Mutex<Core>,
+    routes: RwLock<HashMap<Arc<str>, Arc<Peer>>>,
+    dials: mpsc::UnboundedSender<DialRequest>,
+    timer: Notify,
+    shutdown: watch::Sender<bool>,
+    next_conn: AtomicU64,
+}
+
+impl Driver {
+    /// A driver for `cfg` (whose listen addresses are the bound ones); dial requests go to the
+    /// returned receiver.
+    pub fn new(
+        cfg: Config,
+        handler: Arc<dyn Handler>,
+    ) -> (Arc<Driver>, mpsc::UnboundedReceiver<DialRequest>) {
+        let now = Instant::now();
+        let node = Node::new(
+            Settings {
+                local: NodeSpec {
+                    name: cfg.name.clone(),
+                    listen_addrs: cfg.listen_addrs.clone(),
+                    channels: cfg.channels.clone(),
+                },
+                incarnation: cfg.incarnation,
+                connection_interval: cfg.connection_interval,
+                connection_jitter: cfg.connection_jitter,
+                periodic_interval: cfg.periodic_interval,
+                gossip_fanout: cfg.gossip_fanout,
+                seed: cfg.incarnation ^ 0x7061_7274_6973_616e,
+            },
+            now,
+        );
+        let local = node.local().clone();
+        let (dials, requests) = mpsc::unbounded_channel();
+        let driver = Driver {
+            channel_ids: local
+                .channels
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.name.clone(), i))
+                .collect(),
+            parallelism: local.channels.iter().map(|c| c.parallelism).collect(),
+            local_name: Arc::from(local.name.as_str()),
+            local,
+            handler,
+            stats: Stats::default(),
+            interactive: Interactive::default(),
+            core: Mutex::new(Core {
+                node,
+                conns: HashMap::new(),
+            }),
+            routes: RwLock::new(HashMap::new()),
+            dials,
+            timer: Notify::new(),
+            shutdown: watch::channel(false).0,
+            next_conn: AtomicU64::new(1),
+            cfg,
+        };
+        (Arc::new(driver), requests)
+    }
+
+    // ---- what the tasks read ----------------------------------------------------------------
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// This node's spec, channels normalised.
+    pub fn local(&self) -> &NodeSpec {
+        &self.local
+    }
+
+    pub fn local_name(&self) -> &Arc<str> {
+        &self.local_name
+    }
+
+    pub fn handler(&self) -> &dyn Handler {
+        &*self.handler
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn interactive(&self) -> &Interactive {
+        &self.interactive
+    }
+
+    pub fn channel_id(&self, name: &str) -> Option<usize> {
+        self.channel_ids.get(name).copied()
+    }
+
+    pub fn channels(&self) -> usize {
+        self.parallelism.len()
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    pub fn route(&self, name: &str) -> Option<Arc<Peer>> {
+        self.routes.read().get(name).cloned()
+    }
+
+    pub fn routes(&self) -> Vec<Arc<Peer>> {
+        self.routes.read().values().cloned().collect()
+    }
+
+    /// Runs `f` on the core (for queries).
+    pub fn with_node<T>(&self, f: impl FnOnce(&Node) -> T) -> T {
+        f(&self.core.lock().node)
+    }
+
+    // ---- events in --------------------------------------------------------------------------
+
+    /// Feeds one event to the core and carries out what it asks.
+    pub fn input(&self, input: Input) {
+        let mut core = self.core.lock();
+        core.node.handle(input, Instant::now());
+        self.carry_out(&mut core);
+    }
+
+    /// The acceptor's half of a handshake: the core's answer to `hello`, and the connection to
+    /// run if it was installed.
+    pub fn admit(&self, hello: &Hello) -> (HelloAck, Option<Arc<Conn>>) {
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let conn = self.channel_id(&hello.channel).map(|ch| {
+            Arc::new(Conn::new(
+                id,
+                ch,
+                hello.index,
+                self.origin(&hello.spec.name, hello),
+            ))
+        });
+        let mut core = self.core.lock();
+        if let Some(c) = &conn {
+            core.conns.insert(id, c.clone());
+        }
+        let admission = core.node.admit(
+            id,
+            &hello.spec,
+            hello.incarnation,
+            &hello.channel,
+            hello.index,
+            Instant::now(),
+        );
+        let installed = admission.status == AckStatus::Accepted;
+        if !installed {
+            core.conns.remove(&id);
+        }
+        self.carry_out(&mut core);
+        let ack = HelloAck {
+            status: admission.status,
+            name: self.local_name.to_string(),
+            incarnation: admission.incarnation,
+            pids: self.cfg.pids.clone(),
+            capabilities: CAPABILITIES,
+        };
+        (ack, conn.filter(|_| installed))
+    }
+
+    /// The dialer's half: the ack for `slot` arrived; the connection to run if it was installed.
+    pub fn dialed(&self, slot: &SlotKey, ack: &HelloAck) -> Option<Arc<Conn>> {
+        let id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let origin = Origin::new(
+            &slot.peer,
+            &ack.pids,
+            &self.local_name,
+            &self.cfg.pids,
+            self.cfg.rewrite,
+        );
+        let conn = Arc::new(Conn::new(id, slot.channel, slot.index, origin));
+        let mut core = self.core.lock();
+        core.conns.insert(id, conn.clone());
+        let installed = core.node.dialed(
+            slot,
+            id,
+            &ack.name,
+            ack.status,
+            ack.incarnation,
+            Instant::now(),
+        );
+        if !installed {
+            core.conns.remove(&id);
+        }
+        self.carry_out(&mut core);
+        installed.then_some(conn)
+    }
+
+    /// The hello this node sends when it dials `slot`.
+    fn hello(&self, slot: &SlotKey, incarnation: u64) -> Hello {
+        Hello {
+            spec: self.local.clone(),
+            incarnation,
+            pids: self.cfg.pids.clone(),
+            channel: self.local.channels[slot.channel].name.clone(),
+            index: slot.index,
+            capabilities: CAPABILITIES,
+        }
+    }
+
+    fn origin(&self, node: &str, hello: &Hello) -> Origin {
+        Origin::new(
+            node,
+            &hello.pids,
+            &self.local_name,
+            &self.cfg.pids,
+            self.cfg.rewrite,
+        )
+    }
+
+    /// A connection's reader ended; `reason` is the first one anybody gave.
+    pub fn closed(&self, conn: &Conn, reason: CloseReason) {
+        self.stats.count_close(reason);
+        self.input(Input::Closed {
+            conn: conn.id,
+            reason,
+        });
+    }
+
+    pub fn gossip(&self, conn: &Conn, state: State) {
+        self.input(Input::Gossip {
+            conn: conn.id,
+            state,
+        });
+    }
+
+    /// Fires the core's timers as they come due, until the engine stops.
+    pub async fn timer_loop(self: Arc<Driver>) {
+        let mut shutdown = self.shutdown_signal();
+        loop {
+            let due = self.core.lock().node.poll_timeout();
+            let sleep = async {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => {
+                    let mut core = self.core.lock();
+                    core.node.handle_timeout(Instant::now());
+                    self.carry_out(&mut core);
+                }
+                _ = self.timer.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Stops the core (every connection closes) and signals every task to end.
+    pub fn stop(&self) {
+        self.input(Input::Stop);
+        let _ = self.shutdown.send(true);
+    }
+
+    // ---- actions out --------------------------------------------------------------------------
+
+    fn carry_out(&self, core: &mut Core) {
+        // One encoding per gossiped state, however many connections it goes to.
+        let mut encoded: Option<(Arc<State>, Bytes)> = None;
+        while let Some(action) = core.node.poll_action() {
+            match action {
+                Action::Dial {
+                    slot,
+                    addrs,
+                    incarnation,
+                } => {
+                    let hello = self.hello(&slot, incarnation);
+                    let _ = self.dials.send(DialRequest { slot, addrs, hello });
+                }
+                Action::Install { conn, slot } => {
+                    let Some(c) = core.conns.get(&conn) else {
+                        continue;
+                    };
+                    let mut routes = self.routes.write();
+                    let peer = routes
+                        .entry(slot.peer.clone())
+                        .or_insert_with(|| Arc::new(Peer::new(slot.peer, &self.parallelism)));
+                    peer.install(c.clone());
+                }
+                Action::Close { conn, reason } => {
+                    if let Some(c) = core.conns.remove(&conn) {
+                        c.close(reason);
+                        if let Some(p) = self.route(&c.origin.node) {
+                            p.vacate(&c);
+                        }
+                    }
+                }
+                Action::Gossip { conn, state } => {
+                    let frame = match &encoded {
+                        Some((last, f)) if Arc::ptr_eq(last, &state) => f.clone(),
+                        _ => {
+                            let f = encode_frame(FrameKind::Gossip, &state.encode());
+                            encoded = Some((state, f.clone()));
+                            f
+                        }
+                    };
+                    if let Some(c) = core.conns.get(&conn) {
+                        c.enqueue(frame);
+                    }
+                }
+                Action::Up { peer, generation } => {
+                    if let Some(p) = self.route(&peer) {
+                        p.set_up_life(Some(generation));
+                    }
+                    self.handler.event(Event::NodeUp(peer));
+                }
+                Action::Down { peer, reason } => {
+                    if let Some(p) = self.route(&peer) {
+                        p.set_up_life(None);
+                    }
+                    self.handler.event(Event::NodeDown(peer, reason));
+                }
+                Action::Members(members) => self.handler.event(Event::Membership(members)),
+                Action::Left => self.handler.event(Event::Left(self.local_name.clone())),
+                Action::Forget(peer) => {
+                    if let Some(p) = self.routes.write().remove(&peer) {
+                        p.retire();
+                    }
+                }
+            }
+        }
+        self.timer.notify_one();
+    }
+
+    /// A dial failed before its handshake completed.
+    pub fn dial_failed(&self, slot: SlotKey) {
+        self.input(Input::DialFailed(slot));
+    }
+}
