@@ -37,7 +37,7 @@ step = @printf '\n==> %s\n' "$(1)"
 .NOTPARALLEL:
 
 .PHONY: all setup build test test-rust test-erlang eunit ct test-elixir \
-        fmt-check clippy cargo-test loom epmd demo bench bench-quick bench-check bench-rust \
+        fmt-check clippy cargo-test loom epmd demo bench bench-quick bench-check bench-rust sim \
         lint xref dialyzer clean
 
 all: build
@@ -107,6 +107,13 @@ epmd:
 demo: build epmd
 	$(call step,demo: a 3-node partisan cluster on this machine)
 	escript scripts/demo.escript
+
+## sim: the control core's simulation at a larger size than `make test` runs it (every check
+## the same); SIM_NODES and SIM_SEED choose the size and the seed.
+SIM_NODES ?= 1000
+sim:
+	$(call step,control core simulation: $(SIM_NODES) nodes)
+	SIM_NODES=$(SIM_NODES) $(CARGO) test -p partisan_core --test control_sim -- --nocapture
 
 ## Benchmarks: thin wrappers around scripts in bench/.
 bench: bench-check build epmd

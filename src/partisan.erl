@@ -7,8 +7,8 @@
 %% Erlang would use pids and references of other nodes.
 %%
 %% Sending ({@link forward_message/4} and friends) runs entirely in the
-%% caller: the message is encoded here and handed to the native transport,
-%% without going through any other Erlang process.
+%% caller (see {@link partisan_send}): the message is encoded and handed to
+%% the native transport, without going through any other Erlang process.
 %% @end
 %% -----------------------------------------------------------------------------
 -module(partisan).
@@ -854,7 +854,7 @@ forward_message(Pid, Msg, Opts) when erlang:is_pid(Pid), ?IS_OPTS(Opts) ->
                     %% message is dropped, as Distributed Erlang drops it.
                     ok;
                 false ->
-                    send_remote(Node, Pid, Msg, opts_map(Opts))
+                    partisan_send:remote(Node, Pid, Msg, partisan_send:opts(Opts))
             end
     end;
 
@@ -863,11 +863,11 @@ forward_message(Name, Msg, Opts) when is_atom(Name), ?IS_OPTS(Opts) ->
     ok;
 
 forward_message({global, Name}, Msg, Opts) when ?IS_OPTS(Opts) ->
-    send_via(global, Name, Msg);
+    partisan_send:via(global, Name, Msg);
 
 forward_message({via, Module, Name}, Msg, Opts)
 when is_atom(Module), ?IS_OPTS(Opts) ->
-    send_via(Module, Name, Msg);
+    partisan_send:via(Module, Name, Msg);
 
 forward_message({Name, Node}, Msg, Opts) when is_atom(Name), is_atom(Node) ->
     forward_message(Node, Name, Msg, Opts);
@@ -900,9 +900,10 @@ forward_message(ServerRef, Msg, Opts) ->
 forward_message(Node, ServerRef, Msg, Opts) when is_atom(Node), ?IS_OPTS(Opts) ->
     case Node =:= node() of
         true ->
-            deliver_locally(ServerRef, Msg);
+            partisan_send:locally(ServerRef, Msg);
         false ->
-            send_remote(Node, remote_target(ServerRef), Msg, opts_map(Opts))
+            Target = partisan_send:target(ServerRef),
+            partisan_send:remote(Node, Target, Msg, partisan_send:opts(Opts))
     end;
 
 forward_message(Node, ServerRef, Msg, Opts) ->
@@ -1047,186 +1048,9 @@ is_monitor_nodes_opt(_) -> false.
 
 
 %% =============================================================================
-%% PRIVATE: sending
+%% PRIVATE: send/2,3
 %% =============================================================================
 
-
-
-%% The transport's destination on the remote node.
-remote_target(Name) when is_atom(Name) ->
-    Name;
-
-remote_target(Pid) when erlang:is_pid(Pid) ->
-    Pid;
-
-remote_target({Name, Node}) when is_atom(Name), is_atom(Node) ->
-    Name;
-
-remote_target({encoded_pid, Text} = Target) when is_list(Text) ->
-    try list_to_binary(Text)
-    catch error:badarg -> erlang:error(badarg, [Target])
-    end;
-
-remote_target({encoded_name, Text} = Target) when is_list(Text) ->
-    %% A name the caller chose: local input, so the atom may be created.
-    try list_to_atom(Text)
-    catch error:badarg -> erlang:error(badarg, [Target])
-    end;
-
-remote_target(RemoteRef) ->
-    partisan_remote_ref:delivery_target(RemoteRef).
-
-
-%% Encodes Msg for the channel and hands it to the transport, falling back to
-%% the default channel when the requested one has no connection yet.
-send_remote(Node, Target, Msg, Opts0) ->
-    Opts = with_forward_defaults(Opts0),
-    Channel = maps:get(channel, Opts, ?DEFAULT_CHANNEL),
-    Key = maps:get(partition_key, Opts, ?DEFAULT_PARTITION_KEY),
-    is_atom(Channel) andalso is_partition_key(Key)
-        orelse erlang:error(badarg, [Node, Target, Msg, Opts0]),
-    Payload = partisan_payload:encode(Msg, partisan_config:channel_encode_opts(Channel)),
-    Engine = partisan_nif:engine(),
-    Mode = send_mode(Opts),
-    case transmit(Engine, Node, Channel, Key, Target, Payload, Mode) of
-        {error, not_yet_connected} = Error when Channel =/= ?DEFAULT_CHANNEL ->
-            case channel_fallback(Opts) of
-                true ->
-                    transmit(
-                        Engine, Node, ?DEFAULT_CHANNEL, Key, Target, Payload,
-                        Mode
-                    );
-                false ->
-                    Error
-            end;
-        Result ->
-            Result
-    end.
-
-
-%% Hands the payload to the engine. When the connection's queue is over its
-%% limit the engine has queued the message and asks us to wait (as a sender to
-%% a busy Distributed Erlang port is suspended): the wait is a receive, so the
-%% process neither spins nor holds a scheduler, and the engine always answers.
-transmit(Engine, Node, Channel, Key, Target, Payload, Mode) ->
-    case enqueue(Engine, Node, Channel, Key, Target, Payload, Mode) of
-        {suspend, Token} ->
-            receive
-                {'$partisan_resume', Token} -> ok
-            end;
-        Result ->
-            Result
-    end.
-
-
-enqueue(Engine, Node, Channel, Key, Target, Payload, Mode) ->
-    partisan_nif:send(Engine, Node, Channel, Key, Target, Payload, Mode).
-
-
-%% `nosuspend' (as in erlang:send/3): refuse with {error, busy} rather than
-%% wait when the connection is over its limit.
-send_mode(#{nosuspend := true}) -> nosuspend;
-send_mode(_) -> suspend.
-
-
-%% The `forward_options' option holds defaults for every send.
-with_forward_defaults(Opts) ->
-    case partisan_config:get(forward_options, #{}) of
-        Defaults when map_size(Defaults) =:= 0 -> Opts;
-        Defaults -> maps:merge(Defaults, Opts)
-    end.
-
-
-channel_fallback(#{channel_fallback := Flag}) when is_boolean(Flag) ->
-    Flag;
-
-channel_fallback(_) ->
-    partisan_config:get(channel_fallback, true).
-
-
-is_partition_key(undefined) -> true;
-is_partition_key(Key) -> is_integer(Key) andalso Key >= 0.
-
-
-opts_map(Opts) when is_map(Opts) ->
-    Opts;
-
-opts_map([]) ->
-    #{};
-
-opts_map(Opts) when is_list(Opts) ->
-    maps:from_list([opt_pair(Opt, Opts) || Opt <- Opts]);
-
-opts_map(Opts) ->
-    erlang:error(badarg, [Opts]).
-
-
-%% `{Key, Value}', or a bare flag such as `nosuspend' (as in erlang:send/3).
-opt_pair({Key, _} = Pair, _) when is_atom(Key) -> Pair;
-opt_pair(Flag, _) when Flag == nosuspend; Flag == noconnect -> {Flag, true};
-opt_pair(_, Opts) -> erlang:error(badarg, [Opts]).
-
-
-%% Delivery on this node. Like a remote node, an unregistered name drops the
-%% message.
-deliver_locally(Pid, Msg) when erlang:is_pid(Pid) ->
-    erlang:send(Pid, Msg),
-    ok;
-
-deliver_locally(Name, Msg) when is_atom(Name) ->
-    send_to_local_name(Name, Msg);
-
-deliver_locally({global, _} = ServerRef, Msg) ->
-    forward_message(ServerRef, Msg, #{});
-
-deliver_locally({via, _, _} = ServerRef, Msg) ->
-    forward_message(ServerRef, Msg, #{});
-
-deliver_locally({Name, Node}, Msg) when is_atom(Name), is_atom(Node) ->
-    send_to_local_name(Name, Msg);
-
-deliver_locally({encoded_pid, Text} = Target, Msg) when is_list(Text) ->
-    try list_to_pid(Text) of
-        Pid -> deliver_locally(Pid, Msg)
-    catch
-        error:badarg -> erlang:error(badarg, [Target, Msg])
-    end;
-
-deliver_locally({encoded_name, Text}, Msg) when is_list(Text) ->
-    try list_to_existing_atom(Text) of
-        Name -> send_to_local_name(Name, Msg)
-    catch
-        %% No such atom, so no such registered process.
-        error:badarg -> ok
-    end;
-
-deliver_locally(RemoteRef, Msg) ->
-    try partisan_remote_ref:to_pid_or_name(RemoteRef) of
-        Dest -> deliver_locally(Dest, Msg)
-    catch
-        error:badarg ->
-            %% A name whose atom does not exist here has no process; anything
-            %% else is not something we can deliver to.
-            partisan_remote_ref:is_name(RemoteRef)
-                orelse erlang:error(badarg, [RemoteRef, Msg]),
-            ok
-    end.
-
-
-%% Sending to {Name, node()} never fails, even if Name is not registered.
-send_to_local_name(Name, Msg) ->
-    erlang:send({Name, erlang:node()}, Msg),
-    ok.
-
-
-send_via(Module, Name, Msg) ->
-    case Module:whereis_name(Name) of
-        Pid when erlang:is_pid(Pid) ->
-            erlang:send(Pid, Msg),
-            ok;
-        _ ->
-            ok
-    end.
 
 
 is_erlang_destination(Dest) when erlang:is_pid(Dest); is_atom(Dest) ->

@@ -61,6 +61,8 @@ impl Pages {
         })
     }
 
+    /// The length of the mapping in bytes: at least what [`take`] was asked for, possibly
+    /// more for a reused buffer.
     pub fn len(&self) -> usize {
         self.len
     }
@@ -70,11 +72,13 @@ impl Pages {
         self.len == 0
     }
 
+    /// The whole mapping, read-only.
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: `len` mapped, readable bytes (zero-filled at first) owned by `self`.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
+    /// The whole mapping, writable: a frame body is read into it.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as above, and `&mut self` makes the access exclusive.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }

@@ -8,6 +8,7 @@
 //!   failure detection and gossip, reporting to a [`transport::Handler`].
 
 #![warn(clippy::undocumented_unsafe_blocks)]
+#![warn(missing_docs)]
 
 pub mod control;
 pub mod frame_pool;

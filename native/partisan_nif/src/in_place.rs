@@ -1,30 +1,19 @@
 //! Large frames are read into a buffer that becomes a binary of the VM, and the message is
 //! decoded in place: large binaries in it become sub-binaries of that binary rather than copies,
-//! as Distributed Erlang does with the buffer of a received message. Everything else is decoded
-//! by the caller's leaf decoder (`decode::decode_term`: pids rewritten, atoms within the
-//! budget). Buffers of 256 KiB or more come from `frame_pool` and go back to it when the VM
+//! as Distributed Erlang does with the buffer of a received message (`wire::plan_in_place`
+//! says which). Everything else is decoded by the caller's leaf decoder (`decode::decode_term`:
+//! pids rewritten, atoms within the budget). Buffers of 256 KiB or more come from `frame_pool` and go back to it when the VM
 //! frees the binary.
 
 use std::mem::MaybeUninit;
 
 use partisan_core::frame_pool::{self, Pages};
 use partisan_core::transport::{Delivery, FrameBuf};
+use partisan_core::wire::{plan_in_place, Shape};
 use rustler::types::tuple::make_tuple;
 use rustler::{Binary, Env, OwnedBinary, ResourceArc, Term};
 
-/// A binary in a message is referenced from this size, provided it is also at least a quarter
-/// of the frame: a binary the receiver keeps then never holds on to much more memory than its
-/// own.
-const REFERENCE_MIN: usize = 64 * 1024;
-/// Tuples are looked through to this depth and arity; anything else is one `binary_to_term`.
-/// `partisan_payload` splices binaries two tuples deep; the bounds also cap what a hostile frame
-/// can cost: at most 16^3 leaf decodings, on an I/O thread.
-const MAX_DEPTH: u32 = 3;
-const MAX_ARITY: usize = 16;
-
 const VERSION: u8 = 131;
-const SMALL_TUPLE_EXT: u8 = 104;
-const BINARY_EXT: u8 = 109;
 
 /// Frames from this size are read into pooled buffers; smaller ones into binaries of the VM,
 /// whose allocator serves them from memory it keeps (mapping and unmapping a 64 KiB buffer per
@@ -134,11 +123,12 @@ enum Part<'a> {
     Tuple(Vec<Part<'a>>),
 }
 
-/// Decodes one term that starts (version byte first) at the front of a slice, possibly followed
-/// by more bytes; returns it and the bytes it used.
+/// Decodes one term that starts (version byte first) at the front of a slice; returns it and
+/// the bytes it used.
 pub type Leaf<'d> = dyn for<'a> Fn(Env<'a>, &[u8]) -> Result<(Term<'a>, usize), Delivery> + 'd;
 
-/// Decodes the uncompressed external term in `frame` from `at` on, its leaves with `leaf`.
+/// Decodes the uncompressed external term in `frame` from `at` on (as `wire::plan_in_place`
+/// plans it), its terms with `leaf`.
 pub fn decode<'a>(
     env: Env<'a>,
     mut frame: BeamFrame,
@@ -146,83 +136,44 @@ pub fn decode<'a>(
     leaf: &Leaf<'_>,
 ) -> Result<Term<'a>, Delivery> {
     let data = FrameBuf::as_mut_slice(&mut frame);
-    if data.get(at) != Some(&VERSION) {
-        return Err(Delivery::Undecodable);
-    }
-    let min = REFERENCE_MIN.max((data.len() - at) / 4);
-    let (part, _) = decode_part(env, data, at + 1, MAX_DEPTH, min, leaf)?;
-    if let Part::Term(term) = part {
+    let shape = plan_in_place(data, at).map_err(|_| Delivery::Undecodable)?;
+    let part = match decode_terms(env, data, shape, leaf)? {
         // Nothing refers to the frame: its buffer goes back to the pool (drop).
-        return Ok(term);
-    }
+        Part::Term(term) => return Ok(term),
+        part => part,
+    };
     let whole = frame.hand_to_vm(env).ok_or(Delivery::Undecodable)?;
     build(env, &whole, part).ok_or(Delivery::Undecodable)
 }
 
-/// Decodes the term at `pos` (which is past the version byte, so `pos - 1` is in `data`);
-/// returns it and where it ends.
-fn decode_part<'a>(
+/// Decodes the plain terms of a shape with `leaf`, which wants the version byte in front: the
+/// byte before each is lent for it and put back.
+fn decode_terms<'a>(
     env: Env<'a>,
     data: &mut [u8],
-    pos: usize,
-    depth: u32,
-    min: usize,
+    shape: Shape,
     leaf: &Leaf<'_>,
-) -> Result<(Part<'a>, usize), Delivery> {
-    match data.get(pos).copied() {
-        Some(BINARY_EXT) => {
-            if let Some(len) = data.get(pos + 1..pos + 5) {
-                let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-                let at = pos + 5;
-                if len >= min && at.checked_add(len).is_some_and(|end| end <= data.len()) {
-                    return Ok((Part::Reference { at, len }, at + len));
-                }
+) -> Result<Part<'a>, Delivery> {
+    Ok(match shape {
+        Shape::Term { start, end } => {
+            let before = start.checked_sub(1).ok_or(Delivery::Undecodable)?;
+            let kept = std::mem::replace(&mut data[before], VERSION);
+            let decoded = leaf(env, &data[before..end]);
+            data[before] = kept;
+            let (term, used) = decoded?;
+            if used != end - before {
+                return Err(Delivery::Undecodable);
             }
+            Part::Term(term)
         }
-        Some(SMALL_TUPLE_EXT) if depth > 0 => {
-            let arity = *data.get(pos + 1).ok_or(Delivery::Undecodable)? as usize;
-            if arity <= MAX_ARITY {
-                let mut next = pos + 2;
-                let mut parts = Vec::with_capacity(arity);
-                for _ in 0..arity {
-                    let (part, end) = decode_part(env, data, next, depth - 1, min, leaf)?;
-                    parts.push(part);
-                    next = end;
-                }
-                let terms: Option<Vec<Term>> = parts
-                    .iter()
-                    .map(|p| match p {
-                        Part::Term(t) => Some(*t),
-                        _ => None,
-                    })
-                    .collect();
-                let part = match terms {
-                    // Nothing to reference inside: the tuple is a term already.
-                    Some(terms) => Part::Term(make_tuple(env, &terms)),
-                    None => Part::Tuple(parts),
-                };
-                return Ok((part, next));
-            }
-        }
-        _ => {}
-    }
-    decode_leaf(env, data, pos, leaf)
-}
-
-/// Decodes one term at `pos` with `leaf`, which wants the version byte in front: the byte
-/// before is lent for it and put back.
-fn decode_leaf<'a>(
-    env: Env<'a>,
-    data: &mut [u8],
-    pos: usize,
-    leaf: &Leaf<'_>,
-) -> Result<(Part<'a>, usize), Delivery> {
-    let before = pos.checked_sub(1).ok_or(Delivery::Undecodable)?;
-    let kept = std::mem::replace(&mut data[before], VERSION);
-    let decoded = leaf(env, &data[before..]);
-    data[before] = kept;
-    let (term, used) = decoded?;
-    Ok((Part::Term(term), before + used))
+        Shape::Binary { at, len } => Part::Reference { at, len },
+        Shape::Tuple(parts) => Part::Tuple(
+            parts
+                .into_iter()
+                .map(|p| decode_terms(env, data, p, leaf))
+                .collect::<Result<_, _>>()?,
+        ),
+    })
 }
 
 fn build<'a>(env: Env<'a>, whole: &Binary<'a>, part: Part<'a>) -> Option<Term<'a>> {

@@ -431,7 +431,7 @@ fn do_send<'a>(
         Ok(Queued::Suspended) => make_tuple(env, &[suspend().encode(env), token.encode(env)]),
         Err(SendError::Busy) => error_tuple(env, busy()),
         Err(SendError::UnknownChannel) => error_tuple(env, unknown_channel()),
-        Err(_) => error_tuple(env, not_yet_connected()),
+        Err(SendError::NotConnected) => error_tuple(env, not_yet_connected()),
     })
 }
 

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::rngs::StdRng;
+use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::reason::CloseReason;
@@ -47,21 +47,49 @@ pub enum Action {
     /// Open a connection for `slot` to one of `addrs` and say hello as `incarnation`; report the
     /// outcome with [`Node::dialed`] or [`Input::DialFailed`].
     Dial {
+        /// The slot to fill.
         slot: SlotKey,
+        /// The peer's listen addresses, tried in order.
         addrs: Vec<SocketAddr>,
+        /// This node's incarnation, for the hello.
         incarnation: u64,
     },
     /// Route sends for `slot` through `conn` from now on (replacing whatever was there).
-    Install { conn: ConnId, slot: SlotKey },
+    Install {
+        /// The connection, as the driver named it.
+        conn: ConnId,
+        /// Where it goes.
+        slot: SlotKey,
+    },
     /// Close `conn` (queued frames still go out first) and stop routing through it.
-    Close { conn: ConnId, reason: CloseReason },
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why; counted and, if the loss takes the peer down, reported with the `Down`.
+        reason: CloseReason,
+    },
     /// Send this membership state (all of it, or news) on `conn`, a control connection.
-    Gossip { conn: ConnId, state: Arc<State> },
+    Gossip {
+        /// The control connection.
+        conn: ConnId,
+        /// The state; one value is shared by every connection it goes to.
+        state: Arc<State>,
+    },
     /// The peer is up: a connection to its newest life on the control and the default channel
     /// is installed. `generation` counts its ups, naming this connection life.
-    Up { peer: Arc<str>, generation: u64 },
+    Up {
+        /// The peer's name.
+        peer: Arc<str>,
+        /// How many times the peer came up, this time included.
+        generation: u64,
+    },
     /// The peer is no longer up, for the reason the connection whose loss took it down closed.
-    Down { peer: Arc<str>, reason: CloseReason },
+    Down {
+        /// The peer's name.
+        peer: Arc<str>,
+        /// Why the connection whose loss took it down closed.
+        reason: CloseReason,
+    },
     /// The live members changed (sorted, this node included).
     Members(Vec<Arc<str>>),
     /// This node left or was removed; it now forms a cluster of one under a new incarnation.
@@ -84,9 +112,19 @@ pub enum Input {
     /// A [`Action::Dial`] failed before the handshake completed.
     DialFailed(SlotKey),
     /// A connection the node knows ended, for `reason` (the first one its driver saw).
-    Closed { conn: ConnId, reason: CloseReason },
-    /// A membership state arrived on `conn`.
-    Gossip { conn: ConnId, state: State },
+    Closed {
+        /// The connection.
+        conn: ConnId,
+        /// The first reason anybody gave for its end.
+        reason: CloseReason,
+    },
+    /// A membership state arrived on `conn` (shared: one state may go to many nodes).
+    Gossip {
+        /// The connection it arrived on; the core knows its peer.
+        conn: ConnId,
+        /// The state, whole or news only.
+        state: Arc<State>,
+    },
     /// The node stops: every connection closes.
     Stop,
 }
@@ -94,6 +132,7 @@ pub enum Input {
 /// The acceptor's answer to a hello.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admission {
+    /// Granted, or why not.
     pub status: AckStatus,
     /// This node's incarnation, told to the dialer.
     pub incarnation: u64,
@@ -102,7 +141,9 @@ pub struct Admission {
 /// What a peer looks like from here (for introspection and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerView {
+    /// Whether the peer is up (see [`Action::Up`]).
     pub up: bool,
+    /// How many times it came up.
     pub generation: u64,
     /// The newest life of the peer seen on any connection.
     pub newest: u64,
@@ -170,7 +211,7 @@ pub struct Node {
     jitter: Duration,
     periodic: Duration,
     fanout: usize,
-    rng: StdRng,
+    rng: SmallRng,
     state: State,
     /// Nodes this one was asked to join and has not yet heard about from the cluster.
     pending: BTreeMap<String, NodeSpec>,
@@ -236,7 +277,7 @@ impl Node {
             jitter: settings.connection_jitter,
             periodic,
             fanout: settings.gossip_fanout.max(1),
-            rng: StdRng::seed_from_u64(settings.seed),
+            rng: SmallRng::seed_from_u64(settings.seed),
             state,
             pending: BTreeMap::new(),
             peers: BTreeMap::new(),
@@ -543,7 +584,7 @@ impl Node {
         self.actions.push_back(Action::Left);
     }
 
-    fn gossip(&mut self, conn: ConnId, remote: State, now: Instant) {
+    fn gossip(&mut self, conn: ConnId, remote: Arc<State>, now: Instant) {
         let Some(from) = self.conns.get(&conn).map(|k| k.peer.clone()) else {
             return;
         };
@@ -968,10 +1009,15 @@ impl Node {
             self.actions.push_back(Action::Forget(name));
         }
         if std::mem::take(&mut self.members_dirty) {
+            // Names are shared with the peer entries: a big cluster changes often while it forms.
             let now: Vec<Arc<str>> = self
                 .state
                 .members()
-                .map(|e| Arc::from(e.spec.name.as_str()))
+                .map(|e| match self.peers.get_key_value(e.spec.name.as_str()) {
+                    Some((name, _)) => name.clone(),
+                    None if e.spec.name == *self.name => self.name.clone(),
+                    None => Arc::from(e.spec.name.as_str()),
+                })
                 .collect();
             if now != self.last_members {
                 self.last_members = now.clone();

@@ -26,6 +26,7 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every reason, in the order of their discriminants.
     pub const ALL: [CloseReason; 9] = [
         CloseReason::PeerClosed,
         CloseReason::Io,

@@ -9,8 +9,11 @@ use crate::wire::{
 /// Partisan's `compression` channel option: `false`, `true` or a zlib level 0..9.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Compression {
+    /// No compression (`false`).
     Off,
+    /// Compression at the default level (`true`; zlib level 6 on the Erlang side).
     On,
+    /// Compression at this zlib level, 0..9.
     Level(u8),
 }
 
@@ -36,22 +39,33 @@ impl Compression {
 /// One named channel of a node: how many parallel connections it uses and how they behave.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ChannelSpec {
+    /// The channel's name, the text of an atom on the Erlang side.
     pub name: String,
+    /// How many connections the channel keeps to each peer (at least 1); a message's
+    /// partition key picks one of them.
     pub parallelism: u16,
+    /// Partisan's `monotonic` option, carried for compatibility: the engine does not act on
+    /// it, since messages on one connection always stay in order.
     pub monotonic: bool,
+    /// How messages sent on the channel are compressed; applied by the sending side when
+    /// it encodes them, the engine only carries it.
     pub compression: Compression,
 }
 
 /// What other nodes need to reach a node.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeSpec {
+    /// The node's partisan name, `name@host` (see `validate_node_name`).
     pub name: String,
+    /// The addresses peers dial to reach the node; at most `MAX_ADDRS` are encoded.
     pub listen_addrs: Vec<SocketAddr>,
     /// Sorted by name, so that equal specs encode identically.
     pub channels: Vec<ChannelSpec>,
 }
 
 impl NodeSpec {
+    /// Appends the spec's wire form (see `docs/wire.md`); addresses and channels past
+    /// `MAX_ADDRS` and `MAX_CHANNELS` are left out.
     pub fn encode(&self, w: &mut Writer) {
         w.short_str(&self.name);
         w.u8(self.listen_addrs.len().min(MAX_ADDRS) as u8);
@@ -71,6 +85,8 @@ impl NodeSpec {
         }
     }
 
+    /// Reads a spec written by [`NodeSpec::encode`], validating names, counts, parallelism
+    /// and flags; the channels come out sorted by name.
     pub fn decode(r: &mut Reader<'_>) -> Result<NodeSpec, WireError> {
         let name = r.short_str()?.to_owned();
         validate_node_name(&name)?;
@@ -127,6 +143,7 @@ impl NodeSpec {
         })
     }
 
+    /// The channel called `name`, if the node has one.
     pub fn channel(&self, name: &str) -> Option<&ChannelSpec> {
         self.channels.iter().find(|c| c.name == name)
     }

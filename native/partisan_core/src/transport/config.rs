@@ -14,6 +14,7 @@ pub const DEFAULT_SEND_QUEUE_LIMIT: usize = 8 * 1024 * 1024;
 /// The engine's configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// This node's partisan name, `name@host`; checked by `Engine::start`.
     pub name: String,
     /// Unique per start of the node; orders its lives in the membership CRDT.
     pub incarnation: u64,
@@ -21,15 +22,24 @@ pub struct Config {
     pub pids: PidNaming,
     /// What received messages have rewritten (`pid_encoding`, `ref_encoding`).
     pub rewrite: Kinds,
+    /// Addresses to listen on; port 0 picks an ephemeral port. `Engine::start` replaces
+    /// them with the bound addresses.
     pub listen_addrs: Vec<SocketAddr>,
     /// Every channel of this node, including the default and control channels.
     pub channels: Vec<ChannelSpec>,
+    /// Period of the full membership gossip (`periodic_interval`).
     pub periodic_interval: Duration,
+    /// Base delay of the redial backoff, and how long the node whose name sorts second
+    /// waits before dialing data channels (`connection_interval`).
     pub connection_interval: Duration,
+    /// Most random time added to each redial delay (`connection_jitter`).
     pub connection_jitter: Duration,
     /// Members a change is passed on to by gossip (see `control::DEFAULT_GOSSIP_FANOUT`).
     pub gossip_fanout: usize,
+    /// Failure detection per connection (`connection_ping`).
     pub ping: PingConfig,
+    /// Largest frame sent or accepted, in bytes of kind and body; a peer announcing a
+    /// larger one is disconnected.
     pub max_frame_size: usize,
     /// Bytes queued on one connection above which senders are suspended (or refused with
     /// `nosuspend`); they resume when the queue drains to half of it.

@@ -201,6 +201,7 @@ impl Driver {
         let installed = admission.status == AckStatus::Accepted;
         if !installed {
             core.conns.remove(&id);
+            self.stats.count_refusal(admission.status);
         }
         self.carry_out(&mut core);
         let ack = HelloAck {
@@ -275,7 +276,7 @@ impl Driver {
     pub fn gossip(&self, conn: &Conn, state: State) {
         self.input(Input::Gossip {
             conn: conn.id,
-            state,
+            state: Arc::new(state),
         });
     }
 

@@ -27,15 +27,39 @@ pub enum SendError {
     UnknownChannel,
     /// The queue is over its limit and the caller asked not to be suspended (`nosuspend`).
     Busy,
-    /// The engine was stopped.
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SendError::NotConnected => "no connection to the node on that channel",
+            SendError::UnknownChannel => "no such channel on this node",
+            SendError::Busy => "the connection's queue is over its limit",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// Why [`Engine::join`] refused a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinError {
+    /// The spec names this node itself.
+    SelfJoin,
+    /// The engine is stopping or stopped.
     Stopped,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JoinError {
-    SelfJoin,
-    Stopped,
+impl std::fmt::Display for JoinError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JoinError::SelfJoin => "a node cannot join itself",
+            JoinError::Stopped => "the engine is stopped",
+        })
+    }
 }
+
+impl std::error::Error for JoinError {}
 
 /// A running partisan node engine. Dropping it stops it.
 pub struct Engine {
@@ -95,26 +119,34 @@ impl Engine {
         rt.shutdown_timeout(Duration::from_secs(2));
     }
 
+    /// Whether the engine runs: false once [`Engine::stop`] was called.
     pub fn is_running(&self) -> bool {
         self.runtime.lock().is_some()
     }
 
+    /// This node's spec: its name, bound listen addresses and normalised channels (their
+    /// order defines the channel ids).
     pub fn local(&self) -> &NodeSpec {
         self.driver.local()
     }
 
+    /// The addresses the listeners are bound to, ephemeral ports resolved.
     pub fn listen_addrs(&self) -> &[SocketAddr] {
         &self.bound
     }
 
+    /// The largest frame this node sends or accepts, in bytes of kind and body.
     pub fn max_frame_size(&self) -> usize {
         self.driver.config().max_frame_size
     }
 
+    /// The id of the channel called `name` (its index in [`Engine::local`]'s channels), if
+    /// it is configured.
     pub fn channel_id(&self, name: &str) -> Option<usize> {
         self.driver.channel_id(name)
     }
 
+    /// The spec of the channel with id `id`, if there is one.
     pub fn channel(&self, id: usize) -> Option<&ChannelSpec> {
         self.driver.local().channels.get(id)
     }
@@ -177,6 +209,9 @@ impl Engine {
         Stats::incr(&self.driver.stats().dropped_no_connection);
     }
 
+    /// Joins the cluster of `spec`'s node: the control core records the node and dials it.
+    /// Returns at once, before any connection is up; refuses this node itself and a stopping
+    /// engine.
     pub fn join(&self, spec: NodeSpec) -> Result<(), JoinError> {
         if spec.name == **self.driver.local_name() {
             return Err(JoinError::SelfJoin);
@@ -209,6 +244,7 @@ impl Engine {
         self.driver.with_node(|n| n.nodes())
     }
 
+    /// Whether `name` is up and, if `channel` is given, has a connection on that channel.
     pub fn is_connected(&self, name: &str, channel: Option<usize>) -> bool {
         self.driver
             .route(name)
@@ -220,6 +256,7 @@ impl Engine {
         self.driver.route(name)?.up_life()
     }
 
+    /// Whether every (channel, index) slot to `name` holds a live connection.
     pub fn is_fully_connected(&self, name: &str) -> bool {
         self.driver
             .route(name)
@@ -246,6 +283,7 @@ impl Engine {
         ));
     }
 
+    /// A copy of the engine's counters (see [`Stats`]).
     pub fn stats(&self) -> StatsSnapshot {
         self.driver.stats().snapshot()
     }

@@ -33,6 +33,7 @@ pub use stats::{Stats, StatsSnapshot};
 /// What became of a received message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
+    /// Handed to the destination process.
     Delivered,
     /// No such registered name or process on this node.
     NoDestination,
@@ -52,7 +53,10 @@ use crate::wire::{Kinds, NodeId, PidNaming, Rewrite, Target};
 /// references in its messages are rewritten on the way in (see `wire::term_rewrite`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
+    /// The sender's partisan node name.
     pub node: Arc<str>,
+    /// The rules for pids, ports and references in its messages (see [`Origin::new`]);
+    /// empty when nothing needs rewriting.
     pub rewrites: Vec<Rewrite>,
 }
 
@@ -115,7 +119,9 @@ pub const LARGE_FRAME_BODY: usize = 64 * 1024;
 /// can be built on it in place (the NIF lends a VM binary: large binaries in the message then
 /// reference it instead of being copied out of a read buffer).
 pub trait FrameBuf: Any + Send {
+    /// The lent bytes, read-only: the frame body once the reader has filled them.
     fn as_slice(&self) -> &[u8];
+    /// The lent bytes, writable: the reader fills them with the frame body.
     fn as_mut_slice(&mut self) -> &mut [u8];
 }
 

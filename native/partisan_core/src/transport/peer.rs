@@ -60,6 +60,7 @@ type Route = RwLock<Option<Arc<Conn>>>;
 /// A remote node as the send path sees it: the connections the control core installed, and
 /// whether it is up. Written only by the driver, as the core's actions say.
 pub struct Peer {
+    /// The remote node's partisan name.
     pub name: Arc<str>,
     /// `slots[channel][index]`, shaped by the local channel configuration.
     slots: Vec<Box<[Route]>>,

@@ -34,6 +34,7 @@ use sync::{AtomicBool, AtomicUsize, Mutex, Ordering::SeqCst};
 pub struct Resume(Box<dyn FnOnce() + Send>);
 
 impl Resume {
+    /// Wraps `f`, the callback that lets the sender go on.
     pub fn new(f: impl FnOnce() + Send + 'static) -> Resume {
         Resume(Box::new(f))
     }

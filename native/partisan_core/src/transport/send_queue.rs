@@ -41,15 +41,20 @@ const DIRECT_IOVECS: usize = 512;
 /// A frame ready to queue: one buffer, or a head followed by parts that stay where they are
 /// (for example large binaries owned by the VM), so they are never copied.
 pub struct OutFrame {
+    /// The start of the frame (at least its length and kind), or the whole frame.
     pub head: Bytes,
+    /// The parts that follow `head`, written in order from where they are; empty for a
+    /// frame in one buffer.
     pub body: Vec<Bytes>,
 }
 
 impl OutFrame {
+    /// The frame's length in bytes, head and parts.
     pub fn len(&self) -> usize {
         self.head.len() + self.body.iter().map(Bytes::len).sum::<usize>()
     }
 
+    /// True when the frame has no bytes.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -101,6 +106,7 @@ pub enum SendMode {
 /// What happened to a frame handed to a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Queued {
+    /// Queued for the connection's writer task; the sender may go on.
     Sent,
     /// Written on the caller's thread (what the socket did not take at once is queued first).
     Written,

@@ -8,18 +8,22 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A reader at the start of `buf`.
     pub fn new(buf: &'a [u8]) -> Self {
         Reader { buf }
     }
 
+    /// How many bytes are left to read.
     pub fn remaining(&self) -> usize {
         self.buf.len()
     }
 
+    /// The bytes left to read, without consuming them.
     pub fn rest(&self) -> &'a [u8] {
         self.buf
     }
 
+    /// Takes the next `n` bytes; `Truncated` if fewer are left.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if self.buf.len() < n {
             return Err(WireError::Truncated);
@@ -29,20 +33,24 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    /// Reads one byte.
     pub fn u8(&mut self) -> Result<u8, WireError> {
         Ok(self.bytes(1)?[0])
     }
 
+    /// Reads a big-endian `u16`.
     pub fn u16(&mut self) -> Result<u16, WireError> {
         let b = self.bytes(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
+    /// Reads a big-endian `u32`.
     pub fn u32(&mut self) -> Result<u32, WireError> {
         let b = self.bytes(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    /// Reads a big-endian `u64`.
     pub fn u64(&mut self) -> Result<u64, WireError> {
         let b = self.bytes(8)?;
         let mut a = [0u8; 8];
@@ -70,34 +78,41 @@ impl<'a> Reader<'a> {
 /// Appends big-endian values to a byte vector.
 #[derive(Default)]
 pub struct Writer {
+    /// The bytes written so far; the caller takes them when done.
     pub buf: Vec<u8>,
 }
 
 impl Writer {
+    /// An empty writer.
     pub fn new() -> Self {
         Writer { buf: Vec::new() }
     }
 
+    /// Appends one byte.
     pub fn u8(&mut self, v: u8) -> &mut Self {
         self.buf.push(v);
         self
     }
 
+    /// Appends `v` big-endian.
     pub fn u16(&mut self, v: u16) -> &mut Self {
         self.buf.extend_from_slice(&v.to_be_bytes());
         self
     }
 
+    /// Appends `v` big-endian.
     pub fn u32(&mut self, v: u32) -> &mut Self {
         self.buf.extend_from_slice(&v.to_be_bytes());
         self
     }
 
+    /// Appends `v` big-endian.
     pub fn u64(&mut self, v: u64) -> &mut Self {
         self.buf.extend_from_slice(&v.to_be_bytes());
         self
     }
 
+    /// Appends `b` as it is, with no length.
     pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
         self.buf.extend_from_slice(b);
         self

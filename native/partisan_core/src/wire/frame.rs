@@ -15,6 +15,7 @@ pub enum FrameKind {
     Data = 1,
     /// Liveness probe carrying a nonce; answered by `Pong` with the same nonce.
     Ping = 2,
+    /// Answer to a `Ping`, carrying its nonce.
     Pong = 3,
     /// The sender's full membership state (see `membership::State::encode`).
     Gossip = 4,
@@ -25,6 +26,7 @@ pub enum FrameKind {
 }
 
 impl FrameKind {
+    /// The kind with wire code `b`; `UnknownKind` for any other byte.
     pub fn from_u8(b: u8) -> Result<Self, WireError> {
         Ok(match b {
             1 => FrameKind::Data,
@@ -41,7 +43,9 @@ impl FrameKind {
 /// A decoded frame; the body shares the read buffer's memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
+    /// What the frame carries.
     pub kind: FrameKind,
+    /// The bytes after the kind byte.
     pub body: Bytes,
 }
 
@@ -97,6 +101,7 @@ pub struct FrameDecoder {
 }
 
 impl FrameDecoder {
+    /// A decoder that refuses frames longer than `max_frame` bytes of kind and body.
     pub fn new(max_frame: usize) -> Self {
         FrameDecoder { max_frame }
     }

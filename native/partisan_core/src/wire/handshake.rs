@@ -12,12 +12,15 @@ pub const PREAMBLE_LEN: usize = 5;
 /// Feature bits this build offers; none are defined yet, the field is there for later versions.
 pub const CAPABILITIES: u32 = 0;
 
+/// A peer's preamble once [`read_preamble`] has accepted it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Preamble {
+    /// The protocol version the peer speaks (always [`VERSION`] here).
     pub version: u8,
 }
 
 impl Preamble {
+    /// The five bytes this node writes first on every connection: [`MAGIC`], [`VERSION`].
     pub fn ours() -> [u8; PREAMBLE_LEN] {
         [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], VERSION]
     }
@@ -40,7 +43,10 @@ pub fn read_preamble(b: &[u8; PREAMBLE_LEN]) -> Result<Preamble, WireError> {
 /// rewrites the one into the other (see `term_rewrite`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PidNaming {
+    /// The node name and creation the VM puts in its local pids.
     pub vm: NodeId,
+    /// The wire creation of the partisan name: the VM's when the two names agree, else a
+    /// non-zero number new at each start.
     pub creation: u32,
 }
 
@@ -66,15 +72,22 @@ impl PidNaming {
 /// The dialer's introduction: who it is and which (channel, index) slot this connection fills.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hello {
+    /// The dialer's node spec.
     pub spec: NodeSpec,
+    /// The dialer's current life (a restart or a rejoin gets a larger one).
     pub incarnation: u64,
+    /// How the dialer names its pids, ports and references.
     pub pids: PidNaming,
+    /// The name of the channel this connection serves.
     pub channel: String,
+    /// The connection's position in that channel's pool, `0..parallelism`.
     pub index: u16,
+    /// Feature bits the dialer offers ([`CAPABILITIES`]; none are defined yet).
     pub capabilities: u32,
 }
 
 impl Hello {
+    /// The body of a `Hello` frame.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         self.spec.encode(&mut w);
@@ -86,6 +99,7 @@ impl Hello {
         w.buf
     }
 
+    /// Parses a `Hello` body, validating names; trailing bytes are an error.
     pub fn decode(body: &[u8]) -> Result<Hello, WireError> {
         let mut r = Reader::new(body);
         let spec = NodeSpec::decode(&mut r)?;
@@ -136,16 +150,24 @@ impl AckStatus {
     }
 }
 
+/// The acceptor's answer to a [`Hello`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HelloAck {
+    /// Whether the slot is granted, or why not.
     pub status: AckStatus,
+    /// The acceptor's node name; a dialer that finds another than it dialed closes the
+    /// connection.
     pub name: String,
+    /// The acceptor's current life.
     pub incarnation: u64,
+    /// How the acceptor names its pids, ports and references.
     pub pids: PidNaming,
+    /// Feature bits the acceptor offers ([`CAPABILITIES`]).
     pub capabilities: u32,
 }
 
 impl HelloAck {
+    /// The body of a `HelloAck` frame.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         w.u8(self.status as u8)
@@ -156,6 +178,7 @@ impl HelloAck {
         w.buf
     }
 
+    /// Parses a `HelloAck` body, validating the name; trailing bytes are an error.
     pub fn decode(body: &[u8]) -> Result<HelloAck, WireError> {
         let mut r = Reader::new(body);
         let status = AckStatus::from_u8(r.u8()?)?;

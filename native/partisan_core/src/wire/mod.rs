@@ -7,6 +7,7 @@ mod bytes_io;
 mod etf;
 mod frame;
 mod handshake;
+mod in_place;
 mod target;
 mod term_rewrite;
 
@@ -19,6 +20,7 @@ pub use frame::{
 pub use handshake::{
     read_preamble, AckStatus, Hello, HelloAck, PidNaming, Preamble, CAPABILITIES, PREAMBLE_LEN,
 };
+pub use in_place::{plan as plan_in_place, Shape, MAX_ARITY, MAX_DEPTH, REFERENCE_MIN};
 pub use target::{parse_pid_text, Target};
 pub use term_rewrite::{
     for_each_atom, parse_pid, rewrite_payload, walk, AtomText, Kinds, NodeId, PidParts, Rewrite,
@@ -51,7 +53,12 @@ pub enum WireError {
     /// The peer speaks a protocol version we do not.
     UnsupportedVersion(u8),
     /// A frame announced a length over the limit.
-    FrameTooLarge { len: usize, max: usize },
+    FrameTooLarge {
+        /// The frame's length in bytes of kind and body.
+        len: usize,
+        /// The limit it exceeds.
+        max: usize,
+    },
     /// A frame kind we do not know.
     UnknownKind(u8),
     /// A field held a value outside its domain.

@@ -11,8 +11,12 @@ pub enum Target {
     /// known, is the receiver's wire creation the pid was made under: a pid of an earlier life
     /// of the node reaches no process of this one.
     Pid {
+        /// The pid's number, `N` in `<0.N.S>`.
         number: u32,
+        /// The pid's serial, `S` in `<0.N.S>`.
         serial: u32,
+        /// The receiver's wire creation the pid was made under; `None` when unknown (a pid
+        /// taken from text).
         creation: Option<u32>,
     },
 }
@@ -22,6 +26,7 @@ const TAG_PID: u8 = 1;
 const TAG_PID_OF_LIFE: u8 = 2;
 
 impl Target {
+    /// The length of the target's wire form in bytes.
     pub fn encoded_len(&self) -> usize {
         match self {
             Target::Name(n) => 2 + n.len(),
@@ -30,6 +35,7 @@ impl Target {
         }
     }
 
+    /// Appends the target's wire form: a tag, then the name or the pid's numbers.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         match self {
             Target::Name(n) => {

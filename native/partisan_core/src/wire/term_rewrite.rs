@@ -21,10 +21,12 @@ use std::borrow::Cow;
 pub struct NodeId {
     /// The text of the node's atom.
     pub name: Box<[u8]>,
+    /// The node's creation, as its pids, ports and references carry it.
     pub creation: u32,
 }
 
 impl NodeId {
+    /// The node `name` with `creation`.
     pub fn new(name: &str, creation: u32) -> NodeId {
         NodeId {
             name: name.as_bytes().into(),
@@ -36,8 +38,11 @@ impl NodeId {
 /// Pids, ports and references of `from` become those of `to` (those of the `kinds` given).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rewrite {
+    /// The node whose pids, ports and references the rule rewrites.
     pub from: NodeId,
+    /// The node they are rewritten to.
     pub to: NodeId,
+    /// Which of them the rule applies to.
     pub kinds: Kinds,
 }
 
@@ -45,11 +50,14 @@ pub struct Rewrite {
 /// `pid_encoding` and `ref_encoding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kinds {
+    /// Rewrite pids and ports (`pid_encoding`).
     pub pids: bool,
+    /// Rewrite references (`ref_encoding`).
     pub refs: bool,
 }
 
 impl Kinds {
+    /// Pids, ports and references alike.
     pub const ALL: Kinds = Kinds {
         pids: true,
         refs: true,
@@ -59,7 +67,9 @@ impl Kinds {
 /// How an atom's text is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AtomText {
+    /// Latin-1 (`ATOM_EXT`, `SMALL_ATOM_EXT`).
     Latin1,
+    /// UTF-8 (`ATOM_UTF8_EXT`, `SMALL_ATOM_UTF8_EXT`).
     Utf8,
 }
 
@@ -142,8 +152,11 @@ const V4_PORT_EXT: u8 = 120;
 pub struct PidParts<'a> {
     /// The text of the node's atom.
     pub node: &'a [u8],
+    /// The pid's number.
     pub number: u32,
+    /// The pid's serial.
     pub serial: u32,
+    /// The creation of the pid's node.
     pub creation: u32,
     /// Where `number` starts in the input (`serial` follows), to make pids from a template.
     pub numbers_at: usize,

@@ -1,0 +1,210 @@
+%% -----------------------------------------------------------------------------
+%% @doc The send path behind `partisan:forward_message/2,3,4': where a
+%% message goes (this node, or a remote one through the engine), the
+%% forwarding options, channel fallback and the wait of a suspended sender.
+%% No process sits in this path: the caller's own process encodes the message
+%% and hands it to the engine.
+%% @end
+%% -----------------------------------------------------------------------------
+-module(partisan_send).
+
+-include("partisan.hrl").
+
+-export([locally/2]).
+-export([opts/1]).
+-export([remote/4]).
+-export([target/1]).
+-export([via/3]).
+
+
+
+%% @doc The transport's destination on the remote node for `ServerRef'.
+-spec target(partisan:server_ref()) -> atom() | pid() | binary() | term().
+
+target(Name) when is_atom(Name) ->
+    Name;
+
+target(Pid) when erlang:is_pid(Pid) ->
+    Pid;
+
+target({Name, Node}) when is_atom(Name), is_atom(Node) ->
+    Name;
+
+target({encoded_pid, Text} = Target) when is_list(Text) ->
+    try list_to_binary(Text)
+    catch error:badarg -> erlang:error(badarg, [Target])
+    end;
+
+target({encoded_name, Text} = Target) when is_list(Text) ->
+    %% A name the caller chose: local input, so the atom may be created.
+    try list_to_atom(Text)
+    catch error:badarg -> erlang:error(badarg, [Target])
+    end;
+
+target(RemoteRef) ->
+    partisan_remote_ref:delivery_target(RemoteRef).
+
+
+%% @doc Encodes `Msg' for the channel and hands it to the transport, falling
+%% back to the default channel when the requested one has no connection yet.
+-spec remote(node(), term(), partisan:message(), map()) ->
+    partisan:forward_result() | no_return().
+
+remote(Node, Target, Msg, Opts0) ->
+    Opts = with_forward_defaults(Opts0),
+    Channel = maps:get(channel, Opts, ?DEFAULT_CHANNEL),
+    Key = maps:get(partition_key, Opts, ?DEFAULT_PARTITION_KEY),
+    is_atom(Channel) andalso is_partition_key(Key)
+        orelse erlang:error(badarg, [Node, Target, Msg, Opts0]),
+    Payload = partisan_payload:encode(Msg, partisan_config:channel_encode_opts(Channel)),
+    Engine = partisan_nif:engine(),
+    Mode = send_mode(Opts),
+    case transmit(Engine, Node, Channel, Key, Target, Payload, Mode) of
+        {error, not_yet_connected} = Error when Channel =/= ?DEFAULT_CHANNEL ->
+            case channel_fallback(Opts) of
+                true ->
+                    transmit(
+                        Engine, Node, ?DEFAULT_CHANNEL, Key, Target, Payload,
+                        Mode
+                    );
+                false ->
+                    Error
+            end;
+        Result ->
+            Result
+    end.
+
+
+%% Hands the payload to the engine. When the connection's queue is over its
+%% limit the engine has queued the message and asks us to wait (as a sender to
+%% a busy Distributed Erlang port is suspended): the wait is a receive, so the
+%% process neither spins nor holds a scheduler, and the engine always answers.
+transmit(Engine, Node, Channel, Key, Target, Payload, Mode) ->
+    case enqueue(Engine, Node, Channel, Key, Target, Payload, Mode) of
+        {suspend, Token} ->
+            receive
+                {'$partisan_resume', Token} -> ok
+            end;
+        Result ->
+            Result
+    end.
+
+
+enqueue(Engine, Node, Channel, Key, Target, Payload, Mode) ->
+    partisan_nif:send(Engine, Node, Channel, Key, Target, Payload, Mode).
+
+
+%% `nosuspend' (as in erlang:send/3): refuse with {error, busy} rather than
+%% wait when the connection is over its limit.
+send_mode(#{nosuspend := true}) -> nosuspend;
+send_mode(_) -> suspend.
+
+
+%% The `forward_options' option holds defaults for every send.
+with_forward_defaults(Opts) ->
+    case partisan_config:get(forward_options, #{}) of
+        Defaults when map_size(Defaults) =:= 0 -> Opts;
+        Defaults -> maps:merge(Defaults, Opts)
+    end.
+
+
+channel_fallback(#{channel_fallback := Flag}) when is_boolean(Flag) ->
+    Flag;
+
+channel_fallback(_) ->
+    partisan_config:get(channel_fallback, true).
+
+
+is_partition_key(undefined) -> true;
+is_partition_key(Key) -> is_integer(Key) andalso Key >= 0.
+
+
+%% @doc Forwarding options as a map: a map, or a property list whose bare
+%% flags (`nosuspend', `noconnect') mean `true'. Fails with `badarg' otherwise.
+-spec opts(partisan:forward_opts()) -> map() | no_return().
+
+opts(Opts) when is_map(Opts) ->
+    Opts;
+
+opts([]) ->
+    #{};
+
+opts(Opts) when is_list(Opts) ->
+    maps:from_list([opt_pair(Opt, Opts) || Opt <- Opts]);
+
+opts(Opts) ->
+    erlang:error(badarg, [Opts]).
+
+
+%% `{Key, Value}', or a bare flag such as `nosuspend' (as in erlang:send/3).
+opt_pair({Key, _} = Pair, _) when is_atom(Key) -> Pair;
+opt_pair(Flag, _) when Flag == nosuspend; Flag == noconnect -> {Flag, true};
+opt_pair(_, Opts) -> erlang:error(badarg, [Opts]).
+
+
+%% @doc Delivery on this node. Like a remote node, an unregistered name drops
+%% the message.
+-spec locally(partisan:server_ref(), partisan:message()) -> ok | no_return().
+
+locally(Pid, Msg) when erlang:is_pid(Pid) ->
+    erlang:send(Pid, Msg),
+    ok;
+
+locally(Name, Msg) when is_atom(Name) ->
+    send_to_local_name(Name, Msg);
+
+locally({global, Name}, Msg) ->
+    via(global, Name, Msg);
+
+locally({via, Module, Name}, Msg) when is_atom(Module) ->
+    via(Module, Name, Msg);
+
+locally({Name, Node}, Msg) when is_atom(Name), is_atom(Node) ->
+    send_to_local_name(Name, Msg);
+
+locally({encoded_pid, Text} = Target, Msg) when is_list(Text) ->
+    try list_to_pid(Text) of
+        Pid -> locally(Pid, Msg)
+    catch
+        error:badarg -> erlang:error(badarg, [Target, Msg])
+    end;
+
+locally({encoded_name, Text}, Msg) when is_list(Text) ->
+    try list_to_existing_atom(Text) of
+        Name -> send_to_local_name(Name, Msg)
+    catch
+        %% No such atom, so no such registered process.
+        error:badarg -> ok
+    end;
+
+locally(RemoteRef, Msg) ->
+    try partisan_remote_ref:to_pid_or_name(RemoteRef) of
+        Dest -> locally(Dest, Msg)
+    catch
+        error:badarg ->
+            %% A name whose atom does not exist here has no process; anything
+            %% else is not something we can deliver to.
+            partisan_remote_ref:is_name(RemoteRef)
+                orelse erlang:error(badarg, [RemoteRef, Msg]),
+            ok
+    end.
+
+
+%% Sending to {Name, node()} never fails, even if Name is not registered.
+send_to_local_name(Name, Msg) ->
+    erlang:send({Name, erlang:node()}, Msg),
+    ok.
+
+
+%% @doc Sends through a registry module (`global', or the module of a
+%% `{via, Module, Name}'); an unknown name drops the message.
+-spec via(module(), term(), partisan:message()) -> ok.
+
+via(Module, Name, Msg) ->
+    case Module:whereis_name(Name) of
+        Pid when erlang:is_pid(Pid) ->
+            erlang:send(Pid, Msg),
+            ok;
+        _ ->
+            ok
+    end.
