@@ -110,12 +110,12 @@ stop(ServerRef) ->
 -spec stop(server_ref(), term(), timeout()) -> ok.
 
 stop(ServerRef, Reason, Timeout) ->
-    case target(ServerRef) of
+    case partisan_gen:target(ServerRef) of
         {local, Local} ->
             gen_server:stop(Local, Reason, Timeout);
         {remote, Node, Remote} ->
-            case partisan_gen_relay:stop(Node, Remote, Reason, Timeout) of
-                {reply, ok} -> ok;
+            case partisan_gen:remote_stop(Node, Remote, Reason, Timeout) of
+                ok -> ok;
                 {exit, Why} -> exit(Why)
             end
     end.
@@ -146,9 +146,9 @@ call(ServerRef, Request) ->
 -spec call(server_ref(), term(), call_opts()) -> term().
 
 call(ServerRef, Request, Opts) ->
-    {Timeout, Forward} = call_opts(Opts),
+    {Timeout, Forward} = partisan_gen:call_opts(Opts, ?DEFAULT_TIMEOUT),
     Args = [ServerRef, Request, Opts],
-    case target(ServerRef) of
+    case partisan_gen:target(ServerRef) of
         {local, Local} ->
             try
                 gen_server:call(Local, Request, Timeout)
@@ -156,13 +156,7 @@ call(ServerRef, Request, Opts) ->
                 exit:{Reason, {gen_server, call, _}} -> exit({Reason, {?MODULE, call, Args}})
             end;
         {remote, Node, Remote} ->
-            Result =
-                try
-                    partisan_gen_relay:call(Node, Remote, Request, Timeout, Forward)
-                catch
-                    exit:{Reason, {gen_server, call, _}} -> exit({Reason, {?MODULE, call, Args}})
-                end,
-            case Result of
+            case partisan_gen:remote_call(Node, Remote, Request, Timeout, Forward) of
                 {reply, Reply} -> Reply;
                 {exit, Why} -> exit({Why, {?MODULE, call, Args}})
             end
@@ -180,9 +174,9 @@ cast(ServerRef, Request) ->
 -spec cast(server_ref(), term(), list() | map()) -> ok.
 
 cast(ServerRef, Request, Opts) ->
-    case target(ServerRef) of
+    case partisan_gen:target(ServerRef) of
         {local, Local} -> gen_server:cast(Local, Request);
-        {remote, _, _} -> partisan:cast_message(ServerRef, Request, opts_map(Opts))
+        {remote, _, _} -> partisan:cast_message(ServerRef, Request, Opts)
     end.
 
 
@@ -217,13 +211,12 @@ send_request(ServerRef, Request) ->
 -spec send_request(server_ref(), term(), list()) -> request_id().
 
 send_request(ServerRef, Request, Opts) ->
-    {_, Forward} = call_opts([{timeout, infinity} | Opts]),
-    case target(ServerRef) of
+    case partisan_gen:target(ServerRef) of
         {local, Local} ->
             {local, gen_server:send_request(Local, Request)};
         {remote, Node, Remote} ->
-            Msg = {call, Node, Remote, Request, infinity, Forward},
-            {remote, gen_server:send_request(partisan_gen_relay, Msg), ServerRef}
+            Forward = partisan_gen:forward_opts(Opts),
+            {remote, partisan_gen:send_request(Node, Remote, Request, Forward), ServerRef}
     end.
 
 
@@ -236,7 +229,7 @@ wait_response({local, Id}, Timeout) ->
     gen_server:wait_response(Id, Timeout);
 
 wait_response({remote, Id, ServerRef}, Timeout) ->
-    unwrap(gen_server:wait_response(Id, Timeout), ServerRef).
+    partisan_gen:unwrap(gen_server:wait_response(Id, Timeout), ServerRef).
 
 
 %% @doc As `gen_server:receive_response/2': on `timeout' the request is
@@ -248,7 +241,7 @@ receive_response({local, Id}, Timeout) ->
     gen_server:receive_response(Id, Timeout);
 
 receive_response({remote, Id, ServerRef}, Timeout) ->
-    unwrap(gen_server:receive_response(Id, Timeout), ServerRef).
+    partisan_gen:unwrap(gen_server:receive_response(Id, Timeout), ServerRef).
 
 
 %% @doc As `gen_server:check_response/2': whether `Msg' answers the request.
@@ -259,7 +252,7 @@ check_response(Msg, {local, Id}) ->
     gen_server:check_response(Msg, Id);
 
 check_response(Msg, {remote, Id, ServerRef}) ->
-    unwrap(gen_server:check_response(Msg, Id), ServerRef).
+    partisan_gen:unwrap(gen_server:check_response(Msg, Id), ServerRef).
 
 
 %% @doc Same as `multi_call([partisan:node() | partisan:nodes()], Name, Request)'.
@@ -286,11 +279,11 @@ multi_call(Nodes, Name, Request) ->
 -spec multi_call([node()], atom(), term(), timeout()) -> {[{node(), term()}], [node()]}.
 
 multi_call(Nodes, Name, Request, Timeout) when is_list(Nodes), is_atom(Name) ->
-    Deadline = deadline(Timeout),
+    Deadline = partisan_gen:deadline(Timeout),
     Ids = [{Node, send_request({Name, Node}, Request)} || Node <- Nodes],
     lists:foldr(
         fun({Node, Id}, {Replies, Bad}) ->
-            case receive_response(Id, remaining(Deadline)) of
+            case receive_response(Id, partisan_gen:remaining(Deadline)) of
                 {reply, Reply} -> {[{Node, Reply} | Replies], Bad};
                 _ -> {Replies, [Node | Bad]}
             end
@@ -313,80 +306,3 @@ abcast(Name, Request) ->
 abcast(Nodes, Name, Request) when is_list(Nodes), is_atom(Name) ->
     _ = [cast({Name, Node}, Request) || Node <- Nodes],
     abcast.
-
-
-
-%% =============================================================================
-%% PRIVATE
-%% =============================================================================
-
-
-
-%% Where a server reference points: this node (as gen_server takes it) or
-%% another one (with the target as the remote relay resolves it).
-target(Pid) when is_pid(Pid) ->
-    case erlang:node(Pid) of
-        Node when Node =:= erlang:node() -> {local, Pid};
-        %% A pid of an earlier life of this node: gen_server says noproc.
-        Node -> case Node =:= partisan:node() of
-            true -> {local, Pid};
-            false -> {remote, Node, Pid}
-        end
-    end;
-
-target(Name) when is_atom(Name) ->
-    {local, Name};
-
-target({global, _} = Global) ->
-    {local, Global};
-
-target({via, _, _} = Via) ->
-    {local, Via};
-
-target({Name, Node}) when is_atom(Name), is_atom(Node) ->
-    case Node =:= partisan:node() of
-        true -> {local, Name};
-        false -> {remote, Node, Name}
-    end;
-
-target(RemoteRef) ->
-    Node =
-        try partisan_remote_ref:node(RemoteRef)
-        catch error:badarg -> erlang:error(badarg, [RemoteRef])
-        end,
-    case Node =:= partisan:node() of
-        true -> {local, partisan_remote_ref:to_pid_or_name(RemoteRef)};
-        false -> {remote, Node, RemoteRef}
-    end.
-
-
-call_opts(Timeout) when Timeout == infinity; is_integer(Timeout), Timeout >= 0 ->
-    {Timeout, #{}};
-
-call_opts(Opts) when is_list(Opts) ->
-    Timeout = proplists:get_value(timeout, Opts, ?DEFAULT_TIMEOUT),
-    Forward = maps:from_list(
-        [{K, V} || {K, V} <- Opts, K == channel orelse K == channel_fallback]
-    ),
-    {Timeout, Forward};
-
-call_opts(Other) ->
-    erlang:error(badarg, [Other]).
-
-
-opts_map(Opts) when is_map(Opts) -> Opts;
-opts_map(Opts) when is_list(Opts) -> maps:from_list([{K, V} || {K, V} <- Opts]).
-
-
-%% A relayed answer as the caller of a local server would see it.
-unwrap({reply, {reply, Reply}}, _) -> {reply, Reply};
-unwrap({reply, {exit, Why}}, ServerRef) -> {error, {Why, ServerRef}};
-unwrap({error, {Why, _}}, ServerRef) -> {error, {Why, ServerRef}};
-unwrap(Other, _) -> Other.
-
-
-deadline(infinity) -> infinity;
-deadline(Timeout) -> erlang:monotonic_time(millisecond) + Timeout.
-
-remaining(infinity) -> infinity;
-remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).

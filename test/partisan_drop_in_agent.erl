@@ -47,6 +47,10 @@
 -export([gs_request/4]).
 -export([gs_stop/3]).
 -export([catching/3]).
+-export([gsm_call_then_wait/4]).
+-export([gsm_postponed/3]).
+-export([gsm_pid/2]).
+-export([gsm_request/3]).
 -export([capture_logs/0]).
 -export([captured_logs/0]).
 -export([log/2]).
@@ -540,6 +544,48 @@ gs_multi_call(Nodes, Name, Request, Timeout) ->
 gs_request(Node, Name, Request, Timeout) ->
     Id = partisan_gen_server:send_request({Name, Node}, Request),
     partisan_gen_server:receive_response(Id, Timeout).
+
+
+%% @doc A `partisan_gen_statem' call that may time out, then what reaches the
+%% mailbox within `Ms'.
+-spec gsm_call_then_wait(term(), term(), term(), timeout()) -> {term(), [term()]}.
+
+gsm_call_then_wait(Target, Request, Opts, Ms) ->
+    Result = catching(partisan_gen_statem, call, [Target, Request, Opts]),
+    timer:sleep(Ms),
+    {Result, collect_until(0)}.
+
+
+%% @doc A call the door postpones while locked: still pending after 200 ms,
+%% answered once another call unlocks the door.
+-spec gsm_postponed(node(), atom(), term()) -> {term(), term(), term()}.
+
+gsm_postponed(Node, Name, Code) ->
+    Id = partisan_gen_statem:send_request({Name, Node}, enter),
+    Pending = partisan_gen_statem:wait_response(Id, 200),
+    Unlocked = partisan_gen_statem:call({Name, Node}, {unlock, Code}, 5000),
+    {Pending, Unlocked, partisan_gen_statem:wait_response(Id, 5000)}.
+
+
+%% @doc `partisan_gen_statem:send_request/2', then the answer by `How'.
+-spec gsm_request(term(), term(), receive_response | wait_response | check_response) -> term().
+
+gsm_request(Target, Request, check_response) ->
+    Id = partisan_gen_statem:send_request(Target, Request),
+    receive Msg -> partisan_gen_statem:check_response(Msg, Id)
+    after 5000 -> timeout
+    end;
+
+gsm_request(Target, Request, How) ->
+    Id = partisan_gen_statem:send_request(Target, Request),
+    partisan_gen_statem:How(Id, 5000).
+
+
+%% @doc The pid of `Name' on `Node', as it arrives in a message from there.
+-spec gsm_pid(node(), atom()) -> pid().
+
+gsm_pid(Node, Name) ->
+    gs_target(Node, Name, pid).
 
 
 %% @doc `apply(M, F, A)': `{ok, Value}' or `{Class, Reason}'.
