@@ -17,6 +17,9 @@
 
 %% Messages encoded to at most this size are handed to the transport on a
 %% normal scheduler; larger ones on a dirty scheduler (docs/nif_api.md).
+-compile({no_auto_import, [exit/2, is_process_alive/1, process_info/1, process_info/2,
+                           spawn/2, spawn/4, spawn_monitor/2, spawn_monitor/4]}).
+
 -define(IS_OPTS(Opts), (is_map(Opts) orelse is_list(Opts))).
 
 -type any_pid() :: pid() | remote_pid().
@@ -84,6 +87,18 @@
 -export([nodes/0]).
 -export([nodes/1]).
 -export([self/0]).
+-export([cancel_timer/1]).
+-export([cancel_timer/2]).
+-export([exit/2]).
+-export([is_process_alive/1]).
+-export([process_info/1]).
+-export([process_info/2]).
+-export([send_after/3]).
+-export([send_after/4]).
+-export([spawn/2]).
+-export([spawn/4]).
+-export([spawn_monitor/2]).
+-export([spawn_monitor/4]).
 -export([self/1]).
 -export([send/2]).
 -export([send/3]).
@@ -794,6 +809,107 @@ monitor_nodes(Flag, Opts) when is_boolean(Flag), is_list(Opts) ->
 
 monitor_nodes(_, _) ->
     error.
+
+
+
+%% =============================================================================
+%% PROCESSES
+%% =============================================================================
+
+
+
+%% @doc As `erlang:is_process_alive/1' for a process of any node (a pid or a
+%% remote reference); a remote one is asked on its node. Fails with `badarg'
+%% on anything else and with `noconnection' if its node cannot be reached.
+-spec is_process_alive(pid() | remote_pid()) -> boolean().
+
+is_process_alive(Process) ->
+    partisan_proc:is_process_alive(Process).
+
+
+%% @doc As `erlang:exit/2' for a process of any node (a pid, a remote
+%% reference or a registered name); a signal to an unreachable node is
+%% dropped, as Distributed Erlang drops it.
+-spec exit(pid() | remote_pid() | remote_name() | atom(), term()) -> true.
+
+exit(Process, Reason) ->
+    partisan_proc:exit(Process, Reason).
+
+
+%% @doc As `erlang:process_info/1' for a process of any node.
+-spec process_info(pid() | remote_pid()) -> [tuple()] | undefined.
+
+process_info(Process) ->
+    partisan_proc:process_info(Process).
+
+
+%% @doc As `erlang:process_info/2' for a process of any node.
+-spec process_info(pid() | remote_pid(), atom() | [atom()]) -> term().
+
+process_info(Process, Items) ->
+    partisan_proc:process_info(Process, Items).
+
+
+%% @doc Starts `Fun' on `Node'; returns the process as a remote reference.
+%% If `Node' cannot be reached, the reference names a process that exits at
+%% once with `noconnection' (so monitors and links report what Distributed
+%% Erlang would).
+-spec spawn(node(), fun(() -> any())) -> remote_pid().
+
+spawn(Node, Fun) ->
+    partisan_proc:spawn(Node, Fun).
+
+
+%% @doc Like {@link spawn/2} with `Module:Function(Args)'.
+-spec spawn(node(), module(), atom(), [term()]) -> remote_pid().
+
+spawn(Node, Module, Function, Args) ->
+    partisan_proc:spawn(Node, Module, Function, Args).
+
+
+%% @doc Like {@link spawn/2} and monitors the process, the monitor in place
+%% before the process runs: `{Process, MonitorRef}'.
+-spec spawn_monitor(node(), fun(() -> any())) -> {remote_pid(), reference()}.
+
+spawn_monitor(Node, Fun) ->
+    partisan_proc:spawn_monitor(Node, Fun).
+
+
+%% @doc Like {@link spawn/4} and monitors the process (see {@link spawn_monitor/2}).
+-spec spawn_monitor(node(), module(), atom(), [term()]) -> {remote_pid(), reference()}.
+
+spawn_monitor(Node, Module, Function, Args) ->
+    partisan_proc:spawn_monitor(Node, Module, Function, Args).
+
+
+%% @doc Same as `send_after(Time, Dest, Msg, [])'.
+-spec send_after(non_neg_integer(), server_ref(), message()) -> reference().
+
+send_after(Time, Dest, Msg) ->
+    send_after(Time, Dest, Msg, []).
+
+
+%% @doc As `erlang:send_after/4' for a destination on any node; `Opts' are
+%% the timer's (`abs') and Partisan's forwarding options (`channel'). Cancel
+%% with {@link cancel_timer/1,2}.
+-spec send_after(non_neg_integer(), server_ref(), message(), list()) -> reference().
+
+send_after(Time, Dest, Msg, Opts) ->
+    partisan_proc:send_after(Time, Dest, Msg, Opts).
+
+
+%% @doc Same as `cancel_timer(Ref, [])'.
+-spec cancel_timer(reference()) -> non_neg_integer() | false.
+
+cancel_timer(Ref) ->
+    erlang:cancel_timer(Ref).
+
+
+%% @doc As `erlang:cancel_timer/2', for timers of {@link send_after/4} too.
+-spec cancel_timer(reference(), list()) -> non_neg_integer() | false | ok.
+
+cancel_timer(Ref, Opts) ->
+    partisan_proc:cancel_timer(Ref, Opts).
 
 
 

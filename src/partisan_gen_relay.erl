@@ -160,6 +160,11 @@ handle_info({'$partisan_apply', Key, M, F, A, Caller}, State) ->
     _ = spawn(fun() -> answer(Caller, Key, {reply, run(M, F, A)}) end),
     {noreply, State};
 
+%% A timer of partisan:send_after/4 for a destination on another node.
+handle_info({'$partisan_forward', Dest, Msg, Opts}, State) ->
+    _ = catch partisan:forward_message(Dest, Msg, Opts),
+    {noreply, State};
+
 handle_info({'$partisan_cast_apply', M, F, A}, State) ->
     _ = spawn(fun() -> run(M, F, A) end),
     {noreply, State};

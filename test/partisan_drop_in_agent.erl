@@ -51,6 +51,9 @@
 -export([gsm_postponed/3]).
 -export([gsm_pid/2]).
 -export([gsm_request/3]).
+-export([proc_checks/1]).
+-export([erpc_checks/1]).
+-export([bounce/1]).
 -export([capture_logs/0]).
 -export([captured_logs/0]).
 -export([log/2]).
@@ -586,6 +589,81 @@ gsm_request(Target, Request, How) ->
 
 gsm_pid(Node, Name) ->
     gs_target(Node, Name, pid).
+
+
+%% @doc The process functions of `partisan' on processes of node `B', run
+%% from here: what each gave.
+-spec proc_checks(node()) -> map().
+
+proc_checks(B) ->
+    Sleeper = partisan:spawn(B, timer, sleep, [infinity]),
+    Alive = partisan:is_process_alive(Sleeper),
+    Status = partisan:process_info(Sleeper, status),
+    Info = is_list(partisan:process_info(Sleeper)),
+    true = partisan:exit(Sleeper, kill),
+    Dead = wait_until_dead(Sleeper, 100),
+    %% The monitor is in place before the process runs: its reason, never noproc.
+    Reasons = lists:usort([spawned_down(B) || _ <- lists:seq(1, 50)]),
+    {_, Mon} = partisan:spawn_monitor('nowhere@127.0.0.1', erlang, exit, [bye]),
+    Nowhere = receive {'DOWN', Mon, process, _, R} -> R after 5000 -> timeout end,
+    Me = partisan:self(),
+    Echo = partisan:spawn(B, ?MODULE, bounce, [Me]),
+    _ = partisan:send_after(50, Echo, hello),
+    Bounced = receive {bounced, hello} -> ok after 5000 -> timeout end,
+    Timer = partisan:send_after(1000, Echo, never),
+    Left = partisan:cancel_timer(Timer),
+    Cancelled = receive {bounced, never} -> arrived after 1500 -> ok end,
+    #{alive => Alive, status => Status, info => Info, dead => Dead, reasons => Reasons,
+      nowhere => Nowhere, bounced => Bounced, left => is_integer(Left) andalso Left > 0,
+      cancelled => Cancelled}.
+
+
+spawned_down(B) ->
+    {_, Mon} = partisan:spawn_monitor(B, erlang, exit, [bye]),
+    receive {'DOWN', Mon, process, _, Reason} -> Reason after 5000 -> timeout end.
+
+
+wait_until_dead(_, 0) ->
+    still_alive;
+
+wait_until_dead(Process, N) ->
+    case partisan:is_process_alive(Process) of
+        false -> dead;
+        true -> timer:sleep(20), wait_until_dead(Process, N - 1)
+    end.
+
+
+%% @doc Sends what it receives back to `To' as `{bounced, Msg}', forever.
+-spec bounce(term()) -> no_return().
+
+bounce(To) ->
+    receive Msg -> _ = partisan:forward_message(To, {bounced, Msg}) end,
+    bounce(To).
+
+
+%% @doc `partisan_erpc' beyond call/4,5 against node `B', run from here.
+-spec erpc_checks(node()) -> map().
+
+erpc_checks(B) ->
+    Nowhere = 'nowhere@127.0.0.1',
+    Fun = catching(partisan_erpc, call, [B, fun partisan:node/0]),
+    Id = partisan_erpc:send_request(B, partisan, node, []),
+    Received = catching(partisan_erpc, receive_response, [Id, 5000]),
+    Slow = partisan_erpc:send_request(B, timer, sleep, [300]),
+    Waited = {partisan_erpc:wait_response(Slow, 0), partisan_erpc:wait_response(Slow, 5000)},
+    Checked = partisan_erpc:send_request(B, erlang, error, [boom]),
+    Check = receive Msg -> catching(partisan_erpc, check_response, [Msg, Checked])
+            after 5000 -> timeout end,
+    Abandoned = partisan_erpc:send_request(B, timer, sleep, [400]),
+    TimedOut = catching(partisan_erpc, receive_response, [Abandoned, 50]),
+    timer:sleep(600),
+    Late = collect_until(0),
+    Local = catching(partisan_erpc, receive_response,
+                     [partisan_erpc:send_request(partisan:node(), partisan, node, []), 5000]),
+    Multi = partisan_erpc:multicall([B, Nowhere, partisan:node()], partisan, node, [], 5000),
+    ok = partisan_erpc:multicast([B], partisan_test_counter, start, [multicast_started]),
+    #{fun_call => Fun, received => Received, waited => Waited, checked => Check,
+      timed_out => TimedOut, late => Late, local => Local, multi => Multi}.
 
 
 %% @doc `apply(M, F, A)': `{ok, Value}' or `{Class, Reason}'.

@@ -25,6 +25,8 @@
 -export([send_request_and_stop/1]).
 -export([sys_works_on_the_server/1]).
 -export([rpc_and_erpc/1]).
+-export([connection_loss_ends_calls/1]).
+-export([killed_node_ends_calls/1]).
 
 -import(partisan_test_nodes, [start/4, stop/1, mesh/1, cluster/1, name/1, call/4]).
 
@@ -45,6 +47,8 @@ all() ->
         send_request_and_stop,
         sys_works_on_the_server,
         rpc_and_erpc,
+        connection_loss_ends_calls,
+        killed_node_ends_calls,
         nodedown
     ].
 
@@ -175,6 +179,36 @@ rpc_and_erpc(Config) ->
     ?assertEqual({error, {erpc, noconnection}},
                  call(A, ?AGENT, catching, [partisan_erpc, call, [?NOWHERE, erlang, node, []]])).
 
+connection_loss_ends_calls(Config) ->
+    [A, B, _] = cluster(Config),
+    %% kill_connections/1 loses the connection life the call was made in: the
+    %% call ends as a Distributed Erlang call ends when its connection goes.
+    Waiter = waiting_call(A, B),
+    timer:sleep(300),
+    ok = call(A, partisan, kill_connections, [[name(B)]]),
+    NameB = name(B),
+    ?assertMatch({exit, {{nodedown, NameB}, {partisan_gen_server, call, _}}}, wait_for(Waiter)),
+    %% Once reconnected, calls work again.
+    ok = partisan_ct_support:wait_until(
+        fun() -> element(1, call(A, ?AGENT, gs_call, [name(B), counter, name, get, 1000])) =:= ok end,
+        100, 100
+    ).
+
+killed_node_ends_calls(Config) ->
+    [A | _] = cluster(Config),
+    D = start(stdio, "gd", #{}, Config),
+    ok = mesh([A, D]),
+    {ok, _} = call(D, partisan_test_counter, start, [counter]),
+    Waiter = waiting_call(A, D),
+    timer:sleep(300),
+    OsPid = call(D, os, getpid, []),
+    true = lists:all(fun(Ch) -> Ch >= $0 andalso Ch =< $9 end, OsPid),
+    _ = os:cmd("kill -9 " ++ OsPid),
+    NameD = name(D),
+    ?assertMatch({exit, {{nodedown, NameD}, {partisan_gen_server, call, _}}}, wait_for(Waiter)),
+    _ = stop(D),
+    ok.
+
 nodedown(Config) ->
     [A, _, C] = cluster(Config),
     ?assertMatch(
@@ -199,6 +233,17 @@ nodedown(Config) ->
 %% =============================================================================
 
 
+
+%% A call from A to B's counter that is never answered, waited for by a
+%% process of this node.
+waiting_call(A, B) ->
+    Self = self(),
+    spawn(fun() ->
+        Self ! {self(), call(A, ?AGENT, gs_call, [name(B), counter, name, never, infinity])}
+    end).
+
+wait_for(Waiter) ->
+    receive {Waiter, R} -> R after 20000 -> timeout end.
 
 gs(A, B, How, Request) ->
     {ok, Reply} = call(A, ?AGENT, gs_call, [name(B), counter, How, Request, 5000]),
