@@ -156,9 +156,11 @@ all_workloads(Config, Ctx) ->
     ++ [burst(N, M, Config) || M <- Bursts, N <- Senders]
     ++ [#{id => latency, kind => latency, params => maps:get(latency, Config)},
         #{id => hol, kind => hol, params => maps:get(hol, Config),
-          bulk => #{size => 8 * ?MiB, window => 4}},
-        #{id => call, kind => call, params => maps:get(call, Config),
-          available => maps:get(gen_server, Ctx)}].
+          bulk => #{size => 8 * ?MiB, window => 4}}]
+    ++ [#{id => {call, Via, N}, kind => call,
+          params => (maps:get(call, Config))#{via => Via, callers => N},
+          available => maps:get(gen_server, Ctx)}
+        || Via <- [gen_server, rpc], N <- [1, 16]].
 
 
 %% A flow-controlled workload; Message is what the senders send (see
@@ -400,16 +402,34 @@ run_workload(#{a := A, b := B} = Ctx, #{kind := hol, params := Params, bulk := B
     hol_metrics(latency_metrics(Result, maps:get(count, Params)), Stream);
 
 run_workload(#{a := A, b := B} = Ctx, #{kind := call, params := Params}, Transport) ->
-    Behaviour = case Transport of disterl -> gen_server; partisan -> partisan_gen_server end,
-    {ok, Server} = rpc(B, ?LOAD, start_echo, [Behaviour]),
+    #{via := Via, callers := N} = Params,
+    Api = call_api(Via, Transport),
+    NodeB = node_name(Transport, Ctx, B),
+    Server = case Via of
+        gen_server -> {ok, S} = rpc(B, ?LOAD, start_echo, [Api]), [S];
+        rpc -> []
+    end,
+    Target = case Via of
+        gen_server -> {rpc(A, ?LOAD, echo_name, [Api]), NodeB};
+        rpc -> NodeB
+    end,
     Ref = make_ref(),
-    Caller = rpc(A, ?LOAD, spawn_caller, [Behaviour, Params, rand:bytes(64), {self(), Ref}]),
-    Watch = watch([Caller, Server]),
-    Name = {rpc(A, ?LOAD, echo_name, [Behaviour]), node_name(Transport, Ctx, B)},
-    _ = rpc(A, ?LOAD, go, [[{Caller, Name}]]),
-    Result = await(Ref, maps:get(cap_ms, Params) + ?GRACE_MS, Watch),
-    ok = rpc(B, ?LOAD, kill, [[Server]]),
-    call_metrics(Result).
+    Callers = [rpc(A, ?LOAD, spawn_caller, [Api, Params, rand:bytes(64), {self(), Ref}])
+               || _ <- lists:seq(1, N)],
+    Watch = watch(Callers ++ Server),
+    _ = rpc(A, ?LOAD, go, [[{Caller, Target} || Caller <- Callers]]),
+    Deadline = maps:get(cap_ms, Params) + ?GRACE_MS,
+    Results = [await(Ref, Deadline, Watch) || _ <- Callers],
+    ok = rpc(B, ?LOAD, kill, [Server]),
+    call_metrics(Results).
+
+
+%% What a caller calls: the behaviour's call over Distributed Erlang or
+%% partisan, or an rpc to the echo function.
+call_api(gen_server, disterl) -> gen_server;
+call_api(gen_server, partisan) -> partisan_gen_server;
+call_api(rpc, disterl) -> rpc;
+call_api(rpc, partisan) -> partisan_rpc.
 
 
 %% Monitors the processes of a run (before it starts), so that a crash ends
@@ -510,10 +530,22 @@ hol_metrics(_Latency, Stream) ->
     {error, Stream}.
 
 
-call_metrics(#{calls := Calls, elapsed_us := Us}) when Calls > 0 ->
-    #{calls_per_s => Calls * 1.0e6 / max(1, Us)};
-call_metrics(Other) ->
-    {error, Other}.
+%% Calls per second of all callers together, and the median of the callers'
+%% median round trips.
+call_metrics(Results) ->
+    case lists:all(fun(R) -> is_map(R) andalso maps:get(calls, R, 0) > 0 end, Results) of
+        true ->
+            Calls = lists:sum([C || #{calls := C} <- Results]),
+            Us = lists:max([E || #{elapsed_us := E} <- Results]),
+            #{calls_per_s => Calls * 1.0e6 / max(1, Us),
+              rtt_p50 => median([P || #{rtt_p50_us := P} <- Results])};
+        false ->
+            {error, [R || R <- Results, not is_map(R)]}
+    end.
+
+
+median(Xs) ->
+    lists:nth((length(Xs) + 1) div 2, lists:sort(Xs)).
 
 
 percentile(Sorted, P) ->
@@ -533,7 +565,8 @@ rows(#{kind := latency}) -> [{" p50", p50, "µs", lower}, {" p99", p99, "µs", l
                              {" p99.9", p999, "µs", lower}];
 rows(#{kind := hol}) -> [{" p50", p50, "µs", lower}, {" p99", p99, "µs", lower},
                          {{label, "HOL: the 8 MiB stream itself"}, bulk_mb_per_s, "MB/s", higher}];
-rows(#{kind := call}) -> [{"", calls_per_s, "calls/s", higher}].
+rows(#{kind := call}) -> [{"", calls_per_s, "calls/s", higher},
+                          {" median round trip", rtt_p50, "µs", lower}].
 
 
 summarize(Workloads, Runs) ->

@@ -27,6 +27,7 @@
 -export([start_partisan/1]).
 -export([wait_connected/2]).
 -export([go/1]).
+-export([echo/1]).
 -export([kill/1]).
 
 %% throughput
@@ -467,30 +468,45 @@ echo_name(gen_server) -> bench_echo_gen_server;
 echo_name(partisan_gen_server) -> bench_echo_partisan_gen_server.
 
 
-%% @doc A parked caller: once released (with the server ref), makes up to
-%% `count' calls `{bench_echo, Payload}' within `cap_ms' and sends
-%% `{bench_result, Ref, #{calls, elapsed_us}}' to `Owner'.
--spec spawn_caller(gen_server | partisan_gen_server, map(), binary(), {pid(), reference()}) ->
-    pid().
-spawn_caller(Behaviour, #{count := Count, cap_ms := CapMs}, Payload, {Owner, Ref}) ->
+%% @doc A parked caller: once released (with the server ref, or the node for
+%% an rpc), makes up to `count' calls `{bench_echo, Payload}' within `cap_ms'
+%% and sends `{bench_result, Ref, #{calls, elapsed_us, rtt_p50_us}}' to `Owner'.
+-spec spawn_caller(gen_server | partisan_gen_server | rpc | partisan_rpc, map(), binary(),
+                   {pid(), reference()}) -> pid().
+spawn_caller(Api, #{count := Count, cap_ms := CapMs}, Payload, {Owner, Ref}) ->
     spawn_parked(fun(Server) ->
         T0 = erlang:monotonic_time(microsecond),
-        Calls = call_loop(Behaviour, Server, {bench_echo, Payload}, Count, now_ms() + CapMs, 0),
+        Rtts = call_loop(Api, Server, {bench_echo, Payload}, Count, now_ms() + CapMs, 0, []),
         Elapsed = erlang:monotonic_time(microsecond) - T0,
-        Owner ! {bench_result, Ref, #{calls => Calls, elapsed_us => Elapsed}}
+        Sorted = lists:sort(Rtts),
+        P50 = case Sorted of [] -> 0; _ -> lists:nth((length(Sorted) + 1) div 2, Sorted) end,
+        Owner ! {bench_result, Ref, #{calls => length(Rtts), elapsed_us => Elapsed,
+                                      rtt_p50_us => P50}}
     end).
 
 
-call_loop(_Behaviour, _Server, _Req, Count, _Deadline, Count) ->
-    Count;
-call_loop(Behaviour, Server, Req, Count, Deadline, N) ->
+call_loop(_Api, _Server, _Req, Count, _Deadline, Count, Rtts) ->
+    Rtts;
+call_loop(Api, Server, Req, Count, Deadline, N, Rtts) ->
     case N rem 64 =:= 0 andalso now_ms() > Deadline of
         true ->
-            N;
+            Rtts;
         false ->
-            Req = Behaviour:call(Server, Req, 5000),
-            call_loop(Behaviour, Server, Req, Count, Deadline, N + 1)
+            T0 = erlang:monotonic_time(nanosecond),
+            Req = call_once(Api, Server, Req),
+            Rtt = (erlang:monotonic_time(nanosecond) - T0) / 1000,
+            call_loop(Api, Server, Req, Count, Deadline, N + 1, [Rtt | Rtts])
     end.
+
+
+call_once(rpc, Node, Req) -> rpc:call(Node, ?MODULE, echo, [Req], 5000);
+call_once(partisan_rpc, Node, Req) -> partisan_rpc:call(Node, ?MODULE, echo, [Req], 5000);
+call_once(Behaviour, Server, Req) -> Behaviour:call(Server, Req, 5000).
+
+
+%% @doc What an rpc of the call rows runs: returns its argument.
+-spec echo(term()) -> term().
+echo(Term) -> Term.
 
 
 init([]) -> {ok, undefined}.

@@ -35,7 +35,8 @@ workload_label({burst, N, M}) ->
     flat("burst ~b×~ts msgs of 64 B", [N, count(M)]);
 workload_label(latency) -> "latency 64 B ping-pong";
 workload_label(hol) -> "HOL: 64 B ping-pong beside 8 MiB stream";
-workload_label(call) -> "gen_server:call 64 B";
+workload_label({call, gen_server, N}) -> flat("gen_server:call ~b×64 B", [N]);
+workload_label({call, rpc, N}) -> flat("rpc:call ~b×64 B", [N]);
 workload_label(warm_up) -> "warm-up".
 
 
