@@ -108,12 +108,15 @@ demo: build epmd
 	$(call step,demo: a 3-node partisan cluster on this machine)
 	escript scripts/demo.escript
 
-## sim: the control core's simulation at a larger size than `make test` runs it (every check
-## the same); SIM_NODES and SIM_SEED choose the size and the seed.
+## sim: the simulations of the control core and of HyParView at larger sizes than `make test`
+## runs them (every check the same); SIM_NODES, SIM_HV_NODES and SIM_SEED choose them.
 SIM_NODES ?= 1000
+SIM_HV_NODES ?= 50000
 sim:
 	$(call step,control core simulation: $(SIM_NODES) nodes)
 	SIM_NODES=$(SIM_NODES) $(CARGO) test -p partisan_core --test control_sim -- --nocapture
+	$(call step,HyParView simulation: $(SIM_HV_NODES) nodes)
+	SIM_HV_NODES=$(SIM_HV_NODES) $(CARGO) test -p partisan_core --test hyparview_sim -- --nocapture
 
 ## Benchmarks: thin wrappers around scripts in bench/.
 bench: bench-check build epmd

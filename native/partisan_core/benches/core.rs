@@ -1,7 +1,7 @@
 //! Micro-benchmarks of the engine's pure parts: frame encoding and decoding (the per-message
 //! work of the send and receive paths), writer coalescing (how a batch of queued frames becomes
-//! few buffers), inflating compressed terms, the membership CRDT, and the rewrite of pids in
-//! received messages.
+//! few buffers), inflating compressed terms, the membership CRDT, the rewrite of pids in
+//! received messages, and the HyParView core handling messages.
 //! `make bench-rust`; figures are recorded in docs/benchmarks.md.
 
 use std::hint::black_box;
@@ -163,5 +163,70 @@ fn pid_rewrite(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, frames, coalescing, membership, pid_rewrite);
+/// A full HyParView node handling the messages of its busiest moments: a shuffle that ends
+/// here (reply and integration into the passive view) and a neighbour request it accepts.
+fn hyparview(c: &mut Criterion) {
+    use partisan_core::hyparview::{Config, HyParView, Input, Message};
+    let now = std::time::Instant::now();
+    let full = || {
+        let mut hv = HyParView::new(0u32, Config::default(), now);
+        for p in 1..=6u32 {
+            hv.handle(Input::Received(p, Message::Neighbor { high: true }), now);
+        }
+        for p in 100..130u32 {
+            hv.handle(
+                Input::Received(
+                    1,
+                    Message::Shuffle {
+                        origin: 1,
+                        ttl: 0,
+                        nodes: vec![p],
+                    },
+                ),
+                now,
+            );
+        }
+        while hv.poll_action().is_some() {}
+        hv
+    };
+    let mut g = c.benchmark_group("hyparview");
+    g.bench_function("shuffle_ending_here", |b| {
+        b.iter_batched(
+            full,
+            |mut hv| {
+                let nodes = (200..208).collect();
+                let msg = Message::Shuffle {
+                    origin: 9,
+                    ttl: 0,
+                    nodes,
+                };
+                hv.handle(Input::Received(3, msg), now);
+                while hv.poll_action().is_some() {}
+                hv
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("neighbor_accepted_when_full", |b| {
+        b.iter_batched(
+            full,
+            |mut hv| {
+                hv.handle(Input::Received(500, Message::Neighbor { high: true }), now);
+                while hv.poll_action().is_some() {}
+                hv
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    frames,
+    coalescing,
+    membership,
+    pid_rewrite,
+    hyparview
+);
 criterion_main!(benches);

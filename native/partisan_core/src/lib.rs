@@ -4,6 +4,7 @@
 //! - [`wire`]: preamble, handshake and frame codec (sans-IO).
 //! - [`membership`]: the full-mesh membership CRDT and node specifications.
 //! - [`control`]: the cluster rules of a node as a sans-IO state machine.
+//! - [`hyparview`]: the HyParView overlay as a sans-IO state machine.
 //! - [`transport`]: the tokio engine, a driver of [`control`]: listeners, connection pools, writers, readers, reconnects,
 //!   failure detection and gossip, reporting to a [`transport::Handler`].
 
@@ -12,6 +13,7 @@
 
 pub mod control;
 pub mod frame_pool;
+pub mod hyparview;
 pub mod membership;
 pub mod transport;
 pub mod wire;

@@ -1,0 +1,529 @@
+//! HyParView (Leitão, Pereira, Rodrigues, DSN 2007) as a sans-IO state machine: a small
+//! *active* view of neighbours, kept symmetric, that carries traffic, and a larger *passive*
+//! view of known nodes, refreshed by shuffles, from which the active view is repaired when a
+//! neighbour fails.
+//!
+//! The driver feeds [`Input`]s with the current time, carries out the [`Action`]s from
+//! [`HyParView::poll_action`] in order, and calls [`HyParView::handle_timeout`] when
+//! [`HyParView::poll_timeout`] says. Peers are any ordered, hashable identity (node names for the
+//! transport, numbers in the simulator). Randomness comes from a seeded generator.
+//!
+//! Departures from the paper, each for a reason:
+//! - A node sends `Join` only once its contact accepted it as a neighbour (the joiner adds the
+//!   contact at once, so both views agree from the first message).
+//! - A `ForwardJoin` that ends at a node makes that node ask the joiner with a high-priority
+//!   `Neighbor` request, which is always accepted and always answered, so that the two views
+//!   agree (Partisan 5 adds the joiner without telling it).
+//! - A `Neighbor` request is high priority (cannot be refused) while the requester has fewer
+//!   than `active_min` neighbours, not only when it has none: in an overlay where everyone else
+//!   is full, a node with one or two neighbours would otherwise stay so, and small islands
+//!   would never merge.
+//! - Every `Neighbor` request is answered (Partisan issue #13: unanswered requests leave views
+//!   asymmetric), and at most one is outstanding at a time.
+//! - `Leave` tells every neighbour, which drop the node from both views.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt::Debug;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::seq::IteratorRandom;
+use rand::{Rng, SeedableRng};
+
+/// Partisan's `hyparview` configuration (its defaults in [`Config::default`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Most neighbours (`active_max_size`, 6).
+    pub active_max: usize,
+    /// Fewest neighbours before the node looks for more (`active_min_size`, 3).
+    pub active_min: usize,
+    /// Active random walk length of `ForwardJoin` and `Shuffle` (`active_rwl`, 6).
+    pub active_rwl: u32,
+    /// Most passive peers (`passive_max_size`, 30).
+    pub passive_max: usize,
+    /// Walk step at which a `ForwardJoin` also lands in the passive view (`passive_rwl`, 6).
+    pub passive_rwl: u32,
+    /// Neighbours sent in a shuffle (`shuffle_k_active`, 3).
+    pub shuffle_k_active: usize,
+    /// Passive peers sent in a shuffle (`shuffle_k_passive`, 4).
+    pub shuffle_k_passive: usize,
+    /// Period of shuffles (`shuffle_interval`, 10 s).
+    pub shuffle_interval: Duration,
+    /// Whether passive peers are promoted while the active view is not full
+    /// (`random_promotion`, true).
+    pub random_promotion: bool,
+    /// Period of random promotion (`random_promotion_interval`, 5 s).
+    pub random_promotion_interval: Duration,
+    /// Seed of the node's random choices.
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            active_max: 6,
+            active_min: 3,
+            active_rwl: 6,
+            passive_max: 30,
+            passive_rwl: 6,
+            shuffle_k_active: 3,
+            shuffle_k_passive: 4,
+            shuffle_interval: Duration::from_secs(10),
+            random_promotion: true,
+            random_promotion_interval: Duration::from_secs(5),
+            seed: 0,
+        }
+    }
+}
+
+/// A message between two nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message<P> {
+    /// "I joined through you": the contact makes the sender a neighbour and walks the news.
+    Join,
+    /// `joiner` joined somewhere; the walk has `ttl` steps left.
+    ForwardJoin {
+        /// The node that joined.
+        joiner: P,
+        /// Steps left.
+        ttl: u32,
+    },
+    /// "Be my neighbour"; a high-priority request is always accepted.
+    Neighbor {
+        /// Whether the sender is short of neighbours (or is answering a join).
+        high: bool,
+    },
+    /// The answer to a `Neighbor` request.
+    NeighborReply {
+        /// Whether the sender made the requester a neighbour.
+        accepted: bool,
+    },
+    /// "You are no longer my neighbour"; `alive` is false when the sender leaves.
+    Disconnect {
+        /// Whether the sender stays in the cluster (then it goes to the passive view).
+        alive: bool,
+    },
+    /// A sample of `origin`'s views on a random walk with `ttl` steps left.
+    Shuffle {
+        /// The node that started the shuffle, which gets the reply.
+        origin: P,
+        /// Steps left.
+        ttl: u32,
+        /// The sample: the origin, some neighbours and some passive peers.
+        nodes: Vec<P>,
+    },
+    /// A sample of the passive view of the node where a shuffle ended.
+    ShuffleReply {
+        /// The sample.
+        nodes: Vec<P>,
+    },
+}
+
+/// Events fed to [`HyParView::handle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input<P> {
+    /// Join the overlay through `contact`.
+    Join(P),
+    /// A message from a peer.
+    Received(P, Message<P>),
+    /// The transport lost the peer (its connection failed, or a send to it did).
+    PeerDown(P),
+    /// Leave the overlay: neighbours are told, the views emptied.
+    Leave,
+}
+
+/// What the state machine asks of its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action<P> {
+    /// Send a message (connecting first if need be; a failure comes back as `PeerDown`).
+    Send(P, Message<P>),
+    /// The peer became a neighbour.
+    Up(P),
+    /// The peer is no longer a neighbour.
+    Down(P),
+}
+
+/// One node's HyParView state.
+#[derive(Debug)]
+pub struct HyParView<P> {
+    me: P,
+    cfg: Config,
+    rng: SmallRng,
+    active: BTreeSet<P>,
+    passive: BTreeSet<P>,
+    /// The passive peer asked to be a neighbour, if a request is outstanding.
+    asking: Option<P>,
+    /// Our unanswered `Neighbor` requests per peer, oldest first, each marked stale once we
+    /// dropped the peer after sending it: the peer answers it before it sees our `Disconnect`,
+    /// so an `accepted` answer to a stale request must not make it a neighbour again.
+    requests: BTreeMap<P, VecDeque<bool>>,
+    /// What the last shuffle sent, preferred for eviction when its reply arrives.
+    sent_sample: Vec<P>,
+    next_shuffle: Instant,
+    next_promotion: Instant,
+    actions: VecDeque<Action<P>>,
+    left: bool,
+}
+
+impl<P: Clone + Ord + Debug> HyParView<P> {
+    /// A node alone, at `now`.
+    pub fn new(me: P, cfg: Config, now: Instant) -> HyParView<P> {
+        let mut rng = SmallRng::seed_from_u64(cfg.seed);
+        // Spread the periodic work of many nodes that start together.
+        let spread = |rng: &mut SmallRng, d: Duration| {
+            let ms = d.as_millis().max(1) as u64;
+            Duration::from_millis(rng.gen_range(0..ms))
+        };
+        let next_shuffle = now + cfg.shuffle_interval + spread(&mut rng, cfg.shuffle_interval);
+        let next_promotion =
+            now + cfg.random_promotion_interval + spread(&mut rng, cfg.random_promotion_interval);
+        HyParView {
+            me,
+            cfg,
+            rng,
+            active: BTreeSet::new(),
+            passive: BTreeSet::new(),
+            asking: None,
+            requests: BTreeMap::new(),
+            sent_sample: Vec::new(),
+            next_shuffle,
+            next_promotion,
+            actions: VecDeque::new(),
+            left: false,
+        }
+    }
+
+    /// The neighbours.
+    pub fn active(&self) -> &BTreeSet<P> {
+        &self.active
+    }
+
+    /// The passive view.
+    pub fn passive(&self) -> &BTreeSet<P> {
+        &self.passive
+    }
+
+    /// The next action to carry out; call until `None` after every `handle*` call.
+    pub fn poll_action(&mut self) -> Option<Action<P>> {
+        self.actions.pop_front()
+    }
+
+    /// When [`HyParView::handle_timeout`] is next due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (!self.left).then(|| self.next_shuffle.min(self.next_promotion))
+    }
+
+    /// Runs the periodic work due at `now`: shuffles and random promotion.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.left {
+            return;
+        }
+        if now >= self.next_shuffle {
+            self.next_shuffle = now + self.cfg.shuffle_interval;
+            self.shuffle();
+        }
+        if now >= self.next_promotion {
+            self.next_promotion = now + self.cfg.random_promotion_interval;
+            if self.cfg.random_promotion && self.active.len() < self.cfg.active_max {
+                self.promote();
+            }
+        }
+    }
+
+    /// Feeds one event.
+    pub fn handle(&mut self, input: Input<P>, _now: Instant) {
+        match input {
+            Input::Join(contact) => {
+                if contact != self.me {
+                    self.left = false;
+                    self.add_active(contact.clone());
+                    self.send(contact, Message::Join);
+                }
+            }
+            Input::Received(from, msg) if !self.left => self.received(from, msg),
+            Input::Received(from, Message::Neighbor { .. }) => {
+                self.send(from, Message::NeighborReply { accepted: false })
+            }
+            Input::Received(..) => {}
+            Input::PeerDown(peer) => {
+                self.passive.remove(&peer);
+                self.requests.remove(&peer);
+                if self.asking.as_ref() == Some(&peer) {
+                    self.asking = None;
+                }
+                if self.active.remove(&peer) {
+                    self.actions.push_back(Action::Down(peer));
+                }
+                self.repair();
+            }
+            Input::Leave => {
+                for p in std::mem::take(&mut self.active) {
+                    self.send(p.clone(), Message::Disconnect { alive: false });
+                    self.actions.push_back(Action::Down(p));
+                }
+                self.passive.clear();
+                self.asking = None;
+                self.left = true;
+            }
+        }
+    }
+
+    fn received(&mut self, from: P, msg: Message<P>) {
+        match msg {
+            Message::Join => {
+                self.add_active(from.clone());
+                let walk = Message::ForwardJoin {
+                    joiner: from.clone(),
+                    ttl: self.cfg.active_rwl,
+                };
+                let others: Vec<P> = self
+                    .active
+                    .iter()
+                    .filter(|p| **p != from)
+                    .cloned()
+                    .collect();
+                for p in others {
+                    self.send(p, walk.clone());
+                }
+            }
+            Message::ForwardJoin { joiner, ttl } => {
+                if joiner == self.me {
+                    return;
+                }
+                let next = self.random_active_except(&[&from, &joiner]);
+                if ttl == 0 || next.is_none() {
+                    if !self.active.contains(&joiner) {
+                        self.add_active(joiner.clone());
+                        self.ask(joiner, true);
+                    }
+                    return;
+                }
+                if ttl == self.cfg.passive_rwl {
+                    self.add_passive(joiner.clone());
+                }
+                if let Some(next) = next {
+                    self.send(
+                        next,
+                        Message::ForwardJoin {
+                            joiner,
+                            ttl: ttl - 1,
+                        },
+                    );
+                }
+            }
+            Message::Neighbor { high } => {
+                let accepted =
+                    high || self.active.contains(&from) || self.active.len() < self.cfg.active_max;
+                if accepted {
+                    self.add_active(from.clone());
+                }
+                self.send(from, Message::NeighborReply { accepted });
+            }
+            Message::NeighborReply { accepted } => {
+                if self.asking.as_ref() == Some(&from) {
+                    self.asking = None;
+                }
+                let stale = self.answered(&from);
+                if accepted && !stale {
+                    self.add_active(from);
+                } else if !accepted {
+                    // It does not hold us (it would have accepted if it did): nor do we it.
+                    if self.active.remove(&from) {
+                        self.actions.push_back(Action::Down(from.clone()));
+                        self.add_passive(from);
+                    }
+                    self.repair();
+                }
+            }
+            Message::Disconnect { alive } => {
+                if self.active.remove(&from) {
+                    self.actions.push_back(Action::Down(from.clone()));
+                }
+                if alive {
+                    self.add_passive(from);
+                } else {
+                    self.passive.remove(&from);
+                }
+                self.repair();
+            }
+            Message::Shuffle { origin, ttl, nodes } => {
+                if origin == self.me {
+                    return;
+                }
+                let next = self.random_active_except(&[&from, &origin]);
+                match next {
+                    Some(next) if ttl > 0 => {
+                        self.send(
+                            next,
+                            Message::Shuffle {
+                                origin,
+                                ttl: ttl - 1,
+                                nodes,
+                            },
+                        );
+                    }
+                    _ => {
+                        let reply: Vec<P> = self
+                            .passive
+                            .iter()
+                            .filter(|p| **p != origin)
+                            .cloned()
+                            .choose_multiple(&mut self.rng, nodes.len());
+                        self.send(
+                            origin,
+                            Message::ShuffleReply {
+                                nodes: reply.clone(),
+                            },
+                        );
+                        self.integrate(nodes, &reply);
+                    }
+                }
+            }
+            Message::ShuffleReply { nodes } => {
+                let sent = std::mem::take(&mut self.sent_sample);
+                self.integrate(nodes, &sent);
+            }
+        }
+    }
+
+    /// Adds `p` to the active view, dropping a random neighbour (to the passive view, told)
+    /// if the view is full.
+    fn add_active(&mut self, p: P) {
+        if p == self.me || self.active.contains(&p) {
+            return;
+        }
+        if self.active.len() >= self.cfg.active_max {
+            if let Some(d) = self.active.iter().choose(&mut self.rng).cloned() {
+                self.active.remove(&d);
+                if let Some(pending) = self.requests.get_mut(&d) {
+                    pending.iter_mut().for_each(|stale| *stale = true);
+                }
+                self.send(d.clone(), Message::Disconnect { alive: true });
+                self.actions.push_back(Action::Down(d.clone()));
+                self.add_passive(d);
+            }
+        }
+        self.passive.remove(&p);
+        self.active.insert(p.clone());
+        self.actions.push_back(Action::Up(p));
+    }
+
+    fn add_passive(&mut self, p: P) {
+        if p == self.me || self.active.contains(&p) || self.passive.contains(&p) {
+            return;
+        }
+        if self.passive.len() >= self.cfg.passive_max {
+            if let Some(e) = self.passive.iter().choose(&mut self.rng).cloned() {
+                self.passive.remove(&e);
+            }
+        }
+        self.passive.insert(p);
+    }
+
+    /// Takes a shuffle's sample into the passive view, evicting first what we sent.
+    fn integrate(&mut self, nodes: Vec<P>, sent: &[P]) {
+        let mut evictable: Vec<P> = sent
+            .iter()
+            .filter(|p| self.passive.contains(p))
+            .cloned()
+            .collect();
+        for n in nodes {
+            if n == self.me || self.active.contains(&n) || self.passive.contains(&n) {
+                continue;
+            }
+            if self.passive.len() >= self.cfg.passive_max {
+                match evictable.pop() {
+                    Some(e) => {
+                        self.passive.remove(&e);
+                    }
+                    None => {
+                        if let Some(e) = self.passive.iter().choose(&mut self.rng).cloned() {
+                            self.passive.remove(&e);
+                        }
+                    }
+                }
+            }
+            self.passive.insert(n);
+        }
+    }
+
+    fn shuffle(&mut self) {
+        let Some(to) = self.active.iter().choose(&mut self.rng).cloned() else {
+            return;
+        };
+        let mut nodes = vec![self.me.clone()];
+        nodes.extend(
+            self.active
+                .iter()
+                .filter(|p| **p != to)
+                .cloned()
+                .choose_multiple(&mut self.rng, self.cfg.shuffle_k_active),
+        );
+        nodes.extend(
+            self.passive
+                .iter()
+                .cloned()
+                .choose_multiple(&mut self.rng, self.cfg.shuffle_k_passive),
+        );
+        self.sent_sample = nodes.clone();
+        self.send(
+            to,
+            Message::Shuffle {
+                origin: self.me.clone(),
+                ttl: self.cfg.active_rwl,
+                nodes,
+            },
+        );
+    }
+
+    /// Below the minimum, asks a passive peer to be a neighbour.
+    fn repair(&mut self) {
+        if self.active.len() < self.cfg.active_min {
+            self.promote();
+        }
+    }
+
+    /// Asks a random passive peer to be a neighbour, unless a request is outstanding.
+    fn promote(&mut self) {
+        if self.asking.is_some() || self.left {
+            return;
+        }
+        let Some(p) = self.passive.iter().choose(&mut self.rng).cloned() else {
+            return;
+        };
+        self.asking = Some(p.clone());
+        // Below the minimum the request cannot be refused, so that no node stays short of
+        // neighbours (or cut off with a few) in an overlay where everybody else is full.
+        let high = self.active.len() < self.cfg.active_min;
+        self.ask(p, high);
+    }
+
+    fn ask(&mut self, p: P, high: bool) {
+        self.requests.entry(p.clone()).or_default().push_back(false);
+        self.send(p, Message::Neighbor { high });
+    }
+
+    /// Takes the oldest request to `p` off the list; whether it was stale.
+    fn answered(&mut self, p: &P) -> bool {
+        let Some(pending) = self.requests.get_mut(p) else {
+            return false;
+        };
+        let stale = pending.pop_front().unwrap_or(false);
+        if pending.is_empty() {
+            self.requests.remove(p);
+        }
+        stale
+    }
+
+    fn random_active_except(&mut self, not: &[&P]) -> Option<P> {
+        self.active
+            .iter()
+            .filter(|p| !not.contains(p))
+            .choose(&mut self.rng)
+            .cloned()
+    }
+
+    fn send(&mut self, to: P, msg: Message<P>) {
+        self.actions.push_back(Action::Send(to, msg));
+    }
+}

@@ -1,0 +1,330 @@
+//! Deterministic simulation of the HyParView core: thousands of nodes, each the real
+//! `hyparview::HyParView`, over a simulated network with virtual time and random delays. A send
+//! to a dead node comes back as `PeerDown`, as a refused connection does; a node that dies is
+//! reported down to its neighbours after a detection delay.
+//!
+//! Checked once the overlay settled: the active views form one connected graph, every view is
+//! within `[active_min, active_max]`, and views are symmetric. Scenarios: 10,000 nodes joining
+//! through random contacts; half of them failing at once; 1,000 joining through one contact at
+//! the same moment (Partisan issue #75); a node that leaves. `SIM_HV_NODES` and `SIM_SEED`
+//! change the size and seed; `SIM_TRACE=a,b` prints what passes between nodes a and b.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::time::{Duration, Instant};
+
+use partisan_core::hyparview::{Action, Config, HyParView, Input, Message};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+type Id = u32;
+
+enum Ev {
+    Deliver(Id, Id, Message<Id>),
+    Down(Id, Id),
+    Timer(Id),
+    Do(Id, Input<Id>),
+}
+
+struct Sim {
+    t0: Instant,
+    now: Duration,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(Duration, u64)>>,
+    events: std::collections::HashMap<u64, Ev>,
+    nodes: Vec<HyParView<Id>>,
+    alive: Vec<bool>,
+    timer_at: Vec<Option<Duration>>,
+    rng: SmallRng,
+    cfg: Config,
+    messages: u64,
+    timers: bool,
+    trace: Option<(Id, Id)>,
+    /// Delivery time of the last message on each link, so that links are FIFO as TCP is.
+    last: std::collections::HashMap<(Id, Id), Duration>,
+}
+
+impl Sim {
+    fn new(n: usize, seed: u64, cfg: Config) -> Sim {
+        let t0 = Instant::now();
+        let nodes = (0..n)
+            .map(|i| {
+                let c = Config {
+                    seed: seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                    ..cfg.clone()
+                };
+                HyParView::new(i as Id, c, t0)
+            })
+            .collect();
+        let mut sim = Sim {
+            t0,
+            now: Duration::ZERO,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            events: Default::default(),
+            nodes,
+            alive: vec![true; n],
+            timer_at: vec![None; n],
+            rng: SmallRng::seed_from_u64(seed),
+            cfg,
+            messages: 0,
+            timers: true,
+            // SIM_TRACE=a,b prints every message and view change between nodes a and b.
+            trace: std::env::var("SIM_TRACE").ok().and_then(|v| {
+                let (a, b) = v.split_once(',')?;
+                Some((a.parse().ok()?, b.parse().ok()?))
+            }),
+            last: Default::default(),
+        };
+        for i in 0..n {
+            sim.arm(i as Id);
+        }
+        sim
+    }
+
+    fn at(&mut self, after: Duration, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse((self.now + after, self.seq)));
+        self.events.insert(self.seq, ev);
+    }
+
+    fn delay(&mut self) -> Duration {
+        Duration::from_micros(self.rng.gen_range(500..5_000))
+    }
+
+    fn arm(&mut self, i: Id) {
+        let Some(due) = self.nodes[i as usize].poll_timeout() else {
+            return;
+        };
+        let due = due - self.t0;
+        if self.timer_at[i as usize].is_none_or(|t| due < t) {
+            self.timer_at[i as usize] = Some(due);
+            let after = due.saturating_sub(self.now);
+            self.at(after, Ev::Timer(i));
+        }
+    }
+
+    fn pump(&mut self, i: Id) {
+        while let Some(a) = self.nodes[i as usize].poll_action() {
+            if let Some((x, y)) = self.trace {
+                let involved = |p: Id| p == x || p == y;
+                let show = match &a {
+                    Action::Send(to, _) => involved(i) && involved(*to),
+                    Action::Up(p) | Action::Down(p) => involved(i) && involved(*p),
+                };
+                if show {
+                    println!("{:>12.6?} {i}: {a:?}", self.now);
+                }
+            }
+            if let Action::Send(to, msg) = a {
+                self.messages += 1;
+                let d = self.delay();
+                if self.alive[to as usize] {
+                    let due = self
+                        .last
+                        .get(&(i, to))
+                        .map_or(self.now + d, |t| (*t).max(self.now + d));
+                    self.last.insert((i, to), due);
+                    let after = due - self.now;
+                    self.at(after, Ev::Deliver(to, i, msg));
+                } else {
+                    // The connection is refused: the sender learns it.
+                    self.at(d * 2, Ev::Down(i, to));
+                }
+            }
+        }
+        self.arm(i);
+    }
+
+    fn run_until(&mut self, end: Duration) {
+        while let Some(&Reverse((t, seq))) = self.queue.peek() {
+            if t > end {
+                break;
+            }
+            self.queue.pop();
+            self.now = t;
+            let ev = self.events.remove(&seq).expect("event");
+            self.step(ev);
+        }
+        self.now = end;
+    }
+
+    /// Runs without periodic work until no message is in flight.
+    fn quiesce(&mut self) {
+        self.timers = false;
+        let end = self.now + Duration::from_secs(60);
+        self.run_until(end);
+        self.timers = true;
+        for i in 0..self.nodes.len() {
+            self.timer_at[i] = None;
+            self.arm(i as Id);
+        }
+    }
+
+    fn step(&mut self, ev: Ev) {
+        let now = self.t0 + self.now;
+        if let (Some((x, y)), Ev::Deliver(to, from, msg)) = (self.trace, &ev) {
+            if (*to == x || *to == y) && (*from == x || *from == y) {
+                println!("{:>12.6?} {to} <- {from}: {msg:?}", self.now);
+            }
+        }
+        let (i, input) = match ev {
+            Ev::Deliver(to, from, msg) => (to, Input::Received(from, msg)),
+            Ev::Down(to, peer) => (to, Input::PeerDown(peer)),
+            Ev::Do(i, input) => (i, input),
+            Ev::Timer(i) => {
+                self.timer_at[i as usize] = None;
+                if self.timers && self.alive[i as usize] {
+                    self.nodes[i as usize].handle_timeout(now);
+                    self.pump(i);
+                }
+                return;
+            }
+        };
+        if self.alive[i as usize] {
+            self.nodes[i as usize].handle(input, now);
+            self.pump(i);
+        }
+    }
+
+    fn kill(&mut self, i: Id) {
+        self.alive[i as usize] = false;
+        let neighbours: Vec<Id> = self.nodes[i as usize].active().iter().copied().collect();
+        for p in neighbours {
+            let d = Duration::from_millis(self.rng.gen_range(10..200));
+            self.at(d, Ev::Down(p, i));
+        }
+    }
+
+    fn live(&self) -> Vec<Id> {
+        (0..self.nodes.len() as Id)
+            .filter(|&i| self.alive[i as usize])
+            .collect()
+    }
+
+    /// Connectivity, bounds and symmetry of the live nodes' active views; panics with the
+    /// figures on a violation, returns them otherwise.
+    fn check(&self, what: &str, seed: u64) -> String {
+        let live = self.live();
+        let mut seen = vec![false; self.nodes.len()];
+        let mut queue = VecDeque::from([live[0]]);
+        seen[live[0] as usize] = true;
+        let mut reached = 1;
+        while let Some(i) = queue.pop_front() {
+            for &p in self.nodes[i as usize].active() {
+                if self.alive[p as usize] && !seen[p as usize] {
+                    seen[p as usize] = true;
+                    reached += 1;
+                    queue.push_back(p);
+                }
+            }
+        }
+        let sizes: Vec<usize> = live
+            .iter()
+            .map(|&i| self.nodes[i as usize].active().len())
+            .collect();
+        let (lo, hi) = (*sizes.iter().min().unwrap(), *sizes.iter().max().unwrap());
+        let avg = sizes.iter().sum::<usize>() as f64 / sizes.len() as f64;
+        let passive = live
+            .iter()
+            .map(|&i| self.nodes[i as usize].passive().len())
+            .sum::<usize>() as f64
+            / live.len() as f64;
+        let asymmetric = live
+            .iter()
+            .flat_map(|&i| self.nodes[i as usize].active().iter().map(move |&p| (i, p)))
+            .filter(|&(i, p)| {
+                !self.alive[p as usize] || !self.nodes[p as usize].active().contains(&i)
+            })
+            .count();
+        let figures = format!(
+            "{what}: {} live nodes, {reached} reached from one, active view {lo}..{hi} (mean {avg:.2}), \
+             passive mean {passive:.1}, {asymmetric} asymmetric links, {} messages, at {:.1?}",
+            live.len(),
+            self.messages,
+            self.now
+        );
+        let ok = reached == live.len()
+            && lo >= self.cfg.active_min.min(live.len() - 1)
+            && hi <= self.cfg.active_max
+            && asymmetric == 0;
+        assert!(ok, "seed {seed:#x}: {figures}");
+        figures
+    }
+}
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn ten_thousand_nodes_form_one_overlay_and_heal_after_half_fail() {
+    let n = env("SIM_HV_NODES", 10_000) as usize;
+    let seed = env("SIM_SEED", 0x4879_5061);
+    let mut sim = Sim::new(n, seed, Config::default());
+    // Within 20 s, each node joins through a random node that joined before it.
+    let mut times: Vec<u64> = (1..n).map(|_| sim.rng.gen_range(0..20_000_000)).collect();
+    times.sort();
+    for (i, at) in (1..n as Id).zip(times) {
+        let contact = sim.rng.gen_range(0..i);
+        sim.at(Duration::from_micros(at), Ev::Do(i, Input::Join(contact)));
+    }
+    sim.run_until(Duration::from_secs(60));
+    sim.quiesce();
+    println!("{}", sim.check("joined", seed));
+
+    // Half fail at once; survivors repair from their passive views within a few shuffles.
+    let mut victims: Vec<Id> = (0..n as Id).collect();
+    for i in (1..victims.len()).rev() {
+        let j = sim.rng.gen_range(0..=i);
+        victims.swap(i, j);
+    }
+    for &v in &victims[..n / 2] {
+        sim.kill(v);
+    }
+    let healed_by = sim.now + Duration::from_secs(40);
+    sim.run_until(healed_by);
+    sim.quiesce();
+    println!("{}", sim.check("half failed", seed));
+}
+
+#[test]
+fn a_thousand_concurrent_joins_through_one_contact_leave_no_island() {
+    let seed = env("SIM_SEED", 0x0075_0075);
+    let n = 1_000;
+    let mut sim = Sim::new(n, seed, Config::default());
+    for i in 1..n as Id {
+        let at = Duration::from_micros(sim.rng.gen_range(0..1_000));
+        sim.at(at, Ev::Do(i, Input::Join(0)));
+    }
+    sim.run_until(Duration::from_secs(30));
+    sim.quiesce();
+    println!("{}", sim.check("concurrent joins", seed));
+}
+
+#[test]
+fn a_leaving_node_is_dropped_by_its_neighbours() {
+    let seed = 7;
+    let n = 200;
+    let mut sim = Sim::new(n, seed, Config::default());
+    for i in 1..n as Id {
+        let at = Duration::from_micros(sim.rng.gen_range(0..2_000_000));
+        sim.at(at, Ev::Do(i, Input::Join(0)));
+    }
+    sim.run_until(Duration::from_secs(30));
+    sim.quiesce();
+    let leaver = 17;
+    sim.at(Duration::ZERO, Ev::Do(leaver, Input::Leave));
+    sim.run_until(sim.now + Duration::from_secs(1));
+    sim.alive[leaver as usize] = false;
+    let holding = (0..n as Id)
+        .filter(|&i| i != leaver && sim.nodes[i as usize].active().contains(&leaver))
+        .count();
+    assert_eq!(holding, 0, "neighbours still hold the node that left");
+    sim.run_until(sim.now + Duration::from_secs(30));
+    sim.quiesce();
+    println!("{}", sim.check("after a leave", seed));
+}
