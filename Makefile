@@ -116,7 +116,7 @@ sim:
 	$(call step,control core simulation: $(SIM_NODES) nodes)
 	SIM_NODES=$(SIM_NODES) $(CARGO) test -p partisan_core --test control_sim -- --nocapture
 	$(call step,HyParView simulation: $(SIM_HV_NODES) nodes)
-	SIM_HV_NODES=$(SIM_HV_NODES) $(CARGO) test -p partisan_core --test hyparview_sim -- --nocapture
+	SIM_HV_NODES=$(SIM_HV_NODES) $(CARGO) test -p partisan_core --test overlay_sim -- --nocapture
 
 ## Benchmarks: thin wrappers around scripts in bench/.
 bench: bench-check build epmd

@@ -5,6 +5,7 @@
 //! - [`membership`]: the full-mesh membership CRDT and node specifications.
 //! - [`control`]: the cluster rules of a node as a sans-IO state machine.
 //! - [`hyparview`]: the HyParView overlay as a sans-IO state machine.
+//! - [`plumtree`]: Plumtree broadcast trees as a sans-IO state machine.
 //! - [`transport`]: the tokio engine, a driver of [`control`]: listeners, connection pools, writers, readers, reconnects,
 //!   failure detection and gossip, reporting to a [`transport::Handler`].
 
@@ -15,5 +16,6 @@ pub mod control;
 pub mod frame_pool;
 pub mod hyparview;
 pub mod membership;
+pub mod plumtree;
 pub mod transport;
 pub mod wire;
