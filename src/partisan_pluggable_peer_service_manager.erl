@@ -473,6 +473,9 @@ engine_config() ->
     maps:merge(partisan:node_spec(), Config#{
         event_pid => self(),
         incarnation => erlang:system_time(nanosecond),
+        %% The static manager is this one with membership by explicit joins only.
+        static_membership =>
+            partisan_peer_service:manager() =:= partisan_static_peer_service_manager,
         peer_atom_budget => atom_budget(partisan_config:get(peer_atom_budget))
     }).
 

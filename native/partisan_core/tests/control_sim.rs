@@ -242,6 +242,7 @@ impl Sim {
                 periodic_interval: ms(2_000),
                 gossip_fanout: 8,
                 seed: self.seed ^ (i as u64) << 20 ^ life as u64,
+                membership: partisan_core::control::Membership::FullMesh,
             },
             self.t0 + self.now,
         );

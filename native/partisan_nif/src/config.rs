@@ -126,6 +126,11 @@ pub fn decode_start_config(term: Term) -> NifResult<StartConfig> {
         )?),
         connection_jitter: millis(opt(term, "connection_jitter", 1_000)?),
         gossip_fanout: partisan_core::control::DEFAULT_GOSSIP_FANOUT,
+        membership: if opt(term, "static_membership", false)? {
+            partisan_core::control::Membership::Static
+        } else {
+            partisan_core::control::Membership::FullMesh
+        },
         ping,
         max_frame_size: within(
             opt::<u64>(term, "max_frame_size", DEFAULT_MAX_FRAME as u64)?,

@@ -25,7 +25,8 @@ mod reason;
 
 pub use liveness::{Liveness, PingConfig, Verdict};
 pub use node::{
-    normalise_channels, Action, Admission, Input, Node, PeerView, Settings, DEFAULT_GOSSIP_FANOUT,
+    normalise_channels, Action, Admission, Input, Membership, Node, PeerView, Settings,
+    DEFAULT_GOSSIP_FANOUT,
 };
 pub use reason::CloseReason;
 

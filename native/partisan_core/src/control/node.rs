@@ -39,6 +39,19 @@ pub struct Settings {
     pub gossip_fanout: usize,
     /// Seed of the node's random choices (jitter, gossip targets).
     pub seed: u64,
+    /// How members are found: by gossip (full mesh) or only by explicit joins (static).
+    pub membership: Membership,
+}
+
+/// How a node's members are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Membership {
+    /// Members gossip their state: every member learns every other and connects to it.
+    #[default]
+    FullMesh,
+    /// No gossip: the members are the nodes this one joined and the nodes that joined it
+    /// (`partisan_static_peer_service_manager`).
+    Static,
 }
 
 /// Something the state machine asks of its driver, in the order it is to be carried out.
@@ -211,6 +224,7 @@ pub struct Node {
     jitter: Duration,
     periodic: Duration,
     fanout: usize,
+    membership: Membership,
     rng: SmallRng,
     state: State,
     /// Nodes this one was asked to join and has not yet heard about from the cluster.
@@ -277,6 +291,7 @@ impl Node {
             jitter: settings.connection_jitter,
             periodic,
             fanout: settings.gossip_fanout.max(1),
+            membership: settings.membership,
             rng: SmallRng::seed_from_u64(settings.seed),
             state,
             pending: BTreeMap::new(),
@@ -457,6 +472,11 @@ impl Node {
             Some(_) => AckStatus::Accepted,
         };
         if let (AckStatus::Accepted, Some(ch)) = (status, ch) {
+            if self.membership == Membership::Static && !self.state.is_member(&spec.name) {
+                // A node that joined this one is a member of it.
+                self.state.add(spec.clone(), incarnation);
+                self.state_changed();
+            }
             self.ensure_peer(spec, now);
             let slot = SlotKey {
                 peer: Arc::from(spec.name.as_str()),
@@ -519,6 +539,10 @@ impl Node {
         }
         self.pending.insert(spec.name.clone(), spec.clone());
         self.targets = None;
+        if self.membership == Membership::Static && !self.state.is_member(&spec.name) {
+            self.state.add(spec.clone(), 0);
+            self.state_changed();
+        }
         let name = self.ensure_peer(&spec, now);
         self.schedule_dial(&name, now);
     }
@@ -585,6 +609,9 @@ impl Node {
     }
 
     fn gossip(&mut self, conn: ConnId, remote: Arc<State>, now: Instant) {
+        if self.membership == Membership::Static {
+            return;
+        }
         let Some(from) = self.conns.get(&conn).map(|k| k.peer.clone()) else {
             return;
         };
@@ -657,6 +684,9 @@ impl Node {
     /// Sends `state` to the members and join targets, but `except`: to all of them, or to
     /// `fanout` picked at random when `epidemic`.
     fn spread(&mut self, state: Arc<State>, except: Option<&str>, epidemic: bool) {
+        if self.membership == Membership::Static {
+            return;
+        }
         if self.targets.is_none() {
             let t = self
                 .peers
@@ -682,7 +712,11 @@ impl Node {
 
     /// Queues `state` on every control connection of `name`.
     fn send_to(&mut self, name: &str, state: &Arc<State>) {
-        let Some(p) = self.peers.get(name) else {
+        let Some(p) = self
+            .peers
+            .get(name)
+            .filter(|_| self.membership == Membership::FullMesh)
+        else {
             return;
         };
         for s in p.slots[self.control].iter() {
@@ -843,7 +877,10 @@ impl Node {
             conn: id,
             slot: key.clone(),
         });
-        if key.channel == self.control && self.should_dial(&key.peer) {
+        if key.channel == self.control
+            && self.membership == Membership::FullMesh
+            && self.should_dial(&key.peer)
+        {
             let full = self.full_state();
             self.actions.push_back(Action::Gossip {
                 conn: id,

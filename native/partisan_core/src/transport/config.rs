@@ -36,6 +36,8 @@ pub struct Config {
     pub connection_jitter: Duration,
     /// Members a change is passed on to by gossip (see `control::DEFAULT_GOSSIP_FANOUT`).
     pub gossip_fanout: usize,
+    /// How members are found (full mesh by gossip, or static).
+    pub membership: crate::control::Membership,
     /// Failure detection per connection (`connection_ping`).
     pub ping: PingConfig,
     /// Largest frame sent or accepted, in bytes of kind and body; a peer announcing a
@@ -67,6 +69,7 @@ impl Config {
             connection_interval: Duration::from_secs(1),
             connection_jitter: Duration::from_millis(100),
             gossip_fanout: crate::control::DEFAULT_GOSSIP_FANOUT,
+            membership: crate::control::Membership::FullMesh,
             ping: PingConfig::default(),
             max_frame_size: DEFAULT_MAX_FRAME,
             send_queue_limit: DEFAULT_SEND_QUEUE_LIMIT,

@@ -77,6 +77,7 @@ impl Driver {
                 periodic_interval: cfg.periodic_interval,
                 gossip_fanout: cfg.gossip_fanout,
                 seed: cfg.incarnation ^ 0x7061_7274_6973_616e,
+                membership: cfg.membership,
             },
             now,
         );
