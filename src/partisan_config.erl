@@ -25,6 +25,9 @@
 %% | `tuple' | `uri'), `remote_ref_uri_padding' (alias
 %% `remote_ref_binary_padding')</li>
 %% <li>`tls', `tls_client_options', `tls_server_options'</li>
+%% <li>`auth_secret' (the secret peers must prove they know; default: the
+%% Erlang cookie), `authentication' (default `true'; `false' is unsafe:
+%% anybody who can reach the port can join and send messages)</li>
 %% <li>`pid_encoding', `ref_encoding' (default `true': pids, ports and
 %% references inside messages name their origin node)</li>
 %% </ul>
@@ -238,8 +241,9 @@ accepted(Key0) ->
         peer_service_manager -> "a module name";
         K when K == tls_client_options; K == tls_server_options -> "a list of ssl options";
         K when K == channel_fallback; K == connect_disterl; K == remote_ref_uri_padding;
-               K == tls; K == pid_encoding; K == ref_encoding ->
+               K == tls; K == pid_encoding; K == ref_encoding; K == authentication ->
             "true or false";
+        auth_secret -> "a non-empty binary or string (default: the Erlang cookie)";
         K when K == parallelism; K == io_threads; K == max_frame_size;
                K == send_queue_limit; K == periodic_interval; K == connection_interval ->
             {Min, Max} = int_range(K),
@@ -344,6 +348,8 @@ default_io_threads() ->
 
 plain_defaults() ->
     [
+        {authentication, true},
+        {auth_secret, undefined},
         {channel_fallback, true},
         {connect_disterl, false},
         {connection_interval, ?CONNECTION_INTERVAL},
@@ -532,10 +538,19 @@ normalize(refusal_log_interval, N) when is_integer(N), N >= 0 ->
 normalize(io_nice, N) when is_integer(N), N >= -20, N =< 19 ->
     N;
 
+normalize(auth_secret, undefined) ->
+    undefined;
+
+normalize(auth_secret, Secret) ->
+    Bin = try iolist_to_binary(Secret) catch error:badarg -> invalid(auth_secret, Secret) end,
+    byte_size(Bin) > 0 orelse invalid(auth_secret, Secret),
+    Bin;
+
 normalize(Key, Flag)
 when (Key == channel_fallback orelse Key == connect_disterl
     orelse Key == remote_ref_uri_padding orelse Key == tls
-    orelse Key == pid_encoding orelse Key == ref_encoding) ->
+    orelse Key == pid_encoding orelse Key == ref_encoding
+    orelse Key == authentication) ->
     is_boolean(Flag) orelse invalid(Key, Flag),
     Flag;
 

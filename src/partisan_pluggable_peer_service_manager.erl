@@ -29,8 +29,14 @@
     up = #{} :: callbacks(),
     down = #{} :: callbacks(),
     %% The member list of the last membership event.
-    members :: [node()]
+    members :: [node()],
+    %% When authentication failures were last logged, and how many since.
+    auth_logged = undefined :: integer() | undefined,
+    auth_unlogged = 0 :: non_neg_integer()
 }).
+
+%% At most one log line about failed authentication per this many ms.
+-define(AUTH_LOG_INTERVAL, 10000).
 
 %% API
 -export([cast_message/2]).
@@ -401,6 +407,25 @@ handle_info({partisan_event, {atoms_refused, Node, Info}}, State) ->
     }),
     {noreply, State};
 
+handle_info({partisan_event, {auth_failed, Addr, Role}}, State) ->
+    Now = erlang:monotonic_time(millisecond),
+    Unlogged = State#state.auth_unlogged + 1,
+    case State#state.auth_logged of
+        Last when is_integer(Last), Now - Last < ?AUTH_LOG_INTERVAL ->
+            {noreply, State#state{auth_unlogged = Unlogged}};
+        _ ->
+            logger:warning(#{
+                description =>
+                    "A handshake failed authentication: the secrets differ "
+                    "(check auth_secret or the Erlang cookie on both nodes), "
+                    "or a stranger tried to connect",
+                peer => Addr,
+                this_node_was => Role,
+                failures_since_last_report => Unlogged
+            }),
+            {noreply, State#state{auth_logged = Now, auth_unlogged = 0}}
+    end;
+
 handle_info({partisan_event, {left, Node}}, State) ->
     _ = Node =:= partisan:node()
         andalso logger:notice(#{
@@ -473,6 +498,7 @@ engine_config() ->
     maps:merge(partisan:node_spec(), Config#{
         event_pid => self(),
         incarnation => erlang:system_time(nanosecond),
+        auth_secret => partisan_auth:secret(),
         %% The static manager is this one with membership by explicit joins only.
         static_membership =>
             partisan_peer_service:manager() =:= partisan_static_peer_service_manager,

@@ -202,10 +202,13 @@ fn restart_with_same_name_rejoins() {
 fn back_pressure_suspends_and_refuses_when_a_peer_stops_reading() {
     use partisan_core::membership::NodeSpec;
     use partisan_core::wire::{
-        encode_frame, AckStatus, FrameDecoder, FrameKind, HelloAck, NodeId, PidNaming, Preamble,
+        self, encode_frame, AckStatus, AuthChallenge, AuthInit, FrameDecoder, FrameKind, HelloAck,
+        NodeId, PidNaming, Preamble, Side,
     };
     use std::io::{Read, Write};
     use std::sync::atomic::{AtomicBool, Ordering};
+
+    let secret = Config::local("x").secret;
 
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -220,9 +223,25 @@ fn back_pressure_suspends_and_refuses_when_a_peer_stops_reading() {
             let mut buf = bytes::BytesMut::new();
             let dec = FrameDecoder::new(1 << 16);
             let mut chunk = [0u8; 4096];
-            while dec.decode(&mut buf).unwrap().is_none() {
-                let n = s.read(&mut chunk).unwrap();
-                buf.extend_from_slice(&chunk[..n]);
+            // Authenticate as the engine's test secret says, then take the hello.
+            loop {
+                let Some(frame) = dec.decode(&mut buf).unwrap() else {
+                    let n = s.read(&mut chunk).unwrap();
+                    buf.extend_from_slice(&chunk[..n]);
+                    continue;
+                };
+                match frame.kind {
+                    FrameKind::AuthInit => {
+                        let init = AuthInit::decode(&frame.body).unwrap();
+                        let mine = wire::nonce();
+                        let proof = wire::prove(&secret, Side::Acceptor, &init.nonce, &mine);
+                        let c = AuthChallenge { nonce: mine, proof };
+                        s.write_all(&encode_frame(FrameKind::AuthChallenge, &c.encode()))
+                            .unwrap();
+                    }
+                    FrameKind::Hello => break,
+                    _ => {}
+                }
             }
             let ack = HelloAck {
                 status: AckStatus::Accepted,
@@ -432,4 +451,77 @@ fn mixed_stream_arrives_intact(prefix: &str, pause: Duration) -> Engine {
     }
     b.stop();
     a
+}
+
+#[test]
+fn nodes_with_different_secrets_never_connect() {
+    let rec_a = Arc::new(Recorder::default());
+    let mut ca = config("auth_a@127.0.0.1");
+    ca.secret = Arc::from(&b"one secret"[..]);
+    let a = Engine::start(ca, rec_a.clone()).unwrap();
+    let mut cb = config("auth_b@127.0.0.1");
+    cb.secret = Arc::from(&b"another secret"[..]);
+    let b = Engine::start(cb, Arc::new(Recorder::default())).unwrap();
+    b.join(a.local().clone()).unwrap();
+    // The dialer finds that a does not prove its secret and gives up before saying anything;
+    // a sees a handshake that ended unfinished.
+    wait_until("the failed authentication", || {
+        stat(&b, "auth_failures") > 0 && stat(&a, "handshake_failures") > 0
+    });
+    // Nothing of b reached a: no peer, no member, no connection, no event but the failure.
+    assert_eq!(names(&a), vec!["auth_a@127.0.0.1".to_owned()]);
+    assert!(a.connections().is_empty() && b.connections().is_empty());
+    assert!(a.peer("auth_b@127.0.0.1").is_none());
+    let events = rec_a.events.lock().clone();
+    assert!(
+        events.iter().all(|e| matches!(
+            e,
+            Event::AuthFailed {
+                as_dialer: false,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn a_stranger_speaking_the_old_handshake_learns_nothing() {
+    use partisan_core::wire::{
+        encode_frame, FrameKind, Hello, NodeId, PidNaming, Preamble, CAPABILITIES,
+    };
+    use std::io::{Read, Write};
+    let (a, rec) = start("auth_c@127.0.0.1");
+    let hello = Hello {
+        spec: partisan_core::membership::NodeSpec {
+            name: "evil@127.0.0.1".into(),
+            listen_addrs: vec![],
+            channels: vec![],
+        },
+        incarnation: u64::MAX,
+        pids: PidNaming {
+            vm: NodeId::new("evil@127.0.0.1", 1),
+            creation: 1,
+        },
+        channel: "partisan_membership".into(),
+        index: 0,
+        capabilities: CAPABILITIES,
+    };
+    let mut s = std::net::TcpStream::connect(a.listen_addrs()[0]).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = Preamble::ours().to_vec();
+    out.extend_from_slice(&encode_frame(FrameKind::Hello, &hello.encode()));
+    s.write_all(&out).unwrap();
+    // The node answers with its preamble only, then closes: no name, no incarnation.
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert_eq!(got, Preamble::ours().to_vec());
+    wait_until("the refused handshake counted", || {
+        stat(&a, "handshake_failures") > 0
+    });
+    assert!(a.peer("evil@127.0.0.1").is_none());
+    assert!(rec.events.lock().is_empty());
+    a.stop();
 }

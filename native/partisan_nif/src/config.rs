@@ -125,6 +125,9 @@ pub fn decode_start_config(term: Term) -> NifResult<StartConfig> {
             1 << 32,
         )?),
         connection_jitter: millis(opt(term, "connection_jitter", 1_000)?),
+        // Resolved on the Erlang side (the `auth_secret' key, else the Erlang cookie; empty
+        // when `authentication' is off).
+        secret: std::sync::Arc::from(req::<rustler::Binary>(term, "auth_secret")?.as_slice()),
         gossip_fanout: partisan_core::control::DEFAULT_GOSSIP_FANOUT,
         membership: if opt(term, "static_membership", false)? {
             partisan_core::control::Membership::Static

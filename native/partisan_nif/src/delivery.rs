@@ -13,7 +13,7 @@ use crate::decode::{decode_term, AtomBudget};
 use crate::in_place::{self, BeamFrame};
 
 rustler::atoms! {
-    partisan_event, node_up, node_down, membership, left,
+    partisan_event, node_up, node_down, membership, left, auth_failed, dialer, acceptor,
 }
 
 thread_local! {
@@ -250,6 +250,14 @@ impl Handler for NifHandler {
                 Event::Membership(ns) => {
                     let list: Vec<Term> = ns.iter().map(|n| atom(n)).collect();
                     make_tuple(e, &[membership().encode(e), list.encode(e)])
+                }
+                Event::AuthFailed { addr, as_dialer } => {
+                    let addr = addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+                    let role = if *as_dialer { dialer() } else { acceptor() };
+                    make_tuple(
+                        e,
+                        &[auth_failed().encode(e), addr.encode(e), role.encode(e)],
+                    )
                 }
             };
             make_tuple(e, &[partisan_event().encode(e), ev])

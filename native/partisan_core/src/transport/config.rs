@@ -34,6 +34,9 @@ pub struct Config {
     pub connection_interval: Duration,
     /// Most random time added to each redial delay (`connection_jitter`).
     pub connection_jitter: Duration,
+    /// The cluster's secret: a peer must prove it knows it before anything it sends is read
+    /// (see `wire::auth`). Empty when authentication is off.
+    pub secret: std::sync::Arc<[u8]>,
     /// Members a change is passed on to by gossip (see `control::DEFAULT_GOSSIP_FANOUT`).
     pub gossip_fanout: usize,
     /// How members are found (full mesh by gossip, or static).
@@ -68,6 +71,7 @@ impl Config {
             periodic_interval: Duration::from_secs(10),
             connection_interval: Duration::from_secs(1),
             connection_jitter: Duration::from_millis(100),
+            secret: std::sync::Arc::from(&b"partisan-local-test-secret"[..]),
             gossip_fanout: crate::control::DEFAULT_GOSSIP_FANOUT,
             membership: crate::control::Membership::FullMesh,
             ping: PingConfig::default(),

@@ -24,11 +24,14 @@ use super::{Delivery, FrameBuf, LARGE_FRAME_BODY};
 use crate::control::{Liveness, Verdict};
 use crate::membership::State;
 use crate::wire::{
-    encode_frame, read_preamble, Frame, FrameDecoder, FrameKind, Hello, HelloAck, Preamble, Reader,
-    Target, WireError, FRAME_HEADER_LEN, MAX_HANDSHAKE_FRAME, PREAMBLE_LEN,
+    self as auth, encode_frame, read_preamble, AuthChallenge, AuthInit, AuthResponse, Frame,
+    FrameDecoder, FrameKind, Hello, HelloAck, Preamble, Reader, Side, Target, WireError,
+    FRAME_HEADER_LEN, MAX_HANDSHAKE_FRAME, PREAMBLE_LEN,
 };
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest authentication frame: its kind and two nonces' worth of bytes, with room to spare.
+const MAX_AUTH_FRAME: usize = 128;
 /// Initial size of the buffer that gathers small parts, so many small frames become one syscall.
 const WRITE_BUFFER: usize = 256 * 1024;
 /// Most buffers passed to one vectored write (Linux allows 1024).
@@ -94,7 +97,26 @@ async fn accept_handshake(
     // Answer with our preamble even on a version mismatch, so the dialer can tell why.
     stream.write_all(&Preamble::ours()).await?;
     read_preamble(&pre).map_err(invalid)?;
-    let mut buf = BytesMut::with_capacity(1024);
+    let mut buf = BytesMut::with_capacity(256);
+    // Nothing but the authentication frames is read before the dialer proved the secret.
+    let init = expect(stream, &mut buf, FrameKind::AuthInit).await?;
+    let init = AuthInit::decode(&init.body).map_err(invalid)?;
+    let secret = &driver.config().secret;
+    let mine = auth::nonce();
+    let challenge = AuthChallenge {
+        nonce: mine,
+        proof: auth::prove(secret, Side::Acceptor, &init.nonce, &mine),
+    };
+    stream
+        .write_all(&encode_frame(FrameKind::AuthChallenge, &challenge.encode()))
+        .await?;
+    let response = expect(stream, &mut buf, FrameKind::AuthResponse).await?;
+    let response = AuthResponse::decode(&response.body).map_err(invalid)?;
+    if !auth::verify(secret, Side::Dialer, &mine, &init.nonce, &response.proof) {
+        Stats::incr(&driver.stats().auth_failures);
+        driver.auth_failed(stream.peer_addr().ok(), false);
+        return Ok(None);
+    }
     let frame = read_frame(stream, &mut buf, MAX_HANDSHAKE_FRAME).await?;
     if frame.kind != FrameKind::Hello {
         return Err(invalid(WireError::Invalid("expected hello")));
@@ -145,19 +167,58 @@ async fn dial_handshake(driver: &Arc<Driver>, request: &DialRequest) -> io::Resu
     }
     let mut stream = stream.ok_or(last_err)?;
     stream.set_nodelay(true)?;
+    let mine = auth::nonce();
     let mut out = Preamble::ours().to_vec();
-    out.extend_from_slice(&encode_frame(FrameKind::Hello, &request.hello.encode()));
+    out.extend_from_slice(&encode_frame(
+        FrameKind::AuthInit,
+        &AuthInit { nonce: mine }.encode(),
+    ));
     stream.write_all(&out).await?;
     let mut pre = [0u8; PREAMBLE_LEN];
     stream.read_exact(&mut pre).await?;
     read_preamble(&pre).map_err(invalid)?;
     let mut buf = BytesMut::with_capacity(1024);
+    let challenge = expect(&mut stream, &mut buf, FrameKind::AuthChallenge).await?;
+    let challenge = AuthChallenge::decode(&challenge.body).map_err(invalid)?;
+    let secret = &driver.config().secret;
+    if !auth::verify(
+        secret,
+        Side::Acceptor,
+        &mine,
+        &challenge.nonce,
+        &challenge.proof,
+    ) {
+        // The node at that address does not know our secret: say nothing more to it.
+        Stats::incr(&driver.stats().auth_failures);
+        driver.auth_failed(stream.peer_addr().ok(), true);
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the secrets differ",
+        ));
+    }
+    let response = AuthResponse {
+        proof: auth::prove(secret, Side::Dialer, &challenge.nonce, &mine),
+    };
+    let mut out = encode_frame(FrameKind::AuthResponse, &response.encode()).to_vec();
+    out.extend_from_slice(&encode_frame(FrameKind::Hello, &request.hello.encode()));
+    stream.write_all(&out).await?;
     let frame = read_frame(&mut stream, &mut buf, MAX_HANDSHAKE_FRAME).await?;
     if frame.kind != FrameKind::HelloAck {
         return Err(invalid(WireError::Invalid("expected hello ack")));
     }
     let ack = HelloAck::decode(&frame.body).map_err(invalid)?;
     Ok(driver.dialed(&request.slot, &ack).map(|c| (c, stream, buf)))
+}
+
+/// Reads one small authentication frame of `kind`; anything else ends the handshake.
+async fn expect(stream: &mut TcpStream, buf: &mut BytesMut, kind: FrameKind) -> io::Result<Frame> {
+    let frame = read_frame(stream, buf, MAX_AUTH_FRAME).await?;
+    if frame.kind != kind {
+        return Err(invalid(WireError::Invalid(
+            "unexpected frame while authenticating",
+        )));
+    }
+    Ok(frame)
 }
 
 async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) -> io::Result<Frame> {
@@ -491,7 +552,11 @@ fn handle_frame(driver: &Arc<Driver>, conn: &Conn, frame: Frame) -> Result<(), W
         }
         FrameKind::Pong => {}
         FrameKind::Gossip => driver.gossip(conn, State::decode(&frame.body)?),
-        FrameKind::Hello | FrameKind::HelloAck => {
+        FrameKind::Hello
+        | FrameKind::HelloAck
+        | FrameKind::AuthInit
+        | FrameKind::AuthChallenge
+        | FrameKind::AuthResponse => {
             return Err(WireError::Invalid("handshake frame after handshake"))
         }
     }

@@ -380,6 +380,11 @@ impl Driver {
         self.timer.notify_one();
     }
 
+    /// A peer at `addr` did not prove the cluster's secret (`as_dialer`: the node we dialed).
+    pub fn auth_failed(&self, addr: Option<std::net::SocketAddr>, as_dialer: bool) {
+        self.handler.event(Event::AuthFailed { addr, as_dialer });
+    }
+
     /// A dial failed before its handshake completed.
     pub fn dial_failed(&self, slot: SlotKey) {
         self.input(Input::DialFailed(slot));

@@ -109,6 +109,14 @@ pub enum Event {
     Membership(Vec<Arc<str>>),
     /// This node was removed from the cluster (by itself or by another member).
     Left(Arc<str>),
+    /// A handshake with the peer at `addr` failed authentication: the secrets differ (or a
+    /// stranger tried). `as_dialer` when this node dialed. The handler rate-limits its log.
+    AuthFailed {
+        /// The peer's address, if the socket still knew it.
+        addr: Option<std::net::SocketAddr>,
+        /// Whether this node was the dialer.
+        as_dialer: bool,
+    },
 }
 
 /// Data frames with a body at least this large are read into memory the handler lends

@@ -33,6 +33,8 @@ pub struct Stats {
     pub protocol_errors: AtomicU64,
     /// Incoming connections whose handshake failed or timed out (a refusal is not one).
     pub handshake_failures: AtomicU64,
+    /// Handshakes whose peer did not prove the cluster's secret (either side).
+    pub auth_failures: AtomicU64,
     /// Connections that completed the handshake and started carrying frames.
     pub connections_opened: AtomicU64,
     /// Connections counted in `connections_opened` that have closed since.
@@ -97,6 +99,7 @@ impl Stats {
             ("frames_too_large", c(&self.frames_too_large)),
             ("protocol_errors", c(&self.protocol_errors)),
             ("handshake_failures", c(&self.handshake_failures)),
+            ("auth_failures", c(&self.auth_failures)),
             ("connections_opened", c(&self.connections_opened)),
             ("connections_closed", c(&self.connections_closed)),
             ("ping_timeouts", c(&self.ping_timeouts)),

@@ -23,6 +23,12 @@ pub enum FrameKind {
     Hello = 16,
     /// Handshake answer (first frame from the acceptor).
     HelloAck = 17,
+    /// Authentication: the dialer's nonce (its first frame).
+    AuthInit = 18,
+    /// Authentication: the acceptor's nonce and proof.
+    AuthChallenge = 19,
+    /// Authentication: the dialer's proof.
+    AuthResponse = 20,
 }
 
 impl FrameKind {
@@ -35,6 +41,9 @@ impl FrameKind {
             4 => FrameKind::Gossip,
             16 => FrameKind::Hello,
             17 => FrameKind::HelloAck,
+            18 => FrameKind::AuthInit,
+            19 => FrameKind::AuthChallenge,
+            20 => FrameKind::AuthResponse,
             other => return Err(WireError::UnknownKind(other)),
         })
     }

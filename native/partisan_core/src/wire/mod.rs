@@ -3,6 +3,7 @@
 //! Everything here is sans-IO: functions turn bytes into values and values into bytes, and every
 //! malformed input is an `Err`, never a panic. The format is documented in `docs/wire.md`.
 
+mod auth;
 mod bytes_io;
 mod etf;
 mod frame;
@@ -11,6 +12,9 @@ mod in_place;
 mod target;
 mod term_rewrite;
 
+pub use auth::{
+    nonce, prove, verify, AuthChallenge, AuthInit, AuthResponse, Nonce, Proof, Side, AUTH_LEN,
+};
 pub use bytes_io::{Reader, Writer};
 pub use etf::{is_compressed, uncompressed_term};
 pub use frame::{
@@ -29,9 +33,9 @@ pub use term_rewrite::{
 
 /// The four bytes every connection starts with, in both directions.
 pub const MAGIC: [u8; 4] = *b"PTSN";
-/// The protocol version this build speaks (2: the handshake says how pids are named, and a pid
-/// target carries its creation).
-pub const VERSION: u8 = 2;
+/// The protocol version this build speaks (3: the handshake starts with a mutual proof of the
+/// cluster's secret; 2: it says how pids are named, and a pid target carries its creation).
+pub const VERSION: u8 = 3;
 /// Longest node or channel name accepted on the wire.
 pub const MAX_NAME_LEN: usize = 255;
 /// Most channels a node spec may carry.
