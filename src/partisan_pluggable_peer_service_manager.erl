@@ -492,7 +492,8 @@ engine_config() ->
         io_nice,
         pid_encoding,
         ref_encoding,
-        refusal_log_interval
+        refusal_log_interval,
+        handshake_limit
     ],
     Config = maps:from_list([{Key, partisan_config:get(Key)} || Key <- Options]),
     maps:merge(partisan:node_spec(), Config#{

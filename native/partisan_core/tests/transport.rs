@@ -525,3 +525,36 @@ fn a_stranger_speaking_the_old_handshake_learns_nothing() {
     assert!(rec.events.lock().is_empty());
     a.stop();
 }
+
+#[test]
+fn half_open_handshakes_beyond_the_limit_are_closed_at_once() {
+    use std::io::Read;
+    let mut c = config("limit_a@127.0.0.1");
+    c.handshake_limit = 4;
+    let a = Engine::start(c, Arc::new(Recorder::default())).unwrap();
+    // Four silent connections take every permit; the next ones are closed at once.
+    let silent: Vec<_> = (0..4)
+        .map(|_| std::net::TcpStream::connect(a.listen_addrs()[0]).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = std::net::TcpStream::connect(a.listen_addrs()[0]).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        extra.read(&mut buf).unwrap_or(0),
+        0,
+        "closed without a byte"
+    );
+    wait_until("the refusal counted", || {
+        stat(&a, "handshakes_over_limit") >= 1
+    });
+    // A legitimate peer still gets in once the silent ones are gone.
+    drop(silent);
+    let (b, _) = start("limit_b@127.0.0.1");
+    b.join(a.local().clone()).unwrap();
+    wait_until("b connected", || a.is_connected("limit_b@127.0.0.1", None));
+    a.stop();
+    b.stop();
+}

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use partisan_core::membership::{ChannelSpec, Compression, NodeSpec};
-use partisan_core::transport::{Config, PingConfig, DEFAULT_SEND_QUEUE_LIMIT};
+use partisan_core::transport::{
+    Config, PingConfig, DEFAULT_HANDSHAKE_LIMIT, DEFAULT_SEND_QUEUE_LIMIT,
+};
 use partisan_core::wire::{Kinds, NodeId, PidNaming, DEFAULT_MAX_FRAME};
 use rustler::types::map::MapIterator;
 use rustler::{Atom, Error, LocalPid, NifResult, Term};
@@ -128,6 +130,11 @@ pub fn decode_start_config(term: Term) -> NifResult<StartConfig> {
         // Resolved on the Erlang side (the `auth_secret' key, else the Erlang cookie; empty
         // when `authentication' is off).
         secret: std::sync::Arc::from(req::<rustler::Binary>(term, "auth_secret")?.as_slice()),
+        handshake_limit: within(
+            opt::<u64>(term, "handshake_limit", DEFAULT_HANDSHAKE_LIMIT as u64)?,
+            1,
+            1 << 20,
+        )? as usize,
         gossip_fanout: partisan_core::control::DEFAULT_GOSSIP_FANOUT,
         membership: if opt(term, "static_membership", false)? {
             partisan_core::control::Membership::Static

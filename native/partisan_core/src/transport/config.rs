@@ -8,6 +8,9 @@ use crate::wire::{Kinds, NodeId, PidNaming, DEFAULT_MAX_FRAME};
 
 pub use crate::control::{PingConfig, CONTROL_CHANNEL, DEFAULT_CHANNEL};
 
+/// Default of `handshake_limit`.
+pub const DEFAULT_HANDSHAKE_LIMIT: usize = 256;
+
 /// Default back-pressure threshold per connection (8 MiB).
 pub const DEFAULT_SEND_QUEUE_LIMIT: usize = 8 * 1024 * 1024;
 
@@ -37,6 +40,9 @@ pub struct Config {
     /// The cluster's secret: a peer must prove it knows it before anything it sends is read
     /// (see `wire::auth`). Empty when authentication is off.
     pub secret: std::sync::Arc<[u8]>,
+    /// Most inbound connections in their handshake at once (`handshake_limit`); more are
+    /// closed at once and counted (`handshakes_over_limit`).
+    pub handshake_limit: usize,
     /// Members a change is passed on to by gossip (see `control::DEFAULT_GOSSIP_FANOUT`).
     pub gossip_fanout: usize,
     /// How members are found (full mesh by gossip, or static).
@@ -72,6 +78,7 @@ impl Config {
             connection_interval: Duration::from_secs(1),
             connection_jitter: Duration::from_millis(100),
             secret: std::sync::Arc::from(&b"partisan-local-test-secret"[..]),
+            handshake_limit: DEFAULT_HANDSHAKE_LIMIT,
             gossip_fanout: crate::control::DEFAULT_GOSSIP_FANOUT,
             membership: crate::control::Membership::FullMesh,
             ping: PingConfig::default(),

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::close::CloseReason;
 use super::coalesce::coalesce;
@@ -45,12 +45,21 @@ fn invalid(e: WireError) -> io::Error {
 
 pub(crate) async fn accept_loop(driver: Arc<Driver>, listener: TcpListener) {
     let mut shutdown = driver.shutdown_signal();
+    // Connections still in their handshake hold a permit: beyond the limit, new ones are
+    // closed at once, so a flood of half-open handshakes costs a bounded amount of memory.
+    let permits = Arc::new(Semaphore::new(driver.config().handshake_limit.max(1)));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    tokio::spawn(inbound(driver.clone(), stream));
-                }
+                Ok((stream, _)) => match permits.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        tokio::spawn(inbound(driver.clone(), stream, permit));
+                    }
+                    Err(_) => {
+                        Stats::incr(&driver.stats().handshakes_over_limit);
+                        drop(stream);
+                    }
+                },
                 // Out of descriptors and the like: back off instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             },
@@ -78,9 +87,12 @@ pub(crate) async fn dial_loop(
     }
 }
 
-async fn inbound(driver: Arc<Driver>, mut stream: TcpStream) {
+async fn inbound(driver: Arc<Driver>, mut stream: TcpStream, permit: OwnedSemaphorePermit) {
     let _ = stream.set_nodelay(true);
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_handshake(&driver, &mut stream)).await {
+    let outcome =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_handshake(&driver, &mut stream)).await;
+    drop(permit);
+    match outcome {
         Ok(Ok(Some((conn, buf)))) => run(driver, conn, stream, buf).await,
         Ok(Ok(None)) => {}
         Ok(Err(_)) | Err(_) => Stats::incr(&driver.stats().handshake_failures),

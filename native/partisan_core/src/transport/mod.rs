@@ -23,7 +23,10 @@ mod stats;
 
 pub use close::CloseReason;
 pub use coalesce::{coalesce, GATHER_MAX};
-pub use config::{Config, PingConfig, CONTROL_CHANNEL, DEFAULT_CHANNEL, DEFAULT_SEND_QUEUE_LIMIT};
+pub use config::{
+    Config, PingConfig, CONTROL_CHANNEL, DEFAULT_CHANNEL, DEFAULT_HANDSHAKE_LIMIT,
+    DEFAULT_SEND_QUEUE_LIMIT,
+};
 pub use engine::{Engine, JoinError, SendError};
 pub use peer::Peer;
 pub use pressure::Resume;
