@@ -612,7 +612,14 @@ impl Node {
         if self.membership == Membership::Static {
             return;
         }
-        let Some(from) = self.conns.get(&conn).map(|k| k.peer.clone()) else {
+        // Membership travels on the control channel only: a state on any other connection is
+        // not the peer's gossip (and is ignored).
+        let Some(from) = self
+            .conns
+            .get(&conn)
+            .filter(|k| k.channel == self.control)
+            .map(|k| k.peer.clone())
+        else {
             return;
         };
         if !self.accepts_gossip(&from, &remote) {
@@ -1061,5 +1068,72 @@ impl Node {
                 self.actions.push_back(Action::Members(now));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::NodeSpec;
+
+    fn spec(name: &str) -> NodeSpec {
+        NodeSpec {
+            name: name.to_owned(),
+            listen_addrs: vec![([127, 0, 0, 1], 1).into()],
+            channels: vec![],
+        }
+    }
+
+    fn node(name: &str, now: Instant) -> Node {
+        Node::new(
+            Settings {
+                local: spec(name),
+                incarnation: 1,
+                connection_interval: Duration::from_millis(100),
+                connection_jitter: Duration::ZERO,
+                periodic_interval: Duration::from_secs(10),
+                gossip_fanout: DEFAULT_GOSSIP_FANOUT,
+                seed: 1,
+                membership: Membership::FullMesh,
+            },
+            now,
+        )
+    }
+
+    #[test]
+    fn gossip_counts_only_on_the_control_channel() {
+        let now = Instant::now();
+        let mut a = node("a@h", now);
+        let control = a.control_channel();
+        let data = a.default_channel();
+        let b = spec("b@h");
+        let name = |c: usize| a.local().channels[c].name.clone();
+        let (dc, cc) = (name(data), name(control));
+        assert_eq!(a.admit(1, &b, 5, &dc, 0, now).status, AckStatus::Accepted);
+        assert_eq!(a.admit(2, &b, 5, &cc, 0, now).status, AckStatus::Accepted);
+        while a.poll_action().is_some() {}
+        let mut claim = State::new();
+        claim.add(b.clone(), 5);
+        claim.add(spec("c@h"), 1);
+        let claim = Arc::new(claim);
+        a.handle(
+            Input::Gossip {
+                conn: 1,
+                state: claim.clone(),
+            },
+            now,
+        );
+        assert!(
+            !a.state().is_member("c@h"),
+            "a state on a data connection is not gossip"
+        );
+        a.handle(
+            Input::Gossip {
+                conn: 2,
+                state: claim,
+            },
+            now,
+        );
+        assert!(a.state().is_member("c@h"));
     }
 }
