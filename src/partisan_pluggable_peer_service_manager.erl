@@ -493,7 +493,8 @@ engine_config() ->
         pid_encoding,
         ref_encoding,
         refusal_log_interval,
-        handshake_limit
+        handshake_limit,
+        max_members
     ],
     Config = maps:from_list([{Key, partisan_config:get(Key)} || Key <- Options]),
     maps:merge(partisan:node_spec(), Config#{

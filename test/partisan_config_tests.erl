@@ -359,6 +359,13 @@ invalid_values() ->
     ?assertError(badarg, partisan_config:set(peer_atom_budget, -1)),
     ?assertError(badarg, partisan_config:set(pid_encoding, 1)),
     ?assertError(badarg, partisan_config:set(peer_service_manager, "mod")),
+    ?assertError(badarg, partisan_config:set(auth_secret, <<>>)),
+    ?assertError(badarg, partisan_config:set(auth_secret, 42)),
+    ?assertError(badarg, partisan_config:set(authentication, off)),
+    ?assertError(badarg, partisan_config:set(handshake_limit, 0)),
+    ?assertError(badarg, partisan_config:set(max_members, 0)),
+    ok = partisan_config:set(auth_secret, "s3cret"),
+    ?assertEqual(<<"s3cret">>, partisan_config:get(auth_secret)),
     ?assertMatch([_ | _], partisan_config:accepted(max_frame_size)).
 
 

@@ -243,6 +243,7 @@ impl Sim {
                 gossip_fanout: 8,
                 seed: self.seed ^ (i as u64) << 20 ^ life as u64,
                 membership: partisan_core::control::Membership::FullMesh,
+                max_members: partisan_core::control::DEFAULT_MAX_MEMBERS,
             },
             self.t0 + self.now,
         );

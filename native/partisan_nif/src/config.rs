@@ -136,6 +136,15 @@ pub fn decode_start_config(term: Term) -> NifResult<StartConfig> {
             1 << 20,
         )? as usize,
         gossip_fanout: partisan_core::control::DEFAULT_GOSSIP_FANOUT,
+        max_members: within(
+            opt::<u64>(
+                term,
+                "max_members",
+                partisan_core::control::DEFAULT_MAX_MEMBERS as u64,
+            )?,
+            1,
+            1 << 24,
+        )? as usize,
         membership: if opt(term, "static_membership", false)? {
             partisan_core::control::Membership::Static
         } else {

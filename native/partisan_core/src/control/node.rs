@@ -41,7 +41,13 @@ pub struct Settings {
     pub seed: u64,
     /// How members are found: by gossip (full mesh) or only by explicit joins (static).
     pub membership: Membership,
+    /// Most nodes (members and removed ones) the membership may hold (`max_members`): even a
+    /// faulty member cannot make it, or the atoms naming its nodes, grow without bound.
+    pub max_members: usize,
 }
+
+/// Default of [`Settings::max_members`].
+pub const DEFAULT_MAX_MEMBERS: usize = 10_000;
 
 /// How a node's members are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -225,6 +231,9 @@ pub struct Node {
     periodic: Duration,
     fanout: usize,
     membership: Membership,
+    max_members: usize,
+    /// Nodes left out of the membership because it was full.
+    refused_members: u64,
     rng: SmallRng,
     state: State,
     /// Nodes this one was asked to join and has not yet heard about from the cluster.
@@ -292,6 +301,8 @@ impl Node {
             periodic,
             fanout: settings.gossip_fanout.max(1),
             membership: settings.membership,
+            max_members: settings.max_members.max(1),
+            refused_members: 0,
             rng: SmallRng::seed_from_u64(settings.seed),
             state,
             pending: BTreeMap::new(),
@@ -472,7 +483,10 @@ impl Node {
             Some(_) => AckStatus::Accepted,
         };
         if let (AckStatus::Accepted, Some(ch)) = (status, ch) {
-            if self.membership == Membership::Static && !self.state.is_member(&spec.name) {
+            if self.membership == Membership::Static
+                && !self.state.is_member(&spec.name)
+                && self.has_room(&spec.name)
+            {
                 // A node that joined this one is a member of it.
                 self.state.add(spec.clone(), incarnation);
                 self.state_changed();
@@ -539,7 +553,10 @@ impl Node {
         }
         self.pending.insert(spec.name.clone(), spec.clone());
         self.targets = None;
-        if self.membership == Membership::Static && !self.state.is_member(&spec.name) {
+        if self.membership == Membership::Static
+            && !self.state.is_member(&spec.name)
+            && self.has_room(&spec.name)
+        {
             self.state.add(spec.clone(), 0);
             self.state_changed();
         }
@@ -625,6 +642,7 @@ impl Node {
         if !self.accepts_gossip(&from, &remote) {
             return;
         }
+        let remote = self.within_capacity(remote);
         let news = self.state.merge_delta(&remote);
         if news.is_empty() {
             return;
@@ -659,6 +677,41 @@ impl Node {
             self.send_to(&from, &full);
         }
         self.spread(Arc::new(news), Some(&from), true);
+    }
+
+    /// `remote` without the nodes that would take the membership past `max_members` (those
+    /// are counted); the state itself when it fits, which is almost always.
+    fn within_capacity(&mut self, remote: Arc<State>) -> Arc<State> {
+        if self.state.len() + remote.len() <= self.max_members {
+            return remote;
+        }
+        let mut room = self.max_members.saturating_sub(self.state.len());
+        let mut kept = State::new();
+        for e in remote.entries() {
+            if self.state.get(&e.spec.name).is_some() {
+                kept.apply(e.clone());
+            } else if room > 0 {
+                room -= 1;
+                kept.apply(e.clone());
+            } else {
+                self.refused_members += 1;
+            }
+        }
+        Arc::new(kept)
+    }
+
+    /// Whether the membership has room for another node.
+    fn has_room(&mut self, name: &str) -> bool {
+        let room = self.state.get(name).is_some() || self.state.len() < self.max_members;
+        if !room {
+            self.refused_members += 1;
+        }
+        room
+    }
+
+    /// Nodes left out of the membership because it held `max_members` already.
+    pub fn refused_members(&self) -> u64 {
+        self.refused_members
     }
 
     /// Gossip that thinks this node alive in an older life is stale: its sender has not heard
@@ -1095,6 +1148,7 @@ mod tests {
                 gossip_fanout: DEFAULT_GOSSIP_FANOUT,
                 seed: 1,
                 membership: Membership::FullMesh,
+                max_members: 3,
             },
             now,
         )
@@ -1135,5 +1189,19 @@ mod tests {
             now,
         );
         assert!(a.state().is_member("c@h"));
+        // The membership holds at most max_members (3) nodes: a claim of more is cut short.
+        let mut flood = State::new();
+        for i in 0..100 {
+            flood.add(spec(&format!("n{i}@h")), 1);
+        }
+        a.handle(
+            Input::Gossip {
+                conn: 2,
+                state: Arc::new(flood),
+            },
+            now,
+        );
+        assert_eq!(a.state().len(), 3);
+        assert_eq!(a.refused_members(), 100);
     }
 }

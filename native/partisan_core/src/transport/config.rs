@@ -47,6 +47,8 @@ pub struct Config {
     pub gossip_fanout: usize,
     /// How members are found (full mesh by gossip, or static).
     pub membership: crate::control::Membership,
+    /// Most nodes the membership may hold (`max_members`).
+    pub max_members: usize,
     /// Failure detection per connection (`connection_ping`).
     pub ping: PingConfig,
     /// Largest frame sent or accepted, in bytes of kind and body; a peer announcing a
@@ -81,6 +83,7 @@ impl Config {
             handshake_limit: DEFAULT_HANDSHAKE_LIMIT,
             gossip_fanout: crate::control::DEFAULT_GOSSIP_FANOUT,
             membership: crate::control::Membership::FullMesh,
+            max_members: crate::control::DEFAULT_MAX_MEMBERS,
             ping: PingConfig::default(),
             max_frame_size: DEFAULT_MAX_FRAME,
             send_queue_limit: DEFAULT_SEND_QUEUE_LIMIT,

@@ -78,6 +78,7 @@ impl Driver {
                 gossip_fanout: cfg.gossip_fanout,
                 seed: cfg.incarnation ^ 0x7061_7274_6973_616e,
                 membership: cfg.membership,
+                max_members: cfg.max_members,
             },
             now,
         );

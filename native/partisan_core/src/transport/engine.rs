@@ -285,7 +285,10 @@ impl Engine {
 
     /// A copy of the engine's counters (see [`Stats`]).
     pub fn stats(&self) -> StatsSnapshot {
-        self.driver.stats().snapshot()
+        let mut snapshot = self.driver.stats().snapshot();
+        let refused = self.driver.with_node(|n| n.refused_members());
+        snapshot.0.push(("refused_members", refused));
+        snapshot
     }
 }
 
