@@ -104,7 +104,8 @@ impl Origin {
 /// Something that happened to the cluster, as seen from this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// The node is up: connected on the control and the default channel (see `Peer::up`).
+    /// The node is up: connected on the control and the default channel (as the control core
+    /// decided: `control::Action::Up`).
     NodeUp(Arc<str>),
     /// The node is no longer up, for the reason the connection whose loss took it down closed.
     NodeDown(Arc<str>, CloseReason),
