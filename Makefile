@@ -37,7 +37,7 @@ step = @printf '\n==> %s\n' "$(1)"
 .NOTPARALLEL:
 
 .PHONY: all setup build test test-rust test-erlang eunit ct test-elixir \
-        fmt-check clippy cargo-test loom epmd demo bench bench-quick bench-check bench-rust sim \
+        fmt-check clippy cargo-test loom epmd demo bench bench-quick bench-check bench-rust sim fuzz \
         lint xref dialyzer clean
 
 all: build
@@ -117,6 +117,14 @@ sim:
 	SIM_NODES=$(SIM_NODES) $(CARGO) test -p partisan_core --test control_sim -- --nocapture
 	$(call step,HyParView simulation: $(SIM_HV_NODES) nodes)
 	SIM_HV_NODES=$(SIM_HV_NODES) $(CARGO) test -p partisan_core --test overlay_sim -- --nocapture
+
+## fuzz: the decoders' property tests (frames, handshake, gossip, the term rewrite) with many more
+## random and corrupted inputs. Not coverage-guided: cargo-fuzz needs a nightly toolchain, which
+## this machine cannot fetch. FUZZ_CASES sets the cases per property.
+FUZZ_CASES ?= 200000
+fuzz:
+	$(call step,property tests of the decoders: $(FUZZ_CASES) cases each)
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test -p partisan_core --test wire_props --test term_rewrite_props --test membership_props
 
 ## Benchmarks: thin wrappers around scripts in bench/.
 bench: bench-check build epmd

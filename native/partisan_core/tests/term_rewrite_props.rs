@@ -245,8 +245,21 @@ fn modern(t: &T) -> T {
     }
 }
 
+/// 512 cases, or `PROPTEST_CASES` (`make fuzz` runs many more).
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    // Rejects (two rules for one node) grow with the cases: allow them in proportion.
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        max_global_rejects: cases().max(1024),
+        ..ProptestConfig::default()
+    })]
 
     /// Exactly the references of the ruled nodes change, into the rule's node.
     #[test]
