@@ -47,14 +47,16 @@ exit(Process, Reason) ->
     case home(Process) of
         {local, Pid} when is_pid(Pid) ->
             erlang:exit(Pid, Reason);
-        {local, Name} ->
+        {local, Name} when is_atom(Name) ->
             case erlang:whereis(Name) of
                 undefined -> true;
                 Pid -> erlang:exit(Pid, Reason)
             end;
         {remote, Node} ->
             ok = partisan_erpc:cast(Node, partisan, exit, [Process, Reason]),
-            true
+            true;
+        {local, _} ->
+            erlang:error(badarg, [Process, Reason])
     end.
 
 
@@ -149,10 +151,10 @@ gated({M, F, A}) ->
 
 send_after(Time, Dest, Msg, Opts) when is_list(Opts) ->
     TimerOpts = [Opt || {abs, _} = Opt <- Opts],
-    case local_destination(Dest) of
-        {ok, Local} ->
+    case partisan_gen:target(Dest) of
+        {local, Local} when is_pid(Local); is_atom(Local) ->
             erlang:send_after(Time, Local, Msg, TimerOpts);
-        error ->
+        _ ->
             Forward = partisan_gen:forward_opts(Opts),
             Relay = {'$partisan_forward', Dest, Msg, Forward},
             erlang:send_after(Time, partisan_gen_relay, Relay, TimerOpts)
@@ -181,31 +183,10 @@ cancel_timer(Ref, Opts) ->
 
 %% Where a process lives: here (as a pid or a registered name), or on another
 %% node, which resolves it itself.
-home(Pid) when is_pid(Pid) ->
-    Node = erlang:node(Pid),
-    %% A pid of an earlier life of this node is local, and dead.
-    case Node =:= erlang:node() orelse Node =:= partisan:node() of
-        true -> {local, Pid};
-        false -> {remote, Node}
-    end;
-
-home(Name) when is_atom(Name) ->
-    {local, Name};
-
-home({Name, Node}) when is_atom(Name), is_atom(Node) ->
-    case Node =:= partisan:node() of
-        true -> {local, Name};
-        false -> {remote, Node}
-    end;
-
-home(RemoteRef) ->
-    Node =
-        try partisan_remote_ref:node(RemoteRef)
-        catch error:badarg -> erlang:error(badarg, [RemoteRef])
-        end,
-    case Node =:= partisan:node() of
-        true -> {local, partisan_remote_ref:to_pid_or_name(RemoteRef)};
-        false -> {remote, Node}
+home(Process) ->
+    case partisan_gen:target(Process) of
+        {remote, Node, _} -> {remote, Node};
+        Local -> Local
     end.
 
 
@@ -240,22 +221,3 @@ start(Node, M, F, A) ->
                 error:_ -> erlang:spawn(fun() -> erlang:exit(noconnection) end)
             end
     end.
-
-
-local_destination(Pid) when is_pid(Pid) ->
-    case erlang:node(Pid) =:= erlang:node() of
-        true -> {ok, Pid};
-        false -> error
-    end;
-
-local_destination(Name) when is_atom(Name) ->
-    {ok, Name};
-
-local_destination({Name, Node}) when is_atom(Name), is_atom(Node) ->
-    case Node =:= partisan:node() of
-        true -> {ok, Name};
-        false -> error
-    end;
-
-local_destination(_) ->
-    error.
