@@ -107,6 +107,7 @@ init() ->
     ok = set(listen_ip, env(listen_ip, undefined)),
     ok = set(listen_port, env(listen_port, 0)),
     ok = set(listen_addrs, env(listen_addrs, [])),
+    ok = set(hyparview, hyparview_env()),
     %% After parallelism: the default channel takes its parallelism from it.
     ok = set(channels, env(channels, #{})).
 
@@ -292,21 +293,20 @@ known_keys() ->
         ++ [name, nodestring, listen_ip, listen_port, listen_addrs, channels,
             peer_ip, peer_port, partisan_peer_service_manager,
             remote_ref_binary_padding, included_applications]
-        ++ [binary_padding, broadcast, broadcast_mods,
-            broadcast_start_exchange_limit, causal_labels, disable_fast_forward,
+        ++ [hyparview, arwl, prwl, max_active_size, max_passive_size,
+            min_active_size, passive_view_shuffle_period, random_promotion,
+            random_promotion_period]
+        ++ [binary_padding, broadcast, causal_labels, disable_fast_forward,
             disable_fast_receive, distance_enabled, disterl_enabled, egress_delay,
-            exchange_selection, exchange_tick_period, fanout, gossip, hyparview,
-            ingress_delay, lazy_tick_period, membership_binary_compression,
+            exchange_selection, fanout, gossip,
+            ingress_delay, membership_binary_compression,
             membership_strategy, membership_strategy_tracing, metadata,
             orchestration_strategy, peer_discovery, periodic_enabled,
             random_seed, register_pid_for_encoding, replaying,
-            retransmit_interval, reservations, shrinking, tag, tracing,
+            retransmit_interval, reservations, shrinking, tracing,
             transmission_logging_mfa,
             %% deprecated in Partisan 5, still read by some deployments
-            arwl, prwl, max_active_size, max_passive_size, min_active_size,
-            passive_view_shuffle_period, random_promotion,
-            random_promotion_period, peer_host, remote_ref_as_uri,
-            xbot_interval].
+            peer_host, remote_ref_as_uri, xbot_interval].
 
 
 nearest(Key, Known) ->
@@ -350,6 +350,11 @@ default_io_threads() ->
 plain_defaults() ->
     [
         {authentication, true},
+        {broadcast_mods, []},
+        {broadcast_start_exchange_limit, 1},
+        {exchange_tick_period, 10000},
+        {lazy_tick_period, 1000},
+        {tag, undefined},
         {auth_secret, undefined},
         {channel_fallback, true},
         {connect_disterl, false},
@@ -370,12 +375,64 @@ plain_defaults() ->
         {pid_encoding, true},
         {ref_encoding, true},
         {refusal_log_interval, 10000},
+        {relay_ttl, 5},
         {remote_ref_format, improper_list},
         {remote_ref_uri_padding, false},
         {tls, false},
         {tls_client_options, []},
         {tls_server_options, []}
     ].
+
+
+%% Partisan 5's `hyparview' defaults (its xbot keys are accepted and unused).
+hyparview_defaults() ->
+    #{
+        active_max_size => 6,
+        active_min_size => 3,
+        active_rwl => 6,
+        passive_max_size => 30,
+        passive_rwl => 6,
+        random_promotion => true,
+        random_promotion_interval => 5000,
+        shuffle_interval => 10000,
+        shuffle_k_active => 3,
+        shuffle_k_passive => 4
+    }.
+
+
+%% The names Partisan 5 still reads for `hyparview' keys.
+hyparview_key(arwl) -> active_rwl;
+hyparview_key(prwl) -> passive_rwl;
+hyparview_key(max_active_size) -> active_max_size;
+hyparview_key(min_active_size) -> active_min_size;
+hyparview_key(max_passive_size) -> passive_max_size;
+hyparview_key(passive_view_shuffle_period) -> shuffle_interval;
+hyparview_key(random_promotion_period) -> random_promotion_interval;
+hyparview_key(Key) -> Key.
+
+
+%% The `hyparview' map, with the deprecated top-level keys under it (the map's
+%% own keys win).
+hyparview_env() ->
+    Old = [arwl, prwl, max_active_size, min_active_size, max_passive_size,
+           passive_view_shuffle_period, random_promotion,
+           random_promotion_period],
+    Top = maps:from_list(
+        [{Key, V} || Key <- Old, {ok, V} <- [application:get_env(?APP, Key)]]
+    ),
+    maps:merge(Top, to_map(hyparview, env(hyparview, #{}))).
+
+
+is_valid_hyparview(HV) ->
+    Pos = fun(K) -> is_integer(maps:get(K, HV)) andalso maps:get(K, HV) >= 1 end,
+    Walk = fun(K) -> is_integer(maps:get(K, HV)) andalso maps:get(K, HV) >= 0
+                        andalso maps:get(K, HV) =< 64 end,
+    lists:all(Pos, [active_max_size, active_min_size, passive_max_size,
+                    shuffle_k_active, shuffle_k_passive, shuffle_interval,
+                    random_promotion_interval])
+        andalso lists:all(Walk, [active_rwl, passive_rwl])
+        andalso is_boolean(maps:get(random_promotion, HV))
+        andalso maps:get(active_min_size, HV) =< maps:get(active_max_size, HV).
 
 
 default_connection_ping() ->
@@ -497,6 +554,35 @@ normalize(channels, Channels) ->
 
 normalize(forward_options, Opts) ->
     to_map(forward_options, Opts);
+
+normalize(hyparview, Opts) ->
+    Renamed = maps:fold(
+        fun(Key, Value, Acc) -> Acc#{hyparview_key(Key) => Value} end,
+        #{},
+        to_map(hyparview, Opts)
+    ),
+    HV = maps:merge(hyparview_defaults(), Renamed),
+    is_valid_hyparview(HV) orelse invalid(hyparview, Opts),
+    HV;
+
+normalize(broadcast_mods, Mods) ->
+    is_list(Mods) andalso lists:all(fun is_atom/1, Mods)
+        orelse invalid(broadcast_mods, Mods),
+    Mods;
+
+normalize(tag, Tag) when Tag == undefined; Tag == client; Tag == server ->
+    Tag;
+
+normalize(Key, N)
+when (Key == exchange_tick_period orelse Key == lazy_tick_period)
+andalso is_integer(N) andalso N >= 1 ->
+    N;
+
+normalize(relay_ttl, N) when is_integer(N), N >= 0, N =< 255 ->
+    N;
+
+normalize(broadcast_start_exchange_limit, N) when is_integer(N), N >= 0 ->
+    N;
 
 normalize(connection_ping, Opts) ->
     %% A partial map takes the defaults for the keys it lacks.

@@ -165,6 +165,14 @@ handle_info({'$partisan_forward', Dest, Msg, Opts}, State) ->
     _ = catch partisan:forward_message(Dest, Msg, Opts),
     {noreply, State};
 
+%% A message sent with the `transitive' option, for this node or to pass on.
+handle_info({'$partisan_relay', Node, Target, Msg, Opts}, State) ->
+    _ = case Node =:= partisan:node() of
+        true -> catch partisan_send:deliver(Target, Msg);
+        false -> catch partisan_send:remote(Node, Target, Msg, Opts)
+    end,
+    {noreply, State};
+
 handle_info({'$partisan_cast_apply', M, F, A}, State) ->
     _ = spawn(fun() -> run(M, F, A) end),
     {noreply, State};

@@ -49,6 +49,7 @@
 -export([update_members/2]).
 -export([members/1]).
 -export([nodes/1]).
+-export([overlay_views/1]).
 -export([is_connected/3]).
 -export([is_fully_connected/2]).
 -export([up_generation/2]).
@@ -67,6 +68,7 @@
     update_members/2,
     members/1,
     nodes/1,
+    overlay_views/1,
     is_connected/3,
     is_fully_connected/2,
     up_generation/2,
@@ -230,6 +232,18 @@ members(_Engine) ->
 -spec nodes(engine()) -> [node()].
 
 nodes(_Engine) ->
+    ?NOT_LOADED.
+
+
+
+%% -----------------------------------------------------------------------------
+%% @doc HyParView's active and passive views, as binaries (empty lists for the
+%% other managers). Passive nodes are not members: their names stay binaries.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec overlay_views(engine()) -> {[binary()], [binary()]}.
+
+overlay_views(_Engine) ->
     ?NOT_LOADED.
 
 

@@ -497,15 +497,24 @@ engine_config() ->
         max_members
     ],
     Config = maps:from_list([{Key, partisan_config:get(Key)} || Key <- Options]),
-    maps:merge(partisan:node_spec(), Config#{
+    maps:merge(maps:merge(partisan:node_spec(), Config#{
         event_pid => self(),
         incarnation => erlang:system_time(nanosecond),
         auth_secret => partisan_auth:secret(),
-        %% The static manager is this one with membership by explicit joins only.
-        static_membership =>
-            partisan_peer_service:manager() =:= partisan_static_peer_service_manager,
         peer_atom_budget => atom_budget(partisan_config:get(peer_atom_budget))
-    }).
+    }), membership_config(partisan_peer_service:manager())).
+
+
+%% The static and the HyParView managers are this one with the engine's other
+%% membership rules: explicit joins only, or HyParView's active view.
+membership_config(partisan_static_peer_service_manager) ->
+    #{static_membership => true};
+
+membership_config(partisan_hyparview_peer_service_manager) ->
+    #{hyparview => partisan_config:get(hyparview)};
+
+membership_config(_) ->
+    #{}.
 
 
 %% `auto': a quarter of the room left in the atom table, so that peers can

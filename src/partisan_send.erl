@@ -10,6 +10,7 @@
 
 -include("partisan.hrl").
 
+-export([deliver/2]).
 -export([locally/2]).
 -export([opts/1]).
 -export([remote/4]).
@@ -59,7 +60,7 @@ remote(Node, Target, Msg, Opts0) ->
     Payload = partisan_payload:encode(Msg, partisan_config:channel_encode_opts(Channel)),
     Engine = partisan_nif:engine(),
     Mode = send_mode(Opts),
-    case transmit(Engine, Node, Channel, Key, Target, Payload, Mode) of
+    Result = case transmit(Engine, Node, Channel, Key, Target, Payload, Mode) of
         {error, not_yet_connected} = Error when Channel =/= ?DEFAULT_CHANNEL ->
             case channel_fallback(Opts) of
                 true ->
@@ -70,9 +71,50 @@ remote(Node, Target, Msg, Opts0) ->
                 false ->
                     Error
             end;
-        Result ->
+        Other ->
+            Other
+    end,
+    case {Result, Opts} of
+        {{error, not_yet_connected}, #{transitive := true}} ->
+            relay(Engine, Node, Target, Msg, Opts);
+        _ ->
             Result
     end.
+
+
+%% The `transitive' option: a node we have no connection to (HyParView keeps
+%% only a few neighbours) is reached through a random neighbour, whose relay
+%% (partisan_gen_relay) delivers or passes the message on, at most
+%% `relay_ttl' hops in all. `{error, no_route}' when no neighbour is left or
+%% the hops are spent. Like Partisan 5's relay, delivery is not confirmed.
+relay(Engine, Node, Target, Msg, Opts) ->
+    TTL = maps:get(relay_ttl, Opts, partisan_config:get(relay_ttl)),
+    Via = [N || N <- partisan_nif:nodes(Engine), N =/= Node],
+    case Via of
+        _ when TTL =< 0 ->
+            {error, no_route};
+        [] ->
+            {error, no_route};
+        _ ->
+            Next = lists:nth(rand:uniform(length(Via)), Via),
+            Relayed = {'$partisan_relay', Node, Target, Msg,
+                       Opts#{relay_ttl => TTL - 1}},
+            remote(Next, partisan_gen_relay, Relayed, maps:remove(transitive, Opts))
+    end.
+
+
+%% @doc Delivers a relayed message on its destination node: `Target' is what
+%% {@link target/1} made of the caller's destination.
+-spec deliver(term(), partisan:message()) -> ok.
+
+deliver(Target, Msg) when is_atom(Target); erlang:is_pid(Target) ->
+    locally(Target, Msg);
+
+deliver(Text, Msg) when is_binary(Text) ->
+    locally({encoded_pid, binary_to_list(Text)}, Msg);
+
+deliver(Target, Msg) ->
+    locally(Target, Msg).
 
 
 %% Hands the payload to the engine. When the connection's queue is over its

@@ -21,9 +21,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use partisan_core::control::{
-    Action, ConnId, Input, Liveness, Node, PingConfig, Settings, SlotKey, Verdict, CONTROL_CHANNEL,
-    DEFAULT_CHANNEL,
+    Action, ConnId, Input, Liveness, Membership, Node, PingConfig, Settings, SlotKey, Verdict,
+    CONTROL_CHANNEL, DEFAULT_CHANNEL,
 };
+use partisan_core::hyparview;
 use partisan_core::membership::{ChannelSpec, Compression, NodeSpec, State};
 use partisan_core::wire::AckStatus;
 use rand::rngs::SmallRng;
@@ -53,6 +54,7 @@ struct Net {
 #[derive(Debug, Clone)]
 enum Frame {
     Gossip(Arc<State>),
+    Overlay(Vec<u8>),
     Ping,
     Pong,
 }
@@ -185,6 +187,7 @@ struct Sim {
     frozen_at: HashMap<Host, Duration>,
     detected: HashMap<(Host, Host), Duration>,
     events_run: u64,
+    membership: Membership,
 }
 
 fn spec_of(i: Host, channels: &[ChannelSpec]) -> NodeSpec {
@@ -200,6 +203,17 @@ fn spec_of(i: Host, channels: &[ChannelSpec]) -> NodeSpec {
 
 impl Sim {
     fn new(seed: u64, n: usize, net: Net, ping: PingConfig, channels: Vec<ChannelSpec>) -> Sim {
+        Sim::with_membership(seed, n, net, ping, channels, Membership::FullMesh)
+    }
+
+    fn with_membership(
+        seed: u64,
+        n: usize,
+        net: Net,
+        ping: PingConfig,
+        channels: Vec<ChannelSpec>,
+        membership: Membership,
+    ) -> Sim {
         let t0 = Instant::now();
         let mut sim = Sim {
             seed,
@@ -222,6 +236,7 @@ impl Sim {
             frozen_at: HashMap::new(),
             detected: HashMap::new(),
             events_run: 0,
+            membership,
         };
         for i in 0..n {
             let m = sim.machine(i, 1, 1_000_000 + i as u64);
@@ -242,7 +257,7 @@ impl Sim {
                 periodic_interval: ms(2_000),
                 gossip_fanout: 8,
                 seed: self.seed ^ (i as u64) << 20 ^ life as u64,
-                membership: partisan_core::control::Membership::FullMesh,
+                membership: self.membership.clone(),
                 max_members: partisan_core::control::DEFAULT_MAX_MEMBERS,
             },
             self.t0 + self.now,
@@ -422,6 +437,7 @@ impl Sim {
                     .handle(Input::Closed { conn, reason }, self.t0 + self.now);
             }
             Action::Gossip { conn, state } => self.send(h, conn, Frame::Gossip(state)),
+            Action::Overlay { conn, body } => self.send(h, conn, Frame::Overlay(body)),
             Action::Up { peer, generation } => {
                 let name = self.machines[h].name.clone();
                 if !self.routable(h, &peer) {
@@ -789,6 +805,13 @@ impl Sim {
                         self.pump(h);
                         self.check_members_of_left(h);
                     }
+                    Frame::Overlay(body) => {
+                        let body = body.into();
+                        self.machines[h]
+                            .node
+                            .handle(Input::Overlay { conn, body }, now);
+                        self.pump(h);
+                    }
                     Frame::Ping => self.send(h, conn, Frame::Pong),
                     Frame::Pong => {}
                 }
@@ -980,6 +1003,145 @@ impl Sim {
             }
         }
     }
+}
+
+impl Sim {
+    /// With HyParView: `None` once every node in `live` has an active view within bounds that
+    /// holds only live nodes, views are symmetric, a peer is up exactly when it is a neighbour
+    /// (with a connection on every slot), and the overlay is connected; else what is not so.
+    fn overlay_unsettled(&self, live: &BTreeSet<Host>, min: usize, max: usize) -> Option<String> {
+        let host: HashMap<&str, Host> =
+            live.iter().map(|&h| (&*self.machines[h].name, h)).collect();
+        let mut views: HashMap<Host, BTreeSet<Host>> = HashMap::new();
+        for &h in live {
+            let m = &self.machines[h];
+            let mut view = BTreeSet::new();
+            for p in m.node.active_view() {
+                let Some(&o) = host.get(&*p) else {
+                    return Some(format!("{} has {p}, not live, as a neighbour", m.name));
+                };
+                view.insert(o);
+            }
+            if view.len() < min.min(live.len() - 1) || view.len() > max {
+                return Some(format!(
+                    "{} has {} neighbours {:?}, passive {:?}, core {:?}",
+                    m.name,
+                    view.len(),
+                    m.node.active_view(),
+                    m.node.passive_view(),
+                    m.node.peer_names().collect::<Vec<_>>()
+                ));
+            }
+            let up: BTreeSet<Host> =
+                m.up.keys()
+                    .filter_map(|p| host.get(&**p).copied())
+                    .collect();
+            if up != view || m.up.len() != view.len() {
+                return Some(format!(
+                    "{}: up {:?} but neighbours {view:?}",
+                    m.name,
+                    m.up.keys()
+                ));
+            }
+            if let Some(&o) = view
+                .iter()
+                .find(|&&o| !m.node.is_fully_connected(&self.machines[o].name))
+            {
+                return Some(format!("{} is not fully connected to {o}", m.name));
+            }
+            views.insert(h, view);
+        }
+        for (&h, view) in &views {
+            if let Some(o) = view.iter().find(|o| !views[o].contains(&h)) {
+                return Some(format!(
+                    "{h} has {o} as a neighbour but not the other way round"
+                ));
+            }
+        }
+        let first = *live.iter().next()?;
+        let mut seen = BTreeSet::from([first]);
+        let mut todo = vec![first];
+        while let Some(h) = todo.pop() {
+            for &o in &views[&h] {
+                if seen.insert(o) {
+                    todo.push(o);
+                }
+            }
+        }
+        (seen.len() != live.len())
+            .then(|| format!("the overlay reaches {} of {} nodes", seen.len(), live.len()))
+    }
+
+    /// Runs until the overlay of `live` is settled; the time it took.
+    fn settle_overlay(&mut self, live: &BTreeSet<Host>, cfg: &hyparview::Config, limit: Duration) {
+        let mut t = self.now + ms(1_000);
+        loop {
+            self.run_until(t);
+            let Some(why) = self.overlay_unsettled(live, cfg.active_min, cfg.active_max) else {
+                return;
+            };
+            if t > limit {
+                let passive: usize = live
+                    .iter()
+                    .map(|&h| self.machines[h].node.passive_view().len())
+                    .sum();
+                let why = format!("{why}; {passive} passive entries in all");
+                self.fail(&format!("the overlay did not settle: {why}"));
+            }
+            t += ms(500);
+        }
+    }
+}
+
+/// HyParView on the real control core and its connections: `n` nodes join through random
+/// contacts, then a quarter of them fail silently; the survivors must settle both times.
+fn hyparview_scenario(seed: u64, n: usize) -> (Duration, Duration, u64) {
+    let ping = PingConfig {
+        enabled: true,
+        idle_timeout: ms(4_000),
+        timeout: ms(1_000),
+        max_attempts: 2,
+    };
+    let net = Net {
+        delay: (1, 8),
+        dial_loss: 0.01,
+        dial_timeout: ms(1_000),
+        reset: 0.0,
+    };
+    let cfg = hyparview::Config::default();
+    let membership = Membership::HyParView(cfg.clone());
+    let mut sim = Sim::with_membership(seed, n, net, ping, channels(false), membership);
+    for i in 1..n {
+        let contact = sim.rng.gen_range(0..i);
+        let at = Duration::from_micros(sim.rng.gen_range(0..2_000_000));
+        let spec = sim.machines[contact].spec.clone();
+        sim.schedule(at, Ev::Command(i, Input::Join(spec)));
+    }
+    let all: BTreeSet<Host> = (0..n).collect();
+    sim.settle_overlay(&all, &cfg, ms(120_000));
+    let joined = sim.now;
+    let start = sim.now;
+    let failed: BTreeSet<Host> = (0..n).filter(|h| h % 4 == 3).collect();
+    for &h in &failed {
+        sim.schedule(ms(10), Ev::Freeze(h, true));
+    }
+    let live: BTreeSet<Host> = all.difference(&failed).copied().collect();
+    sim.run_until(sim.now + ms(100));
+    sim.settle_overlay(&live, &cfg, sim.now + ms(180_000));
+    (joined, sim.now - start, sim.events_run)
+}
+
+#[test]
+fn hyparview_on_the_control_core_settles_and_heals() {
+    let n = env("SIM_HV_CORE_NODES", 200) as usize;
+    let seed = env("SIM_SEED", 0x4e1_9b0e);
+    let wall = std::time::Instant::now();
+    let (joined, healed, events) = hyparview_scenario(seed, n);
+    println!(
+        "control sim, HyParView: {n} nodes, seed {seed:#x}: views settled at {joined:.1?} \
+         (virtual); with a quarter failed, healed in {healed:.1?}; {events} events in {:.1?}",
+        wall.elapsed()
+    );
 }
 
 fn channels(extra: bool) -> Vec<ChannelSpec> {

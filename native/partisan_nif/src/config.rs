@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use partisan_core::control::Membership;
+use partisan_core::hyparview;
 use partisan_core::membership::{ChannelSpec, Compression, NodeSpec};
 use partisan_core::transport::{
     Config, PingConfig, DEFAULT_HANDSHAKE_LIMIT, DEFAULT_SEND_QUEUE_LIMIT,
@@ -23,6 +25,50 @@ fn opt<'a, T: rustler::Decoder<'a>>(map: Term<'a>, key: &str, default: T) -> Nif
 
 fn req<'a, T: rustler::Decoder<'a>>(map: Term<'a>, key: &str) -> NifResult<T> {
     map.map_get(Atom::from_str(map.get_env(), key)?)?.decode()
+}
+
+/// `hyparview` (a map of Partisan's keys, normalised by `partisan_config`) chooses HyParView;
+/// else `static_membership` the static manager's membership; else the full mesh.
+fn decode_membership(term: Term<'_>) -> NifResult<Membership> {
+    let k = Atom::from_str(term.get_env(), "hyparview")?;
+    if let Ok(hv) = term.map_get(k) {
+        let d = hyparview::Config::default();
+        let size = |key: &str, default: usize| -> NifResult<usize> {
+            Ok(within(opt::<u64>(hv, key, default as u64)?, 1, 1 << 16)? as usize)
+        };
+        let walk = |key: &str, default: u32| -> NifResult<u32> {
+            within(opt::<u32>(hv, key, default)?, 0, 64)
+        };
+        let period = |key: &str, default: Duration| -> NifResult<Duration> {
+            let ms = opt::<u64>(hv, key, default.as_millis() as u64)?;
+            Ok(millis(within(ms, 1, 1 << 32)?))
+        };
+        let cfg = hyparview::Config {
+            active_max: size("active_max_size", d.active_max)?,
+            active_min: size("active_min_size", d.active_min)?,
+            active_rwl: walk("active_rwl", d.active_rwl)?,
+            passive_max: size("passive_max_size", d.passive_max)?,
+            passive_rwl: walk("passive_rwl", d.passive_rwl)?,
+            shuffle_k_active: size("shuffle_k_active", d.shuffle_k_active)?,
+            shuffle_k_passive: size("shuffle_k_passive", d.shuffle_k_passive)?,
+            shuffle_interval: period("shuffle_interval", d.shuffle_interval)?,
+            random_promotion: opt(hv, "random_promotion", d.random_promotion)?,
+            random_promotion_interval: period(
+                "random_promotion_interval",
+                d.random_promotion_interval,
+            )?,
+            seed: opt(hv, "seed", 0u64)?,
+        };
+        if cfg.active_min > cfg.active_max {
+            return Err(Error::BadArg);
+        }
+        return Ok(Membership::HyParView(cfg));
+    }
+    Ok(if opt(term, "static_membership", false)? {
+        Membership::Static
+    } else {
+        Membership::FullMesh
+    })
 }
 
 fn millis(ms: u64) -> Duration {
@@ -145,11 +191,7 @@ pub fn decode_start_config(term: Term) -> NifResult<StartConfig> {
             1,
             1 << 24,
         )? as usize,
-        membership: if opt(term, "static_membership", false)? {
-            partisan_core::control::Membership::Static
-        } else {
-            partisan_core::control::Membership::FullMesh
-        },
+        membership: decode_membership(term)?,
         ping,
         max_frame_size: within(
             opt::<u64>(term, "max_frame_size", DEFAULT_MAX_FRAME as u64)?,

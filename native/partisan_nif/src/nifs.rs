@@ -220,6 +220,17 @@ fn members(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Term> {
     Ok(terms.encode(env))
 }
 
+/// `{Active, Passive}`: the HyParView views as binaries (passive nodes are not members, so
+/// their names do not become atoms).
+#[rustler::nif]
+fn overlay_views(env: Env, res: ResourceArc<EngineRes>) -> Term {
+    let (active, passive) = res.engine.overlay_views();
+    // A Rust string encodes as a binary.
+    let bins =
+        |names: Vec<Arc<str>>| -> Vec<Term> { names.iter().map(|n| (**n).encode(env)).collect() };
+    (bins(active), bins(passive)).encode(env)
+}
+
 #[rustler::nif]
 fn nodes(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Vec<Atom>> {
     res.engine

@@ -21,6 +21,7 @@
 
 mod liveness;
 mod node;
+mod overlay;
 mod reason;
 
 pub use liveness::{Liveness, PingConfig, Verdict};

@@ -10,10 +10,14 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+use super::overlay::Overlay;
 use super::reason::CloseReason;
 use super::{ConnId, SlotKey, CONTROL_CHANNEL, DEFAULT_CHANNEL};
+use crate::hyparview;
 use crate::membership::{ChannelSpec, Compression, NodeSpec, State};
 use crate::wire::AckStatus;
+
+mod overlay_mode;
 
 /// Peers a change learned from gossip is passed on to, and that periodic gossip goes to: an
 /// epidemic, so every member hears of it within a few hops, at a cost per change that grows
@@ -50,7 +54,7 @@ pub struct Settings {
 pub const DEFAULT_MAX_MEMBERS: usize = 10_000;
 
 /// How a node's members are found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Membership {
     /// Members gossip their state: every member learns every other and connects to it.
     #[default]
@@ -58,6 +62,10 @@ pub enum Membership {
     /// No gossip: the members are the nodes this one joined and the nodes that joined it
     /// (`partisan_static_peer_service_manager`).
     Static,
+    /// The members are HyParView's active view (`partisan_hyparview_peer_service_manager`):
+    /// a few neighbours each, found by random walks and shuffles, repaired from the passive
+    /// view when one fails.
+    HyParView(hyparview::Config),
 }
 
 /// Something the state machine asks of its driver, in the order it is to be carried out.
@@ -115,6 +123,13 @@ pub enum Action {
     Left,
     /// The peer is no longer known: drop whatever the driver keeps for it.
     Forget(Arc<str>),
+    /// Send this overlay (HyParView) message body on `conn`, a control connection.
+    Overlay {
+        /// The control connection.
+        conn: ConnId,
+        /// The frame body (see `docs/wire.md`).
+        body: Vec<u8>,
+    },
 }
 
 /// Events fed to [`Node::handle`].
@@ -143,6 +158,13 @@ pub enum Input {
         conn: ConnId,
         /// The state, whole or news only.
         state: Arc<State>,
+    },
+    /// An overlay (HyParView) message arrived on `conn`.
+    Overlay {
+        /// The connection it arrived on; only control connections carry overlay messages.
+        conn: ConnId,
+        /// The frame body.
+        body: bytes::Bytes,
     },
     /// The node stops: every connection closes.
     Stop,
@@ -215,6 +237,12 @@ impl Peer {
 enum Timer {
     Gossip,
     Dial(Arc<str>),
+    /// Close the connections of a peer outside the active view if they are idle.
+    Linger(Arc<str>),
+    /// Join the overlay through a contact again (the last try failed).
+    Rejoin(Arc<str>),
+    /// The overlay's shuffle or promotion is due.
+    Overlay,
 }
 
 /// The cluster rules of one node, with no I/O: see the module documentation.
@@ -241,6 +269,9 @@ pub struct Node {
     peers: BTreeMap<Arc<str>, Peer>,
     /// Installed connections and their slots.
     conns: HashMap<ConnId, SlotKey>,
+    /// Connections replaced in their slot and not yet reported closed, and their peers: what
+    /// was queued on them still arrives, and an overlay message among it must not be lost.
+    retired: HashMap<ConnId, SlotKey>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     gossip_at: Instant,
     actions: VecDeque<Action>,
@@ -254,6 +285,10 @@ pub struct Node {
     /// Gossip targets and the full state, cached between membership changes.
     targets: Option<Vec<Arc<str>>>,
     full: Option<Arc<State>>,
+    /// HyParView, when it chooses the members.
+    overlay: Option<Overlay>,
+    /// The time of the pending overlay timer, if one is set.
+    overlay_at: Option<Instant>,
     stopped: bool,
 }
 
@@ -288,6 +323,18 @@ impl Node {
         state.add(local.clone(), settings.incarnation);
         let name: Arc<str> = Arc::from(local.name.as_str());
         let periodic = settings.periodic_interval.max(Duration::from_millis(1));
+        let overlay = match &settings.membership {
+            Membership::HyParView(cfg) => Some(Overlay::new(
+                &local,
+                hyparview::Config {
+                    seed: cfg.seed ^ settings.seed,
+                    ..cfg.clone()
+                },
+                settings.max_members,
+                now,
+            )),
+            _ => None,
+        };
         let mut node = Node {
             parallelism: local.channels.iter().map(|c| c.parallelism).collect(),
             control,
@@ -308,6 +355,7 @@ impl Node {
             pending: BTreeMap::new(),
             peers: BTreeMap::new(),
             conns: HashMap::new(),
+            retired: HashMap::new(),
             timers: BinaryHeap::new(),
             gossip_at: now + periodic,
             actions: VecDeque::new(),
@@ -317,6 +365,8 @@ impl Node {
             members_dirty: false,
             targets: None,
             full: None,
+            overlay,
+            overlay_at: None,
             stopped: false,
         };
         node.timers.push(Reverse((node.gossip_at, Timer::Gossip)));
@@ -436,16 +486,22 @@ impl Node {
                     }
                 }
                 Timer::Gossip => {}
+                other => self.overlay_timer(other, at, now),
             }
         }
-        self.settle();
+        self.finish(now);
     }
 
     /// Feeds one event.
     pub fn handle(&mut self, input: Input, now: Instant) {
         match input {
+            Input::Join(spec) if self.overlay.is_some() => self.overlay_join(spec, now),
             Input::Join(spec) => self.join(spec, now),
+            Input::Leave(name) if name.as_str() == &*self.name && self.overlay.is_some() => {
+                self.overlay_leave(now)
+            }
             Input::Leave(name) if name.as_str() == &*self.name => self.leave_self(),
+            Input::Leave(name) if self.overlay.is_some() => self.overlay_remove(&name, now),
             Input::Leave(name) => self.remove(&name),
             Input::SetMembers(specs) => self.set_members(specs, now),
             Input::KillConnections(names) => {
@@ -456,9 +512,10 @@ impl Node {
             Input::DialFailed(slot) => self.dial_failed(&slot, now),
             Input::Closed { conn, reason } => self.closed(conn, reason, now),
             Input::Gossip { conn, state } => self.gossip(conn, state, now),
+            Input::Overlay { conn, body } => self.overlay_received(conn, &body, now),
             Input::Stop => self.stop(),
         }
-        self.settle();
+        self.finish(now);
     }
 
     /// The acceptor's decision on a hello from `spec` (at `incarnation`) for slot
@@ -483,6 +540,11 @@ impl Node {
             Some(_) => AckStatus::Accepted,
         };
         if let (AckStatus::Accepted, Some(ch)) = (status, ch) {
+            if let Some(o) = self.overlay.as_mut() {
+                if o.learn(spec).is_none() {
+                    self.refused_members += 1;
+                }
+            }
             if self.membership == Membership::Static
                 && !self.state.is_member(&spec.name)
                 && self.has_room(&spec.name)
@@ -497,11 +559,13 @@ impl Node {
                 channel: ch,
                 index,
             };
-            if !self.install(conn, &slot, incarnation, false) {
+            if self.install(conn, &slot, incarnation, false) {
+                self.overlay_connected(&slot, conn, now);
+            } else {
                 status = AckStatus::Duplicate;
             }
         }
-        self.settle();
+        self.finish(now);
         Admission {
             status,
             incarnation: self.incarnation,
@@ -529,7 +593,10 @@ impl Node {
                 self.dial_failed(slot, now);
                 false
             }
-            AckStatus::Accepted if self.install(conn, slot, incarnation, true) => true,
+            AckStatus::Accepted if self.install(conn, slot, incarnation, true) => {
+                self.overlay_connected(slot, conn, now);
+                true
+            }
             AckStatus::Accepted | AckStatus::Duplicate => {
                 // The other side holds the connection the tie-break prefers.
                 let retry = now + self.interval;
@@ -541,7 +608,7 @@ impl Node {
                 false
             }
         };
-        self.settle();
+        self.finish(now);
         installed
     }
 
@@ -626,7 +693,7 @@ impl Node {
     }
 
     fn gossip(&mut self, conn: ConnId, remote: Arc<State>, now: Instant) {
-        if self.membership == Membership::Static {
+        if self.membership != Membership::FullMesh {
             return;
         }
         // Membership travels on the control channel only: a state on any other connection is
@@ -726,6 +793,9 @@ impl Node {
     }
 
     fn should_dial(&self, name: &str) -> bool {
+        if self.overlay.is_some() {
+            return self.overlay_wants(name);
+        }
         (self.state.is_member(name) && name != &*self.name) || self.pending.contains_key(name)
     }
 
@@ -744,7 +814,7 @@ impl Node {
     /// Sends `state` to the members and join targets, but `except`: to all of them, or to
     /// `fanout` picked at random when `epidemic`.
     fn spread(&mut self, state: Arc<State>, except: Option<&str>, epidemic: bool) {
-        if self.membership == Membership::Static {
+        if self.membership != Membership::FullMesh {
             return;
         }
         if self.targets.is_none() {
@@ -929,7 +999,9 @@ impl Node {
         slot.conn = Some(new);
         slot.failures = 0;
         for (old, why) in replaced {
-            self.conns.remove(&old);
+            if let Some(k) = self.conns.remove(&old) {
+                self.retired.insert(old, k);
+            }
             self.closing.push((old, why));
         }
         self.conns.insert(id, key.clone());
@@ -953,6 +1025,7 @@ impl Node {
     }
 
     fn closed(&mut self, conn: ConnId, why: CloseReason, now: Instant) {
+        self.retired.remove(&conn);
         let Some(key) = self.conns.remove(&conn) else {
             return;
         };
@@ -966,6 +1039,7 @@ impl Node {
         self.closing.push((conn, why));
         self.touch(&key.peer, why);
         self.schedule_dial(&key.peer, retry);
+        self.overlay_closed(&key, why, now);
     }
 
     fn kill(&mut self, name: &str, now: Instant) {
@@ -998,6 +1072,7 @@ impl Node {
         let failures = s.failures;
         let retry = now + self.backoff(failures);
         self.retry_at(key, retry);
+        self.overlay_dial_failed(key, retry, now);
     }
 
     fn retry_at(&mut self, key: &SlotKey, at: Instant) {
@@ -1036,11 +1111,17 @@ impl Node {
             return;
         }
         let incarnation = self.incarnation;
+        // The overlay talks to nodes outside its active view on the control channel only.
+        let control_only = self.overlay.is_some() && !self.state.is_member(name);
+        let control = self.control;
         let Some(p) = self.peers.get_mut(name) else {
             return;
         };
         let mut next: Option<Instant> = None;
         for (ch, slots) in p.slots.iter_mut().enumerate() {
+            if control_only && ch != control {
+                continue;
+            }
             for (i, s) in slots.iter_mut().enumerate() {
                 if s.conn.is_some() || s.dialing {
                     continue;
@@ -1071,6 +1152,12 @@ impl Node {
         self.touched.entry(name.clone()).or_insert(why);
     }
 
+    /// Finishes the current input: the overlay's actions, then [`Node::settle`].
+    fn finish(&mut self, now: Instant) {
+        self.run_overlay(now);
+        self.settle();
+    }
+
     /// Finishes the current input: ups and downs of the peers it touched (after the installs
     /// that make a peer up, before the closes that take it down), then the closes, the
     /// forgotten peers and the new member list.
@@ -1080,8 +1167,12 @@ impl Node {
             let Some(p) = self.peers.get_mut(&name) else {
                 continue;
             };
-            let up =
-                !self.stopped && p.has_connection(self.control) && p.has_connection(self.default);
+            // With an overlay, only neighbours are up (others get a control connection only).
+            let member = self.overlay.is_none() || self.state.is_member(&name);
+            let up = !self.stopped
+                && member
+                && p.has_connection(self.control)
+                && p.has_connection(self.default);
             if up == p.up {
                 continue;
             }

@@ -23,11 +23,14 @@ pub enum CloseReason {
     Removed = 8,
     /// This node's engine is stopping.
     LocalStop = 9,
+    /// The overlay no longer needs it: the peer left the active view, or a connection made
+    /// for a message to a node outside it went idle.
+    Disconnected = 10,
 }
 
 impl CloseReason {
     /// Every reason, in the order of their discriminants.
-    pub const ALL: [CloseReason; 9] = [
+    pub const ALL: [CloseReason; 10] = [
         CloseReason::PeerClosed,
         CloseReason::Io,
         CloseReason::ProtocolError,
@@ -37,6 +40,7 @@ impl CloseReason {
         CloseReason::Killed,
         CloseReason::Removed,
         CloseReason::LocalStop,
+        CloseReason::Disconnected,
     ];
 
     /// The name users see: the atom in `node_down` events and the suffix of the
@@ -52,6 +56,7 @@ impl CloseReason {
             CloseReason::Killed => "killed",
             CloseReason::Removed => "removed",
             CloseReason::LocalStop => "shutdown",
+            CloseReason::Disconnected => "disconnected",
         }
     }
 
@@ -67,6 +72,7 @@ impl CloseReason {
             CloseReason::Killed => "closed_killed",
             CloseReason::Removed => "closed_removed",
             CloseReason::LocalStop => "closed_shutdown",
+            CloseReason::Disconnected => "closed_disconnected",
         }
     }
 

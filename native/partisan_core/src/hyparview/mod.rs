@@ -153,6 +153,9 @@ pub struct HyParView<P> {
     passive: BTreeSet<P>,
     /// The passive peer asked to be a neighbour, if a request is outstanding.
     asking: Option<P>,
+    /// Set on a promotion tick that finds a request outstanding; a request still outstanding
+    /// at the next tick is given up (its answer was lost), so that repair never stops.
+    asking_stale: bool,
     /// Our unanswered `Neighbor` requests per peer, oldest first, each marked stale once we
     /// dropped the peer after sending it: the peer answers it before it sees our `Disconnect`,
     /// so an `accepted` answer to a stale request must not make it a neighbour again.
@@ -184,6 +187,7 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
             active: BTreeSet::new(),
             passive: BTreeSet::new(),
             asking: None,
+            asking_stale: false,
             requests: BTreeMap::new(),
             sent_sample: Vec::new(),
             next_shuffle,
@@ -191,6 +195,17 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
             actions: VecDeque::new(),
             left: false,
         }
+    }
+
+    /// Whether the node is short of neighbours with nobody left to ask: the driver then joins
+    /// again through a contact it knows (an island that lost its way into the overlay).
+    pub fn is_stranded(&self) -> bool {
+        !self.left && self.active.len() < self.cfg.active_min && self.passive.is_empty()
+    }
+
+    /// This node.
+    pub fn me(&self) -> &P {
+        &self.me
     }
 
     /// The neighbours.
@@ -224,7 +239,15 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
         }
         if now >= self.next_promotion {
             self.next_promotion = now + self.cfg.random_promotion_interval;
-            if self.cfg.random_promotion && self.active.len() < self.cfg.active_max {
+            if self.asking.is_some() {
+                if self.asking_stale {
+                    self.asking = None;
+                }
+                self.asking_stale = !self.asking_stale;
+            }
+            if self.active.len() < self.cfg.active_min {
+                self.repair();
+            } else if self.cfg.random_promotion && self.active.len() < self.cfg.active_max {
                 self.promote();
             }
         }
@@ -492,9 +515,12 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
             return;
         };
         self.asking = Some(p.clone());
-        // Below the minimum the request cannot be refused, so that no node stays short of
-        // neighbours (or cut off with a few) in an overlay where everybody else is full.
-        let high = self.active.len() < self.cfg.active_min;
+        self.asking_stale = false;
+        // Up to the minimum the request cannot be refused, so that no node stays short of
+        // neighbours in an overlay where everybody else is full, and a small island whose
+        // members hold the minimum each (which would refuse no one and be refused by all)
+        // reaches out of itself.
+        let high = self.active.len() <= self.cfg.active_min;
         self.ask(p, high);
     }
 

@@ -134,6 +134,18 @@ impl State {
         }
     }
 
+    /// Drops a node's entry without a tombstone; whether there was one. For memberships that
+    /// are a local view rather than a replicated set (HyParView's active view).
+    pub fn forget(&mut self, name: &str) -> bool {
+        match self.entries.remove(name) {
+            Some(old) => {
+                self.digest ^= old.hash;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The entry for `name`, removed or not, if one is known.
     pub fn get(&self, name: &str) -> Option<&Entry> {
         self.entries.get(name).map(|k| &k.entry)

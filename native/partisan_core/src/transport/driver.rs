@@ -77,7 +77,7 @@ impl Driver {
                 periodic_interval: cfg.periodic_interval,
                 gossip_fanout: cfg.gossip_fanout,
                 seed: cfg.incarnation ^ 0x7061_7274_6973_616e,
-                membership: cfg.membership,
+                membership: cfg.membership.clone(),
                 max_members: cfg.max_members,
             },
             now,
@@ -275,6 +275,14 @@ impl Driver {
         });
     }
 
+    /// An overlay (HyParView) message arrived on `conn`.
+    pub fn overlay(&self, conn: &Conn, body: Bytes) {
+        self.input(Input::Overlay {
+            conn: conn.id,
+            body,
+        });
+    }
+
     pub fn gossip(&self, conn: &Conn, state: State) {
         self.input(Input::Gossip {
             conn: conn.id,
@@ -368,6 +376,11 @@ impl Driver {
                         p.set_up_life(None);
                     }
                     self.handler.event(Event::NodeDown(peer, reason));
+                }
+                Action::Overlay { conn, body } => {
+                    if let Some(c) = core.conns.get(&conn) {
+                        c.enqueue(encode_frame(FrameKind::Overlay, &body));
+                    }
                 }
                 Action::Members(members) => self.handler.event(Event::Membership(members)),
                 Action::Left => self.handler.event(Event::Left(self.local_name.clone())),

@@ -238,6 +238,12 @@ impl Engine {
         self.driver.with_node(|n| n.members())
     }
 
+    /// HyParView's active and passive views (empty for other memberships).
+    pub fn overlay_views(&self) -> (Vec<Arc<str>>, Vec<Arc<str>>) {
+        self.driver
+            .with_node(|n| (n.active_view(), n.passive_view()))
+    }
+
     /// Members that are up (this node excluded), sorted: a message to any of them is taken at
     /// once (see `Peer::up_life`).
     pub fn nodes(&self) -> Vec<Arc<str>> {

@@ -19,6 +19,8 @@ pub enum FrameKind {
     Pong = 3,
     /// The sender's full membership state (see `membership::State::encode`).
     Gossip = 4,
+    /// A HyParView message (see `docs/wire.md`), on the control channel.
+    Overlay = 5,
     /// Handshake request (first frame from the dialer).
     Hello = 16,
     /// Handshake answer (first frame from the acceptor).
@@ -39,6 +41,7 @@ impl FrameKind {
             2 => FrameKind::Ping,
             3 => FrameKind::Pong,
             4 => FrameKind::Gossip,
+            5 => FrameKind::Overlay,
             16 => FrameKind::Hello,
             17 => FrameKind::HelloAck,
             18 => FrameKind::AuthInit,

@@ -1,0 +1,296 @@
+//! HyParView inside the control core: the [`HyParView`] state machine over node names, the
+//! specifications of the nodes it names (so that any of them can be dialed), the messages
+//! waiting for a connection, and the wire form of its messages.
+//!
+//! HyParView talks to nodes outside its active view (a neighbour request to a passive peer, a
+//! shuffle reply to its origin). The core opens a connection on the control channel only for
+//! those, sends what waits, and closes it once it has been idle for a while; only neighbours get
+//! every channel and count as up.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::hyparview::{self, HyParView, Message};
+use crate::membership::NodeSpec;
+use crate::wire::{Reader, WireError, Writer};
+
+/// Most nodes one overlay message may name (shuffle samples are a handful).
+pub const MAX_SAMPLE: usize = 64;
+
+/// The overlay part of a node's state.
+#[derive(Debug)]
+pub(super) struct Overlay {
+    pub hv: HyParView<Arc<str>>,
+    /// What is known of every node the overlay may name, bounded by `max_members`.
+    directory: HashMap<Arc<str>, NodeSpec>,
+    /// Messages for peers with no control connection yet, in order.
+    pub outbox: BTreeMap<Arc<str>, Vec<Message<Arc<str>>>>,
+    /// The nodes this one joined through, to join again if it is ever stranded.
+    pub contacts: BTreeMap<Arc<str>, NodeSpec>,
+    capacity: usize,
+}
+
+/// Most join contacts remembered.
+pub const MAX_CONTACTS: usize = 16;
+
+impl Overlay {
+    /// The overlay of the node `local` (its spec goes into the shuffles it starts).
+    pub fn new(local: &NodeSpec, cfg: hyparview::Config, capacity: usize, now: Instant) -> Overlay {
+        let me: Arc<str> = Arc::from(local.name.as_str());
+        Overlay {
+            hv: HyParView::new(me.clone(), cfg, now),
+            directory: HashMap::from([(me, local.clone())]),
+            outbox: BTreeMap::new(),
+            contacts: BTreeMap::new(),
+            capacity: capacity.max(1) + 1,
+        }
+    }
+
+    /// The spec of `name`, if known.
+    pub fn spec(&self, name: &str) -> Option<&NodeSpec> {
+        self.directory.get(name)
+    }
+
+    /// Records a node's spec and returns its shared name; `None` when the directory is full of
+    /// nodes the overlay still needs (the caller counts the refusal).
+    pub fn learn(&mut self, spec: &NodeSpec) -> Option<Arc<str>> {
+        if let Some((name, known)) = self.directory.get_key_value(spec.name.as_str()) {
+            let name = name.clone();
+            if known != spec {
+                self.directory.insert(name.clone(), spec.clone());
+            }
+            return Some(name);
+        }
+        if self.directory.len() >= self.capacity {
+            self.prune();
+            if self.directory.len() >= self.capacity {
+                return None;
+            }
+        }
+        let name: Arc<str> = Arc::from(spec.name.as_str());
+        self.directory.insert(name.clone(), spec.clone());
+        Some(name)
+    }
+
+    /// Forgets the specs of nodes in neither view and with nothing waiting.
+    fn prune(&mut self) {
+        let hv = &self.hv;
+        let outbox = &self.outbox;
+        self.directory.retain(|n, _| {
+            hv.me() == n
+                || self.contacts.contains_key(n)
+                || hv.active().contains(n)
+                || hv.passive().contains(n)
+                || outbox.contains_key(n)
+        });
+    }
+
+    /// The message's wire form, each node it names with its spec. `None` if a named node's spec
+    /// is unknown (it was pruned): the message cannot be sent.
+    pub fn encode(&self, msg: &Message<Arc<str>>) -> Option<Vec<u8>> {
+        let mut w = Writer::new();
+        match msg {
+            Message::Join => {
+                w.u8(1);
+            }
+            Message::ForwardJoin { joiner, ttl } => {
+                w.u8(2).u32(*ttl);
+                self.spec(joiner)?.encode(&mut w);
+            }
+            Message::Neighbor { high } => {
+                w.u8(3).u8(*high as u8);
+            }
+            Message::NeighborReply { accepted } => {
+                w.u8(4).u8(*accepted as u8);
+            }
+            Message::Disconnect { alive } => {
+                w.u8(5).u8(*alive as u8);
+            }
+            Message::Shuffle { origin, ttl, nodes } => {
+                w.u8(6).u32(*ttl);
+                self.spec(origin)?.encode(&mut w);
+                self.encode_sample(&mut w, nodes);
+            }
+            Message::ShuffleReply { nodes } => {
+                w.u8(7);
+                self.encode_sample(&mut w, nodes);
+            }
+        }
+        Some(w.buf)
+    }
+
+    /// A sample's nodes with their specs; nodes whose spec is unknown are left out.
+    fn encode_sample(&self, w: &mut Writer, nodes: &[Arc<str>]) {
+        let known: Vec<&NodeSpec> = nodes
+            .iter()
+            .filter_map(|n| self.spec(n))
+            .take(MAX_SAMPLE)
+            .collect();
+        w.u16(known.len() as u16);
+        known.into_iter().for_each(|s| s.encode(w));
+    }
+
+    /// Parses a message and learns the specs it carries. Nodes the directory has no room for
+    /// are left out of samples (counted in `refused`); a walk whose subject has no room is
+    /// dropped (`None`).
+    pub fn decode(
+        &mut self,
+        body: &[u8],
+        refused: &mut u64,
+    ) -> Result<Option<Message<Arc<str>>>, WireError> {
+        let mut r = Reader::new(body);
+        let flag = |r: &mut Reader<'_>| match r.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(WireError::Invalid("overlay flag")),
+        };
+        let parsed = match r.u8()? {
+            1 => Parsed::Ready(Message::Join),
+            2 => {
+                let ttl = r.u32()?;
+                Parsed::Walk(ttl, NodeSpec::decode(&mut r)?, None)
+            }
+            3 => Parsed::Ready(Message::Neighbor {
+                high: flag(&mut r)?,
+            }),
+            4 => Parsed::Ready(Message::NeighborReply {
+                accepted: flag(&mut r)?,
+            }),
+            5 => Parsed::Ready(Message::Disconnect {
+                alive: flag(&mut r)?,
+            }),
+            6 => {
+                let ttl = r.u32()?;
+                let origin = NodeSpec::decode(&mut r)?;
+                Parsed::Walk(ttl, origin, Some(decode_sample(&mut r)?))
+            }
+            7 => Parsed::Sample(decode_sample(&mut r)?),
+            _ => return Err(WireError::Invalid("overlay message")),
+        };
+        r.finish()?;
+        let mut names = |specs: Vec<NodeSpec>, this: &mut Overlay| -> Vec<Arc<str>> {
+            specs
+                .iter()
+                .filter_map(|s| {
+                    let n = this.learn(s);
+                    *refused += n.is_none() as u64;
+                    n
+                })
+                .collect()
+        };
+        Ok(match parsed {
+            Parsed::Ready(m) => Some(m),
+            Parsed::Sample(specs) => Some(Message::ShuffleReply {
+                nodes: names(specs, self),
+            }),
+            Parsed::Walk(ttl, subject, sample) => {
+                let Some(who) = self.learn(&subject) else {
+                    *refused += 1;
+                    return Ok(None);
+                };
+                Some(match sample {
+                    None => Message::ForwardJoin { joiner: who, ttl },
+                    Some(specs) => Message::Shuffle {
+                        origin: who,
+                        ttl,
+                        nodes: names(specs, self),
+                    },
+                })
+            }
+        })
+    }
+}
+
+enum Parsed {
+    Ready(Message<Arc<str>>),
+    Walk(u32, NodeSpec, Option<Vec<NodeSpec>>),
+    Sample(Vec<NodeSpec>),
+}
+
+fn decode_sample(r: &mut Reader<'_>) -> Result<Vec<NodeSpec>, WireError> {
+    let n = r.u16()? as usize;
+    if n > MAX_SAMPLE {
+        return Err(WireError::Invalid("overlay sample size"));
+    }
+    (0..n).map(|_| NodeSpec::decode(r)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, port: u16) -> NodeSpec {
+        NodeSpec {
+            name: name.to_owned(),
+            listen_addrs: vec![([127, 0, 0, 1], port).into()],
+            channels: vec![],
+        }
+    }
+
+    #[test]
+    fn messages_survive_the_wire_with_their_specs() {
+        let now = Instant::now();
+        let mut a = Overlay::new(&spec("a@h", 9), hyparview::Config::default(), 100, now);
+        let names: Vec<Arc<str>> = (0..5)
+            .map(|i| a.learn(&spec(&format!("n{i}@h"), i)).unwrap())
+            .collect();
+        let msgs = vec![
+            Message::Join,
+            Message::ForwardJoin {
+                joiner: names[0].clone(),
+                ttl: 6,
+            },
+            Message::Neighbor { high: true },
+            Message::NeighborReply { accepted: false },
+            Message::Disconnect { alive: true },
+            Message::Shuffle {
+                origin: names[1].clone(),
+                ttl: 3,
+                nodes: names[2..].to_vec(),
+            },
+            Message::ShuffleReply {
+                nodes: names.clone(),
+            },
+        ];
+        for m in msgs {
+            let body = a.encode(&m).unwrap();
+            let mut b = Overlay::new(&spec("b@h", 9), hyparview::Config::default(), 100, now);
+            let mut refused = 0;
+            assert_eq!(b.decode(&body, &mut refused).unwrap(), Some(m));
+            assert_eq!(refused, 0);
+            // Every node named came with its spec.
+            for n in &names {
+                if b.spec(n).is_some() {
+                    assert_eq!(b.spec(n), a.spec(n));
+                }
+            }
+            // Truncations and trailing bytes are errors, never panics.
+            for cut in 0..body.len() {
+                assert!(b.decode(&body[..cut], &mut refused).is_err());
+            }
+            let mut long = body.clone();
+            long.push(0);
+            assert!(b.decode(&long, &mut refused).is_err());
+        }
+    }
+
+    #[test]
+    fn a_full_directory_refuses_and_counts() {
+        let now = Instant::now();
+        let mut a = Overlay::new(&spec("a@h", 9), hyparview::Config::default(), 100, now);
+        let names: Vec<Arc<str>> = (0..5)
+            .map(|i| a.learn(&spec(&format!("n{i}@h"), i)).unwrap())
+            .collect();
+        let body = a.encode(&Message::ShuffleReply { nodes: names }).unwrap();
+        let mut small = Overlay::new(&spec("b@h", 9), hyparview::Config::default(), 2, now);
+        let mut refused = 0;
+        let Some(Message::ShuffleReply { nodes }) = small.decode(&body, &mut refused).unwrap()
+        else {
+            panic!("not a shuffle reply");
+        };
+        // Nodes in neither view are pruned to make room, so the latest two are kept.
+        assert!(nodes.len() <= 5 && refused + nodes.len() as u64 >= 5);
+        assert!(small.directory.len() <= 3);
+    }
+}

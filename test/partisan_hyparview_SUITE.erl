@@ -1,0 +1,164 @@
+%% -----------------------------------------------------------------------------
+%% @doc The HyParView manager on real nodes through our transport: eight nodes
+%% joining one contact form a connected overlay whose active views are within
+%% bounds, symmetric, and exactly the nodes that are up; messages reach
+%% neighbours, and other nodes with `transitive'; a small active view forces
+%% nodes to drop peers and the views stay symmetric with nobody left alone;
+%% three nodes stopped, the rest heal.
+%% @end
+%% -----------------------------------------------------------------------------
+-module(partisan_hyparview_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-export([suite/0, all/0]).
+-export([init_per_suite/1, end_per_suite/1]).
+-export([init_per_testcase/2, end_per_testcase/2]).
+-export([eight_nodes_form_one_overlay/1]).
+-export([a_small_active_view_stays_symmetric/1]).
+-export([the_rest_heal_when_three_stop/1]).
+
+-import(partisan_ct_support, [rpc/4, wait_until/4]).
+
+-define(M, partisan_hyparview_peer_service_manager).
+
+suite() ->
+    [{timetrap, {minutes, 4}}].
+
+all() ->
+    [eight_nodes_form_one_overlay,
+     a_small_active_view_stays_symmetric,
+     the_rest_heal_when_three_stop].
+
+init_per_suite(Config) ->
+    ok = partisan_ct_support:init_dist(),
+    Config.
+
+end_per_suite(_Config) ->
+    ok.
+
+init_per_testcase(Case, Config) ->
+    [{node_prefix, short(Case)} | Config].
+
+end_per_testcase(_Case, _Config) ->
+    partisan_ct_support:stop_nodes(persistent_term:get({?MODULE, nodes}, [])),
+    _ = persistent_term:erase({?MODULE, nodes}),
+    ok.
+
+short(eight_nodes_form_one_overlay) -> "hv1";
+short(a_small_active_view_stays_symmetric) -> "hv2";
+short(the_rest_heal_when_three_stop) -> "hv3".
+
+
+%% =============================================================================
+%% Cases
+%% =============================================================================
+
+eight_nodes_form_one_overlay(Config) ->
+    Nodes = start(8, #{}, Config),
+    ok = settled(Nodes, 3, 6),
+    %% members/0 is the active view with this node, as Partisan 5 returns it.
+    [A | _] = Nodes,
+    {ok, Active} = rpc(A, ?M, active, []),
+    ?assertEqual({ok, lists:sort([A | Active])}, rpc(A, partisan_peer_service, members, [])),
+    ?assertMatch({ok, [_ | _]}, rpc(A, ?M, passive, [])),
+    %% A neighbour gets a message directly.
+    [B | _] = Active,
+    partisan_ct_support:rpc(B, partisan_ct_support, start_collector, [hv_inbox]),
+    ok = rpc(A, partisan, forward_message, [B, hv_inbox, {hello, A}, #{}]),
+    ?assertEqual([{hello, A}], partisan_ct_support:wait_for_messages(B, hv_inbox, 1)),
+    %% A node that is no neighbour: refused without `transitive', relayed with it.
+    case [N || N <- Nodes, N =/= A, not lists:member(N, Active)] of
+        [] ->
+            ct:comment("every node is a neighbour of ~p: no transitive send", [A]);
+        [Far | _] ->
+            partisan_ct_support:rpc(Far, partisan_ct_support, start_collector, [hv_inbox]),
+            ?assertEqual({error, not_yet_connected},
+                         rpc(A, partisan, forward_message, [Far, hv_inbox, direct, #{}])),
+            ok = rpc(A, partisan, forward_message,
+                     [Far, hv_inbox, {relayed, A}, #{transitive => true}]),
+            ?assertEqual([{relayed, A}], partisan_ct_support:wait_for_messages(Far, hv_inbox, 1))
+    end.
+
+a_small_active_view_stays_symmetric(Config) ->
+    %% Three neighbours at most for eight nodes joining one contact: the
+    %% contact must drop peers as the others arrive.
+    HV = #{active_max_size => 3, active_min_size => 2},
+    Nodes = start(8, HV, Config),
+    ok = settled(Nodes, 2, 3),
+    %% And settles so again after a few rounds of shuffles and promotions.
+    timer:sleep(5000),
+    ok = settled(Nodes, 2, 3).
+
+the_rest_heal_when_three_stop(Config) ->
+    Nodes = start(8, #{}, Config),
+    ok = settled(Nodes, 3, 6),
+    {Stopped, Rest} = lists:split(3, lists:reverse(Nodes)),
+    partisan_ct_support:stop_nodes(Stopped),
+    ok = settled(Rest, 3, 6).
+
+
+%% =============================================================================
+%% Helpers
+%% =============================================================================
+
+%% Starts `N' HyParView nodes with short shuffle and promotion periods and joins
+%% them all through the first.
+start(N, HV, Config) ->
+    Env = #{
+        peer_service_manager => ?M,
+        hyparview => maps:merge(
+            #{shuffle_interval => 2000, random_promotion_interval => 1000}, HV
+        ),
+        connection_interval => 200,
+        connection_jitter => 100
+    },
+    [Contact | Others] = Nodes = partisan_ct_support:start_nodes(N, Config, Env),
+    persistent_term:put({?MODULE, nodes}, Nodes),
+    Spec = rpc(Contact, partisan, node_spec, []),
+    [ok = rpc(Node, partisan_peer_service, join, [Spec]) || Node <- Others],
+    Nodes.
+
+settled(Nodes, Min, Max) ->
+    wait_until({overlay, Nodes}, fun() -> check(Nodes, Min, Max) end, 150, 200).
+
+%% The overlay of `Nodes': every active view within [Min, Max] and of live
+%% nodes only, symmetric, equal to the nodes that are up, and connected.
+check(Nodes, Min, Max) ->
+    Views = maps:from_list([{N, view(N)} || N <- Nodes]),
+    Bad = [
+        {N, View, Up}
+        || {N, {View, Up}} <- maps:to_list(Views),
+           length(View) < min(Min, length(Nodes) - 1)
+               orelse length(View) > Max
+               orelse View =/= Up
+               orelse (View -- Nodes) =/= []
+    ],
+    Asymmetric = [
+        {N, P}
+        || {N, {View, _}} <- maps:to_list(Views), P <- View,
+           not lists:member(N, element(1, maps:get(P, Views, {[], []})))
+    ],
+    Reached = reach([hd(Nodes)], Views, []),
+    if
+        Bad =/= [] -> {false, {views, Bad}};
+        Asymmetric =/= [] -> {false, {asymmetric, Asymmetric}};
+        length(Reached) =/= length(Nodes) -> {false, {reached, Reached}};
+        true -> true
+    end.
+
+view(Node) ->
+    {ok, Active} = rpc(Node, ?M, active, []),
+    {lists:sort(Active), lists:sort(rpc(Node, partisan, nodes, []))}.
+
+reach([], _, Seen) ->
+    lists:sort(Seen);
+reach([N | Todo], Views, Seen) ->
+    case lists:member(N, Seen) of
+        true ->
+            reach(Todo, Views, Seen);
+        false ->
+            {View, _} = maps:get(N, Views, {[], []}),
+            reach(View ++ Todo, Views, [N | Seen])
+    end.
