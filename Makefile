@@ -6,6 +6,7 @@
 #   make setup       install Erlang/OTP, rebar3 and Elixir if they are missing (Debian/Ubuntu)
 #   make bench       end-to-end benchmarks (bench/run.sh); bench-quick: a short run
 #   make bench-rust  criterion micro-benchmarks of partisan_core
+#   make scale       SCALE_NODES (64) BEAM nodes joined by HyParView, one broadcast to all
 #   make lint        rebar3 xref + dialyzer
 #   make clean       remove Erlang/Elixir build output (keeps cargo's target/)
 
@@ -37,7 +38,7 @@ step = @printf '\n==> %s\n' "$(1)"
 .NOTPARALLEL:
 
 .PHONY: all setup build test test-rust test-erlang eunit ct test-elixir \
-        fmt-check clippy cargo-test loom epmd demo bench bench-quick bench-check bench-rust sim fuzz \
+        fmt-check clippy cargo-test loom epmd demo bench bench-quick bench-check bench-rust sim fuzz scale \
         lint xref dialyzer clean
 
 all: build
@@ -108,13 +109,19 @@ demo: build epmd
 	$(call step,demo: a 3-node partisan cluster on this machine)
 	escript scripts/demo.escript
 
+## scale: many BEAM nodes on this machine joined by HyParView (not a test: it reports figures).
+SCALE_NODES ?= 64
+scale: build epmd
+	$(call step,HyParView scale: $(SCALE_NODES) BEAM nodes)
+	escript bench/hyparview_scale.escript --nodes $(SCALE_NODES)
+
 ## sim: the simulations of the control core and of HyParView at larger sizes than `make test`
 ## runs them (every check the same); SIM_NODES, SIM_HV_NODES and SIM_SEED choose them.
 SIM_NODES ?= 1000
 SIM_HV_NODES ?= 50000
 sim:
 	$(call step,control core simulation: $(SIM_NODES) nodes)
-	SIM_NODES=$(SIM_NODES) $(CARGO) test -p partisan_core --test control_sim -- --nocapture
+	SIM_NODES=$(SIM_NODES) SIM_HV_CORE_NODES=$(SIM_NODES) $(CARGO) test -p partisan_core --test control_sim -- --nocapture
 	$(call step,HyParView simulation: $(SIM_HV_NODES) nodes)
 	SIM_HV_NODES=$(SIM_HV_NODES) $(CARGO) test -p partisan_core --test overlay_sim -- --nocapture
 

@@ -105,6 +105,7 @@
 -export([whereis/1]).
 
 %% Partisan
+-export([broadcast/2]).
 -export([cast_message/2]).
 -export([cast_message/3]).
 -export([cast_message/4]).
@@ -917,6 +918,19 @@ cancel_timer(Ref, Opts) ->
 %% MESSAGE PASSING
 %% =============================================================================
 
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Broadcasts `Broadcast' to every node over Plumtree, through the
+%% handler `Mod' (one of the `broadcast_mods' option; see
+%% {@link partisan_plumtree_broadcast_handler}). Fails with `badarg' when `Mod'
+%% is not a handler.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec broadcast(any(), module()) -> ok.
+
+broadcast(Broadcast, Mod) ->
+    partisan_plumtree_broadcast:broadcast(Broadcast, Mod).
 
 
 %% -----------------------------------------------------------------------------

@@ -351,7 +351,7 @@ plain_defaults() ->
     [
         {authentication, true},
         {broadcast_mods, []},
-        {broadcast_start_exchange_limit, 1},
+        {broadcast_start_exchange_limit, undefined},
         {exchange_tick_period, 10000},
         {lazy_tick_period, 1000},
         {tag, undefined},
@@ -580,6 +580,9 @@ andalso is_integer(N) andalso N >= 1 ->
 
 normalize(relay_ttl, N) when is_integer(N), N >= 0, N =< 255 ->
     N;
+
+normalize(broadcast_start_exchange_limit, undefined) ->
+    undefined;
 
 normalize(broadcast_start_exchange_limit, N) when is_integer(N), N >= 0 ->
     N;

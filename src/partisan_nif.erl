@@ -50,6 +50,8 @@
 -export([members/1]).
 -export([nodes/1]).
 -export([overlay_views/1]).
+-export([broadcast/4]).
+-export([broadcast_peers/3]).
 -export([is_connected/3]).
 -export([is_fully_connected/2]).
 -export([up_generation/2]).
@@ -69,6 +71,8 @@
     members/1,
     nodes/1,
     overlay_views/1,
+    broadcast/4,
+    broadcast_peers/3,
     is_connected/3,
     is_fully_connected/2,
     up_generation/2,
@@ -244,6 +248,30 @@ nodes(_Engine) ->
 -spec overlay_views(engine()) -> {[binary()], [binary()]}.
 
 overlay_views(_Engine) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Broadcasts `Data' under `Id' (both in external term format) through
+%% the Plumtree handler named `Module'; `{error, unknown_module}' when it is
+%% not one of the `broadcast_mods' the engine started with.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec broadcast(engine(), binary(), binary(), binary()) ->
+    ok | {error, unknown_module}.
+
+broadcast(_Engine, _Module, _Id, _Data) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc The eager and the lazy peers of `Root''s broadcast tree for `Module',
+%% as binaries.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec broadcast_peers(engine(), binary(), binary()) -> {[binary()], [binary()]}.
+
+broadcast_peers(_Engine, _Module, _Root) ->
     ?NOT_LOADED.
 
 

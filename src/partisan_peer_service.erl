@@ -8,7 +8,12 @@
 
 -include("partisan.hrl").
 
+-export([broadcast_members/0]).
+-export([broadcast_members/1]).
+-export([cancel_exchanges/1]).
 -export([connections/0]).
+-export([exchanges/0]).
+-export([exchanges/1]).
 -export([get_local_state/0]).
 -export([join/1]).
 -export([leave/0]).
@@ -96,6 +101,47 @@ leave(Arg) ->
         true -> (manager()):leave();
         false -> (manager()):leave(Arg)
     end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc The nodes Plumtree broadcasts reach from here, this node included.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec broadcast_members() -> ordsets:ordset(node()).
+
+broadcast_members() ->
+    partisan_plumtree_broadcast:broadcast_members().
+
+
+%% @doc As {@link broadcast_members/0} (the timeout is kept for Partisan 5).
+-spec broadcast_members(infinity | pos_integer()) -> ordsets:ordset(node()).
+
+broadcast_members(Timeout) ->
+    partisan_plumtree_broadcast:broadcast_members(Timeout).
+
+
+%% @doc The anti-entropy exchanges running on this node.
+-spec exchanges() -> {ok, [partisan_plumtree_broadcast:exchange()]}.
+
+exchanges() ->
+    partisan_plumtree_broadcast:exchanges().
+
+
+%% @doc The anti-entropy exchanges running on `Node'.
+-spec exchanges(node()) ->
+    {ok, [partisan_plumtree_broadcast:exchange()]} | {error, term()}.
+
+exchanges(Node) ->
+    partisan_plumtree_broadcast:exchanges(Node).
+
+
+%% @doc Stops the exchanges `Selector' names (`all', `{peer, Node}',
+%% `{mod, Module}', a reference or a pid); returns them.
+-spec cancel_exchanges(partisan_plumtree_broadcast:selector()) ->
+    [partisan_plumtree_broadcast:exchange()].
+
+cancel_exchanges(Selector) ->
+    partisan_plumtree_broadcast:cancel_exchanges(Selector).
 
 
 %% -----------------------------------------------------------------------------

@@ -386,6 +386,10 @@ handle_info({partisan_event, {node_down, Node, Reason}}, State) ->
     ok = run_callbacks(Node, State#state.down),
     {noreply, State};
 
+handle_info({partisan_event, {broadcast, Mod, Root, Id, Data}}, State) ->
+    ok = partisan_plumtree_broadcast:deliver(Mod, Root, Id, Data),
+    {noreply, State};
+
 handle_info({partisan_event, {membership, Members}}, State) ->
     {noreply, State#state{members = Members}};
 
@@ -494,7 +498,9 @@ engine_config() ->
         ref_encoding,
         refusal_log_interval,
         handshake_limit,
-        max_members
+        max_members,
+        broadcast_mods,
+        lazy_tick_period
     ],
     Config = maps:from_list([{Key, partisan_config:get(Key)} || Key <- Options]),
     maps:merge(maps:merge(partisan:node_spec(), Config#{

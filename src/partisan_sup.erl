@@ -69,4 +69,13 @@ init([]) ->
         type => worker,
         modules => [partisan_gen_relay]
     },
-    {ok, {Flags, [MonitorSpec, ManagerSpec, RelaySpec]}}.
+    %% Plumtree's handler side: payloads reach it through the manager.
+    BroadcastSpec = #{
+        id => partisan_plumtree_broadcast,
+        start => {partisan_plumtree_broadcast, start_link, []},
+        restart => permanent,
+        shutdown => 5000,
+        type => worker,
+        modules => [partisan_plumtree_broadcast]
+    },
+    {ok, {Flags, [MonitorSpec, ManagerSpec, RelaySpec, BroadcastSpec]}}.

@@ -43,6 +43,7 @@
 -export([wait_until_converged/2]).
 -export([cluster_view/1]).
 -export([wait_until/3]).
+-export([hyparview_check/3]).
 -export([wait_until/4]).
 -export([always_true/4]).
 -export([wait_for_messages/3]).
@@ -1308,4 +1309,52 @@ rss_bytes() ->
             end;
         _ ->
             0
+    end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc With the HyParView manager: `true' when every active view of `Nodes'
+%% is within [Min, Max] and holds only nodes of `Nodes', views are symmetric,
+%% each equals the nodes that are up there, and the overlay is connected;
+%% else `{false, Why}'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec hyparview_check([node()], pos_integer(), pos_integer()) -> true | {false, term()}.
+
+hyparview_check(Nodes, Min, Max) ->
+    Views = maps:from_list([{N, hyparview_view(N)} || N <- Nodes]),
+    Bad = [
+        {N, View, Up}
+        || {N, {View, Up}} <- maps:to_list(Views),
+           length(View) < min(Min, length(Nodes) - 1)
+               orelse length(View) > Max
+               orelse View =/= Up
+               orelse (View -- Nodes) =/= []
+    ],
+    Asymmetric = [
+        {N, P}
+        || {N, {View, _}} <- maps:to_list(Views), P <- View,
+           not lists:member(N, element(1, maps:get(P, Views, {[], []})))
+    ],
+    Reached = overlay_reach([hd(Nodes)], Views, []),
+    if
+        Bad =/= [] -> {false, {views, Bad}};
+        Asymmetric =/= [] -> {false, {asymmetric, Asymmetric}};
+        length(Reached) =/= length(Nodes) -> {false, {reached, Reached}};
+        true -> true
+    end.
+
+hyparview_view(Node) ->
+    {ok, Active} = rpc(Node, partisan_hyparview_peer_service_manager, active, []),
+    {lists:sort(Active), lists:sort(rpc(Node, partisan, nodes, []))}.
+
+overlay_reach([], _, Seen) ->
+    lists:sort(Seen);
+overlay_reach([N | Todo], Views, Seen) ->
+    case lists:member(N, Seen) of
+        true ->
+            overlay_reach(Todo, Views, Seen);
+        false ->
+            {View, _} = maps:get(N, Views, {[], []}),
+            overlay_reach(View ++ Todo, Views, [N | Seen])
     end.

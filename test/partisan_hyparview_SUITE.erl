@@ -121,44 +121,4 @@ start(N, HV, Config) ->
     Nodes.
 
 settled(Nodes, Min, Max) ->
-    wait_until({overlay, Nodes}, fun() -> check(Nodes, Min, Max) end, 150, 200).
-
-%% The overlay of `Nodes': every active view within [Min, Max] and of live
-%% nodes only, symmetric, equal to the nodes that are up, and connected.
-check(Nodes, Min, Max) ->
-    Views = maps:from_list([{N, view(N)} || N <- Nodes]),
-    Bad = [
-        {N, View, Up}
-        || {N, {View, Up}} <- maps:to_list(Views),
-           length(View) < min(Min, length(Nodes) - 1)
-               orelse length(View) > Max
-               orelse View =/= Up
-               orelse (View -- Nodes) =/= []
-    ],
-    Asymmetric = [
-        {N, P}
-        || {N, {View, _}} <- maps:to_list(Views), P <- View,
-           not lists:member(N, element(1, maps:get(P, Views, {[], []})))
-    ],
-    Reached = reach([hd(Nodes)], Views, []),
-    if
-        Bad =/= [] -> {false, {views, Bad}};
-        Asymmetric =/= [] -> {false, {asymmetric, Asymmetric}};
-        length(Reached) =/= length(Nodes) -> {false, {reached, Reached}};
-        true -> true
-    end.
-
-view(Node) ->
-    {ok, Active} = rpc(Node, ?M, active, []),
-    {lists:sort(Active), lists:sort(rpc(Node, partisan, nodes, []))}.
-
-reach([], _, Seen) ->
-    lists:sort(Seen);
-reach([N | Todo], Views, Seen) ->
-    case lists:member(N, Seen) of
-        true ->
-            reach(Todo, Views, Seen);
-        false ->
-            {View, _} = maps:get(N, Views, {[], []}),
-            reach(View ++ Todo, Views, [N | Seen])
-    end.
+    wait_until({overlay, Nodes}, fun() -> partisan_ct_support:hyparview_check(Nodes, Min, Max) end, 150, 200).

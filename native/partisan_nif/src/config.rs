@@ -205,6 +205,14 @@ pub fn decode_start_config(term: Term) -> NifResult<StartConfig> {
         )? as usize,
         io_threads: within(opt::<u64>(term, "io_threads", 1)?, 1, 64)? as usize,
         io_nice: within(opt::<i32>(term, "io_nice", 0)?, -20, 19)?,
+        broadcast_mods: opt::<Vec<Atom>>(term, "broadcast_mods", Vec::new())?
+            .into_iter()
+            .map(|m| atom_text(m.to_term(term.get_env())))
+            .collect::<NifResult<_>>()?,
+        plumtree: partisan_core::plumtree::Config {
+            lazy_tick: millis(within(opt(term, "lazy_tick_period", 1_000)?, 1, 1 << 32)?),
+            ..partisan_core::plumtree::Config::default()
+        },
     };
     Ok(StartConfig {
         engine,

@@ -14,6 +14,14 @@ use crate::in_place::{self, BeamFrame};
 
 rustler::atoms! {
     partisan_event, node_up, node_down, membership, left, auth_failed, dialer, acceptor,
+    broadcast,
+}
+
+/// A binary term holding a copy of `bytes`.
+fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
+    let mut b = rustler::types::binary::NewBinary::new(env, bytes.len());
+    b.as_mut_slice().copy_from_slice(bytes);
+    b.into()
 }
 
 thread_local! {
@@ -259,6 +267,22 @@ impl Handler for NifHandler {
                         &[auth_failed().encode(e), addr.encode(e), role.encode(e)],
                     )
                 }
+                // Names stay binaries: the Erlang side turns only known modules into atoms.
+                Event::Broadcast {
+                    module,
+                    root,
+                    id,
+                    data,
+                } => make_tuple(
+                    e,
+                    &[
+                        broadcast().encode(e),
+                        module.encode(e),
+                        root.encode(e),
+                        binary(e, id),
+                        binary(e, data),
+                    ],
+                ),
             };
             make_tuple(e, &[partisan_event().encode(e), ev])
         });

@@ -45,7 +45,7 @@ fn thread_cpu_ns() -> Option<u64> {
 
 rustler::atoms! {
     ok, error, undefined, atoms_created, atoms_refused, messages_refused, self_join, not_started, not_yet_connected, message_too_large,
-    unknown_channel, listen, busy, suspend, nosuspend, partisan_resume = "$partisan_resume", eaddrinuse, eaddrnotavail, eacces, einval, any_channel = "_",
+    unknown_channel, listen, busy, suspend, nosuspend, partisan_resume = "$partisan_resume", eaddrinuse, eaddrnotavail, eacces, einval, any_channel = "_", unknown_module,
 }
 
 /// The engine as a BEAM resource; freed (and its threads stopped) when the last term is gone.
@@ -218,6 +218,43 @@ fn members(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Term> {
         .map(|s| encode_node_spec(env, s))
         .collect::<NifResult<Vec<_>>>()?;
     Ok(terms.encode(env))
+}
+
+/// `broadcast(Engine, Module, Id, Data)`: broadcasts `Data` (a payload in external format)
+/// under `Id` (likewise) through the Plumtree handler `Module` (a binary);
+/// `{error, unknown_module}` if it is not one of `broadcast_mods`.
+#[rustler::nif]
+fn broadcast<'a>(
+    env: Env<'a>,
+    res: ResourceArc<EngineRes>,
+    module: Binary<'a>,
+    id: Binary<'a>,
+    data: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    let module = std::str::from_utf8(module.as_slice()).map_err(|_| Error::BadArg)?;
+    let id = Bytes::copy_from_slice(id.as_slice());
+    let data = Bytes::copy_from_slice(data.as_slice());
+    Ok(if res.engine.broadcast(module, id, data) {
+        ok().encode(env)
+    } else {
+        error_tuple(env, unknown_module())
+    })
+}
+
+/// `broadcast_peers(Engine, Module, Root)`: `{Eager, Lazy}`, the peers of `Root`'s tree for
+/// `Module` as binaries (both empty for an unknown module).
+#[rustler::nif]
+fn broadcast_peers<'a>(
+    env: Env<'a>,
+    res: ResourceArc<EngineRes>,
+    module: Binary<'a>,
+    root: Binary<'a>,
+) -> NifResult<Term<'a>> {
+    let module = std::str::from_utf8(module.as_slice()).map_err(|_| Error::BadArg)?;
+    let root = std::str::from_utf8(root.as_slice()).map_err(|_| Error::BadArg)?;
+    let (eager, lazy) = res.engine.broadcast_peers(module, root).unwrap_or_default();
+    let names = |v: Vec<Arc<str>>| -> Vec<Term> { v.iter().map(|n| (**n).encode(env)).collect() };
+    Ok((names(eager), names(lazy)).encode(env))
 }
 
 /// `{Active, Passive}`: the HyParView views as binaries (passive nodes are not members, so

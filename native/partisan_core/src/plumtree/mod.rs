@@ -163,6 +163,14 @@ where
         }
     }
 
+    /// The lazy peers of `root`'s tree (none for a root not seen yet).
+    pub fn lazy(&self, root: &P) -> BTreeSet<P> {
+        self.trees
+            .get(root)
+            .map(|t| t.lazy.clone())
+            .unwrap_or_default()
+    }
+
     /// Whether the message was received (or broadcast) here and is still remembered.
     pub fn has(&self, id: &I) -> bool {
         self.seen.contains_key(id)

@@ -61,6 +61,10 @@ pub struct Config {
     pub io_threads: usize,
     /// Nice value of the I/O threads (-20..19; 0 = unchanged).
     pub io_nice: i32,
+    /// The Plumtree handler modules (`broadcast_mods`): one broadcast tree per root and module.
+    pub broadcast_mods: Vec<String>,
+    /// Plumtree's timing and id cache (`lazy_tick_period`).
+    pub plumtree: crate::plumtree::Config,
 }
 
 impl Config {
@@ -89,6 +93,8 @@ impl Config {
             send_queue_limit: DEFAULT_SEND_QUEUE_LIMIT,
             io_threads: 1,
             io_nice: 0,
+            broadcast_mods: Vec::new(),
+            plumtree: crate::plumtree::Config::default(),
         }
     }
 }

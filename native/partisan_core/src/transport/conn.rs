@@ -565,6 +565,7 @@ fn handle_frame(driver: &Arc<Driver>, conn: &Conn, frame: Frame) -> Result<(), W
         FrameKind::Pong => {}
         FrameKind::Gossip => driver.gossip(conn, State::decode(&frame.body)?),
         FrameKind::Overlay => driver.overlay(conn, frame.body),
+        FrameKind::Broadcast => driver.broadcast_received(conn, &frame.body)?,
         FrameKind::Hello
         | FrameKind::HelloAck
         | FrameKind::AuthInit

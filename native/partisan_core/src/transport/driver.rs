@@ -15,6 +15,7 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::{mpsc, watch, Notify};
 
+use super::broadcast::{Broadcasts, Out};
 use super::close::CloseReason;
 use super::config::Config;
 use super::pacer::Interactive;
@@ -23,7 +24,7 @@ use super::stats::Stats;
 use super::{Event, Handler, Origin};
 use crate::control::{Action, ConnId, Input, Node, Settings, SlotKey};
 use crate::membership::{NodeSpec, State};
-use crate::wire::{encode_frame, AckStatus, FrameKind, Hello, HelloAck, CAPABILITIES};
+use crate::wire::{encode_frame, AckStatus, FrameKind, Hello, HelloAck, WireError, CAPABILITIES};
 
 /// A dial the core asked for, carried out by the connection tasks.
 pub(crate) struct DialRequest {
@@ -36,6 +37,8 @@ struct Core {
     node: Node,
     /// Connections the core may name in its actions.
     conns: HashMap<ConnId, Arc<Conn>>,
+    /// Plumtree, over the peers the node reports up.
+    broadcasts: Broadcasts,
 }
 
 /// The state shared by the engine handle and its tasks.
@@ -83,6 +86,12 @@ impl Driver {
             now,
         );
         let local = node.local().clone();
+        let broadcasts = Broadcasts::new(
+            Arc::from(local.name.as_str()),
+            &cfg.broadcast_mods,
+            cfg.plumtree.clone(),
+            now,
+        );
         let (dials, requests) = mpsc::unbounded_channel();
         let driver = Driver {
             channel_ids: local
@@ -98,6 +107,7 @@ impl Driver {
             stats: Stats::default(),
             interactive: Interactive::default(),
             core: Mutex::new(Core {
+                broadcasts,
                 node,
                 conns: HashMap::new(),
             }),
@@ -294,7 +304,14 @@ impl Driver {
     pub async fn timer_loop(self: Arc<Driver>) {
         let mut shutdown = self.shutdown_signal();
         loop {
-            let due = self.core.lock().node.poll_timeout();
+            let due = {
+                let core = self.core.lock();
+                let b = core.broadcasts.poll_timeout();
+                match (core.node.poll_timeout(), b) {
+                    (Some(n), Some(b)) => Some(n.min(b)),
+                    (n, b) => n.or(b),
+                }
+            };
             let sleep = async {
                 match due {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -304,7 +321,9 @@ impl Driver {
             tokio::select! {
                 _ = sleep => {
                     let mut core = self.core.lock();
-                    core.node.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    core.node.handle_timeout(now);
+                    core.broadcasts.handle_timeout(now);
                     self.carry_out(&mut core);
                 }
                 _ = self.timer.notified() => {}
@@ -369,12 +388,14 @@ impl Driver {
                     if let Some(p) = self.route(&peer) {
                         p.set_up_life(Some(generation));
                     }
+                    core.broadcasts.neighbour(&peer, true, Instant::now());
                     self.handler.event(Event::NodeUp(peer));
                 }
                 Action::Down { peer, reason } => {
                     if let Some(p) = self.route(&peer) {
                         p.set_up_life(None);
                     }
+                    core.broadcasts.neighbour(&peer, false, Instant::now());
                     self.handler.event(Event::NodeDown(peer, reason));
                 }
                 Action::Overlay { conn, body } => {
@@ -391,7 +412,65 @@ impl Driver {
                 }
             }
         }
+        self.carry_out_broadcasts(core);
         self.timer.notify_one();
+    }
+
+    /// Sends what the Plumtree cores ask on the peers' control connections and hands new
+    /// payloads to the handler. A peer that is gone by now simply misses the message (the tree
+    /// repairs itself: the peer is no longer a neighbour).
+    fn carry_out_broadcasts(&self, core: &mut Core) {
+        let control = core.node.control_channel();
+        for out in core.broadcasts.poll() {
+            match out {
+                Out::Send(peer, body) => {
+                    let conn = self
+                        .route(&peer)
+                        .and_then(|p| p.all_conns().into_iter().find(|c| c.channel == control));
+                    if let Some(c) = conn {
+                        c.enqueue(encode_frame(FrameKind::Broadcast, &body));
+                    }
+                }
+                Out::Deliver {
+                    module,
+                    root,
+                    id,
+                    data,
+                } => self.handler.event(Event::Broadcast {
+                    module,
+                    root,
+                    id,
+                    data,
+                }),
+            }
+        }
+    }
+
+    /// A Plumtree message arrived on `conn` (from its authenticated peer). A malformed one
+    /// closes the connection; one for a module this node has no handler for is counted.
+    pub fn broadcast_received(&self, conn: &Conn, body: &[u8]) -> Result<(), WireError> {
+        let mut core = self.core.lock();
+        let from = Arc::from(conn.origin.node.as_ref());
+        if !core.broadcasts.received(&from, body, Instant::now())? {
+            self.stats.count_unknown_broadcast();
+        }
+        self.carry_out_broadcasts(&mut core);
+        self.timer.notify_one();
+        Ok(())
+    }
+
+    /// Broadcasts a message of handler `module` from this node; false for an unknown module.
+    pub fn broadcast(&self, module: &str, id: Bytes, data: Bytes) -> bool {
+        let mut core = self.core.lock();
+        let known = core.broadcasts.broadcast(module, id, data, Instant::now());
+        self.carry_out_broadcasts(&mut core);
+        self.timer.notify_one();
+        known
+    }
+
+    /// The eager and lazy peers of `root`'s tree for `module`.
+    pub fn broadcast_peers(&self, module: &str, root: &str) -> Option<super::broadcast::TreePeers> {
+        self.core.lock().broadcasts.peers(module, root)
     }
 
     /// A peer at `addr` did not prove the cluster's secret (`as_dialer`: the node we dialed).

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::runtime::Runtime;
 
@@ -236,6 +237,17 @@ impl Engine {
     /// Live members, including this node, sorted by name.
     pub fn members(&self) -> Vec<NodeSpec> {
         self.driver.with_node(|n| n.members())
+    }
+
+    /// Broadcasts a message of the Plumtree handler `module` (its id and payload are opaque
+    /// bytes); false if `module` is not one of the configured `broadcast_mods`.
+    pub fn broadcast(&self, module: &str, id: Bytes, data: Bytes) -> bool {
+        self.driver.broadcast(module, id, data)
+    }
+
+    /// The eager and the lazy peers of `root`'s broadcast tree for `module`.
+    pub fn broadcast_peers(&self, module: &str, root: &str) -> Option<super::broadcast::TreePeers> {
+        self.driver.broadcast_peers(module, root)
     }
 
     /// HyParView's active and passive views (empty for other memberships).

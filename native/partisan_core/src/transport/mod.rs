@@ -9,6 +9,7 @@
 //! No Erlang types appear here: received messages and cluster events go to a [`Handler`], which
 //! the NIF implements by sending straight to Erlang processes from the I/O threads.
 
+mod broadcast;
 mod close;
 mod coalesce;
 mod config;
@@ -120,6 +121,17 @@ pub enum Event {
         addr: Option<std::net::SocketAddr>,
         /// Whether this node was the dialer.
         as_dialer: bool,
+    },
+    /// A Plumtree broadcast reached this node for the first time: for the handler `module`.
+    Broadcast {
+        /// The handler module (one of the configured `broadcast_mods`).
+        module: Arc<str>,
+        /// The node that broadcast it.
+        root: Arc<str>,
+        /// The message id, in external term format.
+        id: bytes::Bytes,
+        /// The payload, in external term format.
+        data: bytes::Bytes,
     },
 }
 

@@ -49,6 +49,8 @@ pub struct Stats {
     pub busy_refusals: AtomicU64,
     /// Sends written to the socket on the caller's thread instead of by the writer task.
     pub written_directly: AtomicU64,
+    /// Plumtree messages dropped: for a handler module this node does not have.
+    pub dropped_unknown_broadcast: AtomicU64,
     /// Closed connections by reason (`CloseReason as usize - 1`).
     pub closed_by: [AtomicU64; CloseReason::ALL.len()],
     /// Hellos this node refused as the acceptor, by status (see `REFUSALS`).
@@ -85,6 +87,11 @@ impl Stats {
         Stats::incr(&self.closed_by[why as usize - 1]);
     }
 
+    /// A Plumtree message for a module this node has no handler for.
+    pub fn count_unknown_broadcast(&self) {
+        Stats::incr(&self.dropped_unknown_broadcast);
+    }
+
     /// Reads every counter into (name, value) pairs, ending with one per close reason.
     pub fn snapshot(&self) -> StatsSnapshot {
         let c = |a: &AtomicU64| a.load(Relaxed);
@@ -109,6 +116,10 @@ impl Stats {
             ("senders_suspended", c(&self.senders_suspended)),
             ("busy_refusals", c(&self.busy_refusals)),
             ("written_directly", c(&self.written_directly)),
+            (
+                "dropped_unknown_broadcast",
+                c(&self.dropped_unknown_broadcast),
+            ),
         ];
         for why in CloseReason::ALL {
             counters.push((why.counter(), c(&self.closed_by[why as usize - 1])));

@@ -21,6 +21,8 @@ pub enum FrameKind {
     Gossip = 4,
     /// A HyParView message (see `docs/wire.md`), on the control channel.
     Overlay = 5,
+    /// A Plumtree message (see `docs/wire.md`), on the control channel.
+    Broadcast = 6,
     /// Handshake request (first frame from the dialer).
     Hello = 16,
     /// Handshake answer (first frame from the acceptor).
@@ -42,6 +44,7 @@ impl FrameKind {
             3 => FrameKind::Pong,
             4 => FrameKind::Gossip,
             5 => FrameKind::Overlay,
+            6 => FrameKind::Broadcast,
             16 => FrameKind::Hello,
             17 => FrameKind::HelloAck,
             18 => FrameKind::AuthInit,

@@ -1,0 +1,271 @@
+%% -----------------------------------------------------------------------------
+%% @doc Plumtree broadcast (epidemic broadcast trees) for the handler modules
+%% of the `broadcast_mods' option (see {@link partisan_plumtree_broadcast_handler}).
+%%
+%% The trees, the message ids, the payload cache and the lazy queues live in
+%% the engine (native, one tree per root and per handler module, over the
+%% nodes that are up: every member with the full mesh, the neighbours with
+%% HyParView). {@link broadcast/2} calls the handler's `broadcast_data/1' in
+%% the caller and hands the id and payload to the engine. This process owns
+%% the handlers' side: it calls `merge/2' for every payload that reaches the
+%% node for the first time (a crashing handler is logged and the broadcast
+%% goes on), and runs the anti-entropy exchanges: every `exchange_tick_period'
+%% it asks handlers with no exchange running to `exchange/1' with a random
+%% peer, at most `broadcast_start_exchange_limit' at once.
+%% @end
+%% -----------------------------------------------------------------------------
+-module(partisan_plumtree_broadcast).
+
+-behaviour(gen_server).
+
+-include_lib("kernel/include/logger.hrl").
+
+-export([start_link/0]).
+-export([broadcast/2]).
+-export([broadcast_members/0, broadcast_members/1]).
+-export([exchanges/0, exchanges/1, cancel_exchanges/1]).
+-export([get_peers/1, get_peers/2]).
+-export([deliver/4]).
+
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
+
+-type exchange() :: {module(), node(), reference(), pid()}.
+-type selector() :: all | {peer, node()} | {mod, module()} | reference() | pid().
+
+-export_type([exchange/0, selector/0]).
+
+-record(state, {
+    mods :: [module()],
+    exchanges = [] :: [exchange()]
+}).
+
+-define(SERVER, ?MODULE).
+
+
+%% =============================================================================
+%% API
+%% =============================================================================
+
+
+%% @private
+-spec start_link() -> {ok, pid()} | ignore | {error, term()}.
+start_link() ->
+    gen_server:start_link({local, ?SERVER}, ?MODULE, [], []).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Broadcasts `Broadcast' to every node through handler `Mod' (one of
+%% `broadcast_mods'): `Mod:broadcast_data(Broadcast)' names the id and the
+%% payload. Fails with `badarg' for a module that is not a handler.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec broadcast(any(), module()) -> ok.
+broadcast(Broadcast, Mod) when is_atom(Mod) ->
+    lists:member(Mod, partisan_config:get(broadcast_mods))
+        orelse erlang:error(badarg, [Broadcast, Mod]),
+    {MessageId, Payload} = Mod:broadcast_data(Broadcast),
+    Engine = partisan_nif:engine(),
+    case partisan_nif:broadcast(
+        Engine, atom_to_binary(Mod, utf8), term_to_binary(MessageId),
+        term_to_binary(Payload)
+    ) of
+        ok -> ok;
+        {error, unknown_module} -> erlang:error(badarg, [Broadcast, Mod])
+    end.
+
+
+%% @doc The nodes broadcasts go to from here, this node included.
+-spec broadcast_members() -> ordsets:ordset(node()).
+broadcast_members() ->
+    ordsets:from_list([partisan:node() | partisan:nodes()]).
+
+
+%% @doc As {@link broadcast_members/0}; the timeout is accepted for Partisan 5
+%% compatibility (the answer is local).
+-spec broadcast_members(infinity | pos_integer()) -> ordsets:ordset(node()).
+broadcast_members(_Timeout) ->
+    broadcast_members().
+
+
+%% @doc The exchanges running on this node.
+-spec exchanges() -> {ok, [exchange()]}.
+exchanges() ->
+    gen_server:call(?SERVER, exchanges, infinity).
+
+
+%% @doc The exchanges running on `Node' (asked through our transport).
+-spec exchanges(node()) -> {ok, [exchange()]} | {error, term()}.
+exchanges(Node) ->
+    case Node =:= partisan:node() of
+        true ->
+            exchanges();
+        false ->
+            case partisan_rpc:call(Node, ?MODULE, exchanges, [], 5000) of
+                {badrpc, Reason} -> {error, Reason};
+                Result -> Result
+            end
+    end.
+
+
+%% @doc Stops the exchanges `Selector' names; returns them.
+-spec cancel_exchanges(selector()) -> [exchange()].
+cancel_exchanges(Selector) ->
+    gen_server:call(?SERVER, {cancel_exchanges, Selector}, infinity).
+
+
+%% @doc The eager and the lazy peers of `Root''s tree, for every handler.
+-spec get_peers(node()) -> [{module(), {[node()], [node()]}}].
+get_peers(Root) ->
+    [{Mod, get_peers(Root, Mod)} || Mod <- partisan_config:get(broadcast_mods)].
+
+
+%% @doc The eager and the lazy peers of `Root''s tree for handler `Mod'.
+-spec get_peers(node(), module()) -> {[node()], [node()]}.
+get_peers(Root, Mod) ->
+    {Eager, Lazy} = partisan_nif:broadcast_peers(
+        partisan_nif:engine(), atom_to_binary(Mod, utf8), atom_to_binary(Root, utf8)
+    ),
+    %% Tree peers are neighbours, hence members: their atoms exist.
+    Atoms = fun(Names) -> [binary_to_atom(N, utf8) || N <- Names] end,
+    {Atoms(Eager), Atoms(Lazy)}.
+
+
+%% @private
+%% A payload the engine received for the first time (the manager passes the
+%% engine's event on).
+-spec deliver(binary(), binary(), binary(), binary()) -> ok.
+deliver(Mod, Root, Id, Data) ->
+    gen_server:cast(?SERVER, {deliver, Mod, Root, Id, Data}).
+
+
+%% =============================================================================
+%% GEN_SERVER CALLBACKS
+%% =============================================================================
+
+
+%% @private
+init([]) ->
+    Mods = partisan_config:get(broadcast_mods),
+    _ = [code:ensure_loaded(M) || M <- Mods],
+    schedule_exchange_tick(),
+    {ok, #state{mods = Mods}}.
+
+
+%% @private
+handle_call(exchanges, _From, State) ->
+    {reply, {ok, State#state.exchanges}, State};
+
+handle_call({cancel_exchanges, Selector}, _From, State) ->
+    {Cancel, Keep} = lists:partition(
+        fun(E) -> selected(Selector, E) end, State#state.exchanges
+    ),
+    _ = [begin demonitor(Ref, [flush]), exit(Pid, cancel) end
+         || {_, _, Ref, Pid} <- Cancel],
+    {reply, Cancel, State#state{exchanges = Keep}};
+
+handle_call(_, _From, State) ->
+    {reply, {error, unknown_call}, State}.
+
+
+%% @private
+handle_cast({deliver, ModBin, _Root, Id, Data}, State) ->
+    %% Only modules of broadcast_mods are delivered, so the atom exists.
+    Mod = binary_to_existing_atom(ModBin, utf8),
+    try
+        Mod:merge(binary_to_term(Id), binary_to_term(Data))
+    catch
+        Class:Reason:Stack ->
+            ?LOG_ERROR(#{
+                description => "broadcast handler failed to merge",
+                handler => Mod, class => Class, reason => Reason,
+                stacktrace => Stack
+            })
+    end,
+    {noreply, State};
+
+handle_cast(_, State) ->
+    {noreply, State}.
+
+
+%% @private
+handle_info(exchange_tick, State) ->
+    schedule_exchange_tick(),
+    {noreply, start_exchanges(State)};
+
+handle_info({'DOWN', Ref, process, _, _}, #state{exchanges = Exchanges} = State) ->
+    {noreply, State#state{exchanges = lists:keydelete(Ref, 3, Exchanges)}};
+
+handle_info(_, State) ->
+    {noreply, State}.
+
+
+%% =============================================================================
+%% PRIVATE
+%% =============================================================================
+
+
+schedule_exchange_tick() ->
+    erlang:send_after(partisan_config:get(exchange_tick_period), self(), exchange_tick).
+
+
+%% One exchange per handler at a time, each with a random peer that is up, and
+%% at most `broadcast_start_exchange_limit' at once (by default one per
+%% handler, as in Partisan 5). Handlers are tried in random order, and one that
+%% starts no exchange (`ok', `ignore') leaves the room to the next.
+start_exchanges(#state{mods = Mods, exchanges = Running} = State) ->
+    Limit = case partisan_config:get(broadcast_start_exchange_limit) of
+        undefined -> length(Mods);
+        N -> N
+    end,
+    Busy = [M || {M, _, _, _} <- Running],
+    Idle = shuffle([M || M <- Mods, not lists:member(M, Busy)]),
+    case partisan:nodes() of
+        [] ->
+            State;
+        Peers ->
+            Started = start_some(Idle, Peers, max(0, Limit - length(Running)), []),
+            State#state{exchanges = Started ++ Running}
+    end.
+
+
+start_some(_, _, 0, Acc) ->
+    Acc;
+start_some([], _, _, Acc) ->
+    Acc;
+start_some([Mod | Rest], Peers, Room, Acc) ->
+    case exchange(Mod, pick(Peers)) of
+        {true, E} -> start_some(Rest, Peers, Room - 1, [E | Acc]);
+        false -> start_some(Rest, Peers, Room, Acc)
+    end.
+
+
+shuffle(List) ->
+    [X || {_, X} <- lists:sort([{rand:uniform(), X} || X <- List])].
+
+
+exchange(Mod, Peer) ->
+    try Mod:exchange(Peer) of
+        {ok, Pid} when is_pid(Pid) ->
+            {true, {Mod, Peer, monitor(process, Pid), Pid}};
+        _ ->
+            false
+    catch
+        Class:Reason ->
+            ?LOG_ERROR(#{
+                description => "broadcast handler failed to start an exchange",
+                handler => Mod, peer => Peer, class => Class, reason => Reason
+            }),
+            false
+    end.
+
+
+pick(List) ->
+    lists:nth(rand:uniform(length(List)), List).
+
+
+selected(all, _) -> true;
+selected({peer, Node}, {_, Node, _, _}) -> true;
+selected({mod, Mod}, {Mod, _, _, _}) -> true;
+selected(Ref, {_, _, Ref, _}) when is_reference(Ref) -> true;
+selected(Pid, {_, _, _, Pid}) when is_pid(Pid) -> true;
+selected(_, _) -> false.
