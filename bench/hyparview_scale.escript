@@ -27,6 +27,7 @@ main(Args) ->
     Ebin = filename:join([Root, "_build", "default", "lib", "partisan", "ebin"]),
     _ = os:cmd("epmd -daemon"),
     {ok, _} = net_kernel:start([list_to_atom("scale_" ++ os:getpid() ++ "@127.0.0.1"), longnames]),
+    true = code:add_patha(Ebin),
     Kv = compile_kv(Root),
     T0 = now_ms(),
     Peers = pmap(fun(I) -> start_peer(I, Ebin, Kv) end, lists:seq(1, N)),

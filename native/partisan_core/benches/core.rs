@@ -221,12 +221,86 @@ fn hyparview(c: &mut Criterion) {
     g.finish();
 }
 
+/// A Plumtree node with six neighbours: a new payload (delivered, pushed to five eager peers,
+/// queued for the lazy one), a duplicate (pruned), and the lazy tick's flush.
+fn plumtree(c: &mut Criterion) {
+    use partisan_core::plumtree::{Config, Input, Message, Plumtree};
+    let now = std::time::Instant::now();
+    let node = || {
+        let mut pt: Plumtree<u32, u64, Vec<u8>> = Plumtree::new(0, Config::default(), now);
+        for p in 1..=6u32 {
+            pt.handle(Input::NeighborUp(p), now);
+        }
+        // One duplicate from peer 6 makes it lazy for root 9.
+        for (from, id) in [(1, 1u64), (6, 1)] {
+            let msg = Message::Gossip {
+                root: 9,
+                id,
+                data: vec![0; 64],
+                round: 1,
+            };
+            pt.handle(Input::Received(from, msg), now);
+        }
+        while pt.poll_action().is_some() {}
+        pt
+    };
+    let gossip = |id: u64| Message::Gossip {
+        root: 9u32,
+        id,
+        data: vec![0u8; 64],
+        round: 2,
+    };
+    let mut g = c.benchmark_group("plumtree");
+    g.bench_function("new_payload", |b| {
+        b.iter_batched(
+            node,
+            |mut pt| {
+                pt.handle(Input::Received(1, gossip(2)), now);
+                while pt.poll_action().is_some() {}
+                pt
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("duplicate_pruned", |b| {
+        b.iter_batched(
+            node,
+            |mut pt| {
+                pt.handle(Input::Received(2, gossip(1)), now);
+                while pt.poll_action().is_some() {}
+                pt
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("lazy_tick_of_100_ids", |b| {
+        b.iter_batched(
+            || {
+                let mut pt = node();
+                for id in 10..110 {
+                    pt.handle(Input::Received(1, gossip(id)), now);
+                }
+                while pt.poll_action().is_some() {}
+                pt
+            },
+            |mut pt| {
+                pt.handle_timeout(now + std::time::Duration::from_secs(2));
+                while pt.poll_action().is_some() {}
+                pt
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     frames,
     coalescing,
     membership,
     pid_rewrite,
-    hyparview
+    hyparview,
+    plumtree
 );
 criterion_main!(benches);
