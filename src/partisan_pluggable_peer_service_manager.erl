@@ -411,6 +411,19 @@ handle_info({partisan_event, {atoms_refused, Node, Info}}, State) ->
     }),
     {noreply, State};
 
+handle_info({partisan_event, {role_refused, Peer, Theirs}}, State) ->
+    %% A refused join is dropped at once, so this comes once per join.
+    logger:warning(#{
+        description =>
+            "A join was refused: client-server tags do not allow this "
+            "connection (clients connect only to servers; untagged nodes only "
+            "to untagged ones)",
+        peer => Peer,
+        our_tag => partisan_config:get(tag),
+        their_tag => Theirs
+    }),
+    {noreply, State};
+
 handle_info({partisan_event, {auth_failed, Addr, Role}}, State) ->
     Now = erlang:monotonic_time(millisecond),
     Unlogged = State#state.auth_unlogged + 1,
@@ -515,6 +528,9 @@ engine_config() ->
 %% membership rules: explicit joins only, or HyParView's active view.
 membership_config(partisan_static_peer_service_manager) ->
     #{static_membership => true};
+
+membership_config(partisan_client_server_peer_service_manager) ->
+    #{client_server => partisan_config:get(tag)};
 
 membership_config(partisan_hyparview_peer_service_manager) ->
     #{hyparview => partisan_config:get(hyparview)};

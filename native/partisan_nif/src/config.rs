@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use partisan_core::control::Membership;
+use partisan_core::control::{Membership, Role};
 use partisan_core::hyparview;
 use partisan_core::membership::{ChannelSpec, Compression, NodeSpec};
 use partisan_core::transport::{
@@ -63,6 +63,16 @@ fn decode_membership(term: Term<'_>) -> NifResult<Membership> {
             return Err(Error::BadArg);
         }
         return Ok(Membership::HyParView(cfg));
+    }
+    let k = Atom::from_str(term.get_env(), "client_server")?;
+    if let Ok(tag) = term.map_get(k) {
+        let role = match atom_text(tag)?.as_str() {
+            "client" => Role::Client,
+            "server" => Role::Server,
+            "undefined" => Role::Undefined,
+            _ => return Err(Error::BadArg),
+        };
+        return Ok(Membership::ClientServer(role));
     }
     Ok(if opt(term, "static_membership", false)? {
         Membership::Static

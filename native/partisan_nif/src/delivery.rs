@@ -14,7 +14,7 @@ use crate::in_place::{self, BeamFrame};
 
 rustler::atoms! {
     partisan_event, node_up, node_down, membership, left, auth_failed, dialer, acceptor,
-    broadcast,
+    broadcast, role_refused, client, server, undefined,
 }
 
 /// A binary term holding a copy of `bytes`.
@@ -265,6 +265,18 @@ impl Handler for NifHandler {
                     make_tuple(
                         e,
                         &[auth_failed().encode(e), addr.encode(e), role.encode(e)],
+                    )
+                }
+                Event::RoleRefused { peer, theirs } => {
+                    let tag = match theirs {
+                        partisan_core::control::Role::Client => client(),
+                        partisan_core::control::Role::Server => server(),
+                        partisan_core::control::Role::Undefined => undefined(),
+                    };
+                    // The peer is no member: its name stays a binary.
+                    make_tuple(
+                        e,
+                        &[role_refused().encode(e), (**peer).encode(e), tag.encode(e)],
                     )
                 }
                 // Names stay binaries: the Erlang side turns only known modules into atoms.

@@ -26,7 +26,7 @@ mod reason;
 
 pub use liveness::{Liveness, PingConfig, Verdict};
 pub use node::{
-    normalise_channels, Action, Admission, Input, Membership, Node, PeerView, Settings,
+    normalise_channels, Action, Admission, Input, Membership, Node, PeerView, Role, Settings,
     DEFAULT_GOSSIP_FANOUT, DEFAULT_MAX_MEMBERS,
 };
 pub use reason::CloseReason;

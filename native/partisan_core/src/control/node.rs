@@ -66,6 +66,54 @@ pub enum Membership {
     /// a few neighbours each, found by random walks and shuffles, repaired from the passive
     /// view when one fails.
     HyParView(hyparview::Config),
+    /// Static membership between clients and servers
+    /// (`partisan_client_server_peer_service_manager`): as `Static`, and a node joins or admits
+    /// another only if [`Role::accepts`] says the two roles may be connected.
+    ClientServer(Role),
+}
+
+/// A node's part in a client-server cluster (Partisan's `tag`), announced in the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// No tag: such nodes connect only to each other.
+    #[default]
+    Undefined,
+    /// Connects to servers only.
+    Client,
+    /// Connects to servers and clients.
+    Server,
+}
+
+impl Role {
+    /// The role bits of a hello's `capabilities` (bits 0 and 1; see `docs/wire.md`).
+    pub fn from_capabilities(bits: u32) -> Role {
+        match bits & 3 {
+            1 => Role::Client,
+            2 => Role::Server,
+            _ => Role::Undefined,
+        }
+    }
+
+    /// The role as `capabilities` bits.
+    pub fn capabilities(self) -> u32 {
+        match self {
+            Role::Undefined => 0,
+            Role::Client => 1,
+            Role::Server => 2,
+        }
+    }
+
+    /// Partisan 5's accept matrix: servers take anybody tagged, clients only servers, and
+    /// untagged nodes only untagged ones (Partisan 5 crashes on the combinations it lacks;
+    /// here they are refused).
+    pub fn accepts(self, theirs: Role) -> bool {
+        matches!(
+            (self, theirs),
+            (Role::Server, Role::Server | Role::Client)
+                | (Role::Client, Role::Server)
+                | (Role::Undefined, Role::Undefined)
+        )
+    }
 }
 
 /// Something the state machine asks of its driver, in the order it is to be carried out.
@@ -545,10 +593,7 @@ impl Node {
                     self.refused_members += 1;
                 }
             }
-            if self.membership == Membership::Static
-                && !self.state.is_member(&spec.name)
-                && self.has_room(&spec.name)
-            {
+            if self.is_static() && !self.state.is_member(&spec.name) && self.has_room(&spec.name) {
                 // A node that joined this one is a member of it.
                 self.state.add(spec.clone(), incarnation);
                 self.state_changed();
@@ -620,10 +665,7 @@ impl Node {
         }
         self.pending.insert(spec.name.clone(), spec.clone());
         self.targets = None;
-        if self.membership == Membership::Static
-            && !self.state.is_member(&spec.name)
-            && self.has_room(&spec.name)
-        {
+        if self.is_static() && !self.state.is_member(&spec.name) && self.has_room(&spec.name) {
             self.state.add(spec.clone(), 0);
             self.state_changed();
         }
@@ -774,6 +816,31 @@ impl Node {
             self.refused_members += 1;
         }
         room
+    }
+
+    /// Whether members are only the nodes joined and the nodes that joined (no gossip).
+    fn is_static(&self) -> bool {
+        matches!(
+            self.membership,
+            Membership::Static | Membership::ClientServer(_)
+        )
+    }
+
+    /// Whether this node may be connected to a node of role `theirs`: always, but in a
+    /// client-server cluster (see [`Role::accepts`]).
+    pub fn accepts_role(&self, theirs: Role) -> bool {
+        match self.membership {
+            Membership::ClientServer(ours) => ours.accepts(theirs),
+            _ => true,
+        }
+    }
+
+    /// This node's role in a client-server cluster (`Undefined` otherwise).
+    pub fn role(&self) -> Role {
+        match self.membership {
+            Membership::ClientServer(r) => r,
+            _ => Role::Undefined,
+        }
     }
 
     /// Nodes left out of the membership because it held `max_members` already.
@@ -1243,6 +1310,28 @@ mod tests {
             },
             now,
         )
+    }
+
+    #[test]
+    fn the_client_server_matrix_and_its_wire_bits() {
+        use Role::*;
+        let allowed: Vec<(Role, Role)> = [Undefined, Client, Server]
+            .into_iter()
+            .flat_map(|a| [Undefined, Client, Server].map(|b| (a, b)))
+            .filter(|(a, b)| a.accepts(*b))
+            .collect();
+        assert_eq!(
+            allowed,
+            vec![
+                (Undefined, Undefined),
+                (Client, Server),
+                (Server, Client),
+                (Server, Server)
+            ]
+        );
+        for r in [Undefined, Client, Server] {
+            assert_eq!(Role::from_capabilities(r.capabilities() | 0x100), r);
+        }
     }
 
     #[test]

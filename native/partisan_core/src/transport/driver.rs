@@ -22,7 +22,7 @@ use super::pacer::Interactive;
 use super::peer::{Conn, Peer};
 use super::stats::Stats;
 use super::{Event, Handler, Origin};
-use crate::control::{Action, ConnId, Input, Node, Settings, SlotKey};
+use crate::control::{Action, Admission, ConnId, Input, Node, Role, Settings, SlotKey};
 use crate::membership::{NodeSpec, State};
 use crate::wire::{encode_frame, AckStatus, FrameKind, Hello, HelloAck, WireError, CAPABILITIES};
 
@@ -57,6 +57,8 @@ pub(crate) struct Driver {
     timer: Notify,
     shutdown: watch::Sender<bool>,
     next_conn: AtomicU64,
+    /// This node's client-server role (fixed at start).
+    role: Role,
 }
 
 impl Driver {
@@ -116,6 +118,10 @@ impl Driver {
             timer: Notify::new(),
             shutdown: watch::channel(false).0,
             next_conn: AtomicU64::new(1),
+            role: match cfg.membership {
+                crate::control::Membership::ClientServer(r) => r,
+                _ => Role::Undefined,
+            },
             cfg,
         };
         (Arc::new(driver), requests)
@@ -202,14 +208,26 @@ impl Driver {
         if let Some(c) = &conn {
             core.conns.insert(id, c.clone());
         }
-        let admission = core.node.admit(
-            id,
-            &hello.spec,
-            hello.incarnation,
-            &hello.channel,
-            hello.index,
-            Instant::now(),
-        );
+        let theirs = Role::from_capabilities(hello.capabilities);
+        let admission = if core.node.accepts_role(theirs) {
+            core.node.admit(
+                id,
+                &hello.spec,
+                hello.incarnation,
+                &hello.channel,
+                hello.index,
+                Instant::now(),
+            )
+        } else {
+            self.handler.event(Event::RoleRefused {
+                peer: Arc::from(hello.spec.name.as_str()),
+                theirs,
+            });
+            Admission {
+                status: AckStatus::Refused,
+                incarnation: core.node.incarnation(),
+            }
+        };
         let installed = admission.status == AckStatus::Accepted;
         if !installed {
             core.conns.remove(&id);
@@ -221,7 +239,7 @@ impl Driver {
             name: self.local_name.to_string(),
             incarnation: admission.incarnation,
             pids: self.cfg.pids.clone(),
-            capabilities: CAPABILITIES,
+            capabilities: self.capabilities(),
         };
         (ack, conn.filter(|_| installed))
     }
@@ -239,16 +257,29 @@ impl Driver {
         let conn = Arc::new(Conn::new(id, slot.channel, slot.index, origin));
         let mut core = self.core.lock();
         core.conns.insert(id, conn.clone());
-        let installed = core.node.dialed(
-            slot,
-            id,
-            &ack.name,
-            ack.status,
-            ack.incarnation,
-            Instant::now(),
-        );
+        let theirs = Role::from_capabilities(ack.capabilities);
+        // Both ends check the roles: the acceptor refuses, the dialer drops the join.
+        let refused = matches!(ack.status, AckStatus::Accepted | AckStatus::Refused)
+            && !core.node.accepts_role(theirs);
+        let status = if refused {
+            AckStatus::Refused
+        } else {
+            ack.status
+        };
+        let now = Instant::now();
+        let installed = core
+            .node
+            .dialed(slot, id, &ack.name, status, ack.incarnation, now);
         if !installed {
             core.conns.remove(&id);
+        }
+        if refused && ack.name == *slot.peer {
+            // Never a member: no redials (Partisan 5 keeps such a node pending for ever).
+            core.node.handle(Input::Leave(ack.name.clone()), now);
+            self.handler.event(Event::RoleRefused {
+                peer: slot.peer.clone(),
+                theirs,
+            });
         }
         self.carry_out(&mut core);
         installed.then_some(conn)
@@ -262,8 +293,13 @@ impl Driver {
             pids: self.cfg.pids.clone(),
             channel: self.local.channels[slot.channel].name.clone(),
             index: slot.index,
-            capabilities: CAPABILITIES,
+            capabilities: self.capabilities(),
         }
+    }
+
+    /// The feature bits of this node's handshakes: its client-server role.
+    fn capabilities(&self) -> u32 {
+        CAPABILITIES | self.role.capabilities()
     }
 
     fn origin(&self, node: &str, hello: &Hello) -> Origin {

@@ -122,6 +122,14 @@ pub enum Event {
         /// Whether this node was the dialer.
         as_dialer: bool,
     },
+    /// A handshake was refused because the two nodes' client-server roles may not be
+    /// connected (a client with a client, a tagged node with an untagged one).
+    RoleRefused {
+        /// The other node.
+        peer: Arc<str>,
+        /// Its role.
+        theirs: crate::control::Role,
+    },
     /// A Plumtree broadcast reached this node for the first time: for the handler `module`.
     Broadcast {
         /// The handler module (one of the configured `broadcast_mods`).
