@@ -483,9 +483,14 @@ impl Driver {
     }
 
     /// A Plumtree message arrived on `conn` (from its authenticated peer). A malformed one
-    /// closes the connection; one for a module this node has no handler for is counted.
+    /// closes the connection; one for a module this node has no handler for is counted. Like
+    /// gossip, broadcasts travel on the control channel only; elsewhere they are a protocol
+    /// error.
     pub fn broadcast_received(&self, conn: &Conn, body: &[u8]) -> Result<(), WireError> {
         let mut core = self.core.lock();
+        if conn.channel != core.node.control_channel() {
+            return Err(WireError::Invalid("broadcast off the control channel"));
+        }
         let from = Arc::from(conn.origin.node.as_ref());
         if !core.broadcasts.received(&from, body, Instant::now())? {
             self.stats.count_unknown_broadcast();
