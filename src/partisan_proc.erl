@@ -76,9 +76,9 @@ process_info(Process, Items) ->
 
 %% -----------------------------------------------------------------------------
 %% @doc Starts `Fun' on `Node' and returns the new process as a remote
-%% reference (Partisan 5's return value). If the node cannot be reached the
-%% reference names a local process that exits at once with `noconnection',
-%% so that a monitor or link on it says what Distributed Erlang would.
+%% reference (Partisan 5's return value). If the node cannot be reached (the
+%% reason is logged) the reference names a local process that has exited with
+%% `noconnection'.
 %% @end
 %% -----------------------------------------------------------------------------
 -spec spawn(node(), fun(() -> term())) -> partisan_remote_ref:p().
@@ -94,7 +94,11 @@ spawn(Node, Fun) ->
 -spec spawn(node(), module(), atom(), list()) -> partisan_remote_ref:p().
 
 spawn(Node, M, F, A) when is_atom(Node), is_atom(M), is_atom(F), is_list(A) ->
-    partisan_remote_ref:from_term(start(Node, erlang, spawn, [M, F, A]));
+    Pid = case start(Node, erlang, spawn, [M, F, A]) of
+        {ok, P} -> P;
+        error -> unreachable()
+    end,
+    partisan_remote_ref:from_term(Pid);
 
 spawn(Node, M, F, A) ->
     erlang:error(badarg, [Node, M, F, A]).
@@ -120,10 +124,21 @@ spawn_monitor(Node, Fun) ->
 -spec spawn_monitor(node(), module(), atom(), list()) -> {partisan_remote_ref:p(), term()}.
 
 spawn_monitor(Node, M, F, A) when is_atom(Node), is_atom(M), is_atom(F), is_list(A) ->
-    Pid = start(Node, erlang, spawn, [?MODULE, gated, [{M, F, A}]]),
-    Ref = partisan:monitor(process, Pid),
-    _ = partisan:forward_message(Pid, {?MODULE, go}),
-    {partisan_remote_ref:from_term(Pid), Ref};
+    case start(Node, erlang, spawn, [?MODULE, gated, [{M, F, A}]]) of
+        {ok, Pid} ->
+            %% The monitor is confirmed by the other node before the go-ahead.
+            Ref = partisan:monitor(process, Pid),
+            _ = partisan:forward_message(Pid, {?MODULE, go}),
+            {partisan_remote_ref:from_term(Pid), Ref};
+        error ->
+            %% As erlang:spawn_monitor/4 to a node out of reach: noconnection,
+            %% whatever the timing (a monitor on an exiting process could say
+            %% noproc).
+            Pid = unreachable(),
+            Ref = erlang:make_ref(),
+            erlang:self() ! {'DOWN', Ref, process, Pid, noconnection},
+            {partisan_remote_ref:from_term(Pid), Ref}
+    end;
 
 spawn_monitor(Node, M, F, A) ->
     erlang:error(badarg, [Node, M, F, A]).
@@ -208,16 +223,29 @@ on_home(Process, Local, Name, Extra) ->
     end.
 
 
-%% Starts a process on `Node' with `M:F(A)' (a spawn BIF): its pid, or a
-%% local process that exits with `noconnection' when the node is out of reach.
+%% Starts a process on `Node' with `M:F(A)' (a spawn BIF): `{ok, Pid}', or
+%% `error' (logged with its reason) when the node cannot be asked.
 start(Node, M, F, A) ->
     case Node =:= partisan:node() of
         true ->
-            erlang:apply(M, F, A);
+            {ok, erlang:apply(M, F, A)};
         false ->
             try partisan_erpc:call(Node, M, F, A, ?QUERY_TIMEOUT) of
-                Pid when is_pid(Pid) -> Pid
+                Pid when is_pid(Pid) -> {ok, Pid}
             catch
-                error:_ -> erlang:spawn(fun() -> erlang:exit(noconnection) end)
+                Class:Reason ->
+                    logger:warning(#{
+                        description => "could not start a process on another node",
+                        node => Node, class => Class, reason => Reason
+                    }),
+                    error
             end
     end.
+
+
+%% What a spawn on a node out of reach returns: a local process that has
+%% already exited with `noconnection' (so that a later monitor or link says
+%% `noproc', as for any dead process; spawn_monitor reports `noconnection').
+unreachable() ->
+    {Pid, MRef} = erlang:spawn_monitor(fun() -> erlang:exit(noconnection) end),
+    receive {'DOWN', MRef, process, Pid, _} -> Pid end.

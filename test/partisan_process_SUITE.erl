@@ -45,13 +45,15 @@ process_functions_across_nodes(Config) ->
           nowhere := noconnection, bounced := ok, left := true, cancelled := ok},
         Got
     ),
-    %% 50 processes that exit at once report their own reason. A known, not yet explained
-    %% fault of remote monitors by pid (also seen in partisan_monitor_SUITE) sometimes answers
-    %% noproc for a live process; it is logged here, not hidden.
+    %% 50 processes that exit at once report their own reason. The noproc seen here before
+    %% came from a spawn whose remote call failed: the stand-in process exited before the
+    %% monitor was made. Such a spawn now reports noconnection, and the node logs why the
+    %% call failed; it is logged here too, not hidden, until that cause is known.
     #{reasons := Reasons} = Got,
     ?assert(lists:member(bye, Reasons)),
-    ?assertEqual([], Reasons -- [bye, noproc]),
-    lists:member(noproc, Reasons) andalso ct:log("UNEXPECTED noproc for a gated process").
+    ?assertEqual([], Reasons -- [bye, noconnection]),
+    lists:member(noconnection, Reasons)
+        andalso ct:log("UNEXPECTED: a spawn on a connected node failed (see the node's log)").
 
 erpc_requests_and_multicall(Config) ->
     [A, B] = cluster(Config),
