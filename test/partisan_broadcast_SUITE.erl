@@ -89,9 +89,12 @@ a_node_that_was_down_catches_up_by_exchange(Config) ->
     ok = rpc(C, partisan_kv, start, []),
     ok = rpc(C, partisan_test_bcast, start, []),
     ok = partisan_ct_support:join(C, A),
+    %% Eventually consistent: an exchange with a node that has not yet had the
+    %% delete (a lazy link gets it after a tick and a graft) brings the old
+    %% value, and a later exchange the tombstone.
     ok = until_value(C, colour, {ok, green}),
     ok = until_value(C, size, {ok, 3}),
-    ?assertEqual(not_found, rpc(C, partisan_kv, get, [shape])),
+    ok = until_value(C, shape, not_found),
     ?assertEqual([colour, size], rpc(C, partisan_kv, keys, [])),
     ?assertMatch({ok, _}, rpc(C, partisan_plumtree_broadcast, exchanges, [])).
 
