@@ -120,6 +120,25 @@ defmodule PartisanTest do
     assert {:atoms, ^n, ^digest} = :erpc.call(b, Partisan.TestInspector, :verdict, [inspector])
   end
 
+  test "a `:gen_statem` module is called across nodes with Partisan.GenStatem", %{a: a, b: b} do
+    name = :"partisan_test_lock_#{System.unique_integer([:positive])}"
+
+    assert {:ok, _} =
+             :erpc.call(b, Partisan.GenStatem, :start, [{:local, name}, Partisan.TestLock, 42, []])
+
+    lock = {name, b}
+    assert :locked = :erpc.call(a, Partisan.GenStatem, :call, [lock, :state])
+    assert :wrong = :erpc.call(a, Partisan.GenStatem, :call, [lock, {:try, 1}])
+    assert :opened = :erpc.call(a, Partisan.GenStatem, :call, [lock, {:try, 42}])
+    assert :open = :erpc.call(a, Partisan.GenStatem, :call, [lock, :state])
+    # Postponed while open, and replayed in order once the state timeout locks it
+    # again: the new code is set before the try with the old one is taken.
+    assert :ok = :erpc.call(a, Partisan.GenStatem, :cast, [lock, {:set, 7}])
+    assert :wrong = :erpc.call(a, Partisan.GenStatem, :call, [lock, {:try, 42}, 5000])
+    assert :opened = :erpc.call(a, Partisan.GenStatem, :call, [lock, {:try, 7}, 5000])
+    assert :ok = :erpc.call(a, Partisan.GenStatem, :stop, [lock])
+  end
+
   test "a `use GenServer` module is called across nodes with Partisan.GenServer", %{a: a, b: b} do
     name = :"stack_#{System.unique_integer([:positive])}"
 
