@@ -1006,6 +1006,17 @@ impl Sim {
 }
 
 impl Sim {
+    /// Every node but the first joins through a random earlier one within two seconds: many
+    /// joins at once, simultaneous dials on every control slot.
+    fn join_randomly(&mut self, n: usize) {
+        for i in 1..n {
+            let contact = self.rng.gen_range(0..i);
+            let at = Duration::from_micros(self.rng.gen_range(0..2_000_000));
+            let spec = self.machines[contact].spec.clone();
+            self.schedule(at, Ev::Command(i, Input::Join(spec)));
+        }
+    }
+
     /// With HyParView: `None` once every node in `live` has an active view within bounds that
     /// holds only live nodes, views are symmetric, a peer is up exactly when it is a neighbour
     /// (with a connection on every slot), and the overlay is connected; else what is not so.
@@ -1111,12 +1122,7 @@ fn hyparview_scenario(seed: u64, n: usize) -> (Duration, Duration, u64) {
     let cfg = hyparview::Config::default();
     let membership = Membership::HyParView(cfg.clone());
     let mut sim = Sim::with_membership(seed, n, net, ping, channels(false), membership);
-    for i in 1..n {
-        let contact = sim.rng.gen_range(0..i);
-        let at = Duration::from_micros(sim.rng.gen_range(0..2_000_000));
-        let spec = sim.machines[contact].spec.clone();
-        sim.schedule(at, Ev::Command(i, Input::Join(spec)));
-    }
+    sim.join_randomly(n);
     let all: BTreeSet<Host> = (0..n).collect();
     sim.settle_overlay(&all, &cfg, ms(120_000));
     let joined = sim.now;
@@ -1189,14 +1195,8 @@ fn scenario(seed: u64, n: usize, extra_channel: bool) -> Figures {
     };
     let mut sim = Sim::new(seed, n, net, ping.clone(), channels(extra_channel));
 
-    // 1. Everyone joins through a random earlier node within two seconds: many joins at once,
-    //    simultaneous dials on every control slot.
-    for i in 1..n {
-        let contact = sim.rng.gen_range(0..i);
-        let at = Duration::from_micros(sim.rng.gen_range(0..2_000_000));
-        let spec = sim.machines[contact].spec.clone();
-        sim.schedule(at, Ev::Command(i, Input::Join(spec)));
-    }
+    // 1. Everyone joins (see `join_randomly`).
+    sim.join_randomly(n);
     let all: BTreeSet<Host> = (0..n).collect();
     let mut t = ms(4_000);
     loop {

@@ -220,6 +220,17 @@ fn members(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Term> {
     Ok(terms.encode(env))
 }
 
+/// A binary's text; `badarg` if it is not UTF-8.
+fn utf8<'a>(b: &Binary<'a>) -> NifResult<&'a str> {
+    std::str::from_utf8(b.as_slice()).map_err(|_| Error::BadArg)
+}
+
+/// Node names as binaries (a Rust string encodes as one), for names that must not become
+/// atoms.
+fn name_binaries<'a>(env: Env<'a>, names: &[Arc<str>]) -> Vec<Term<'a>> {
+    names.iter().map(|n| (**n).encode(env)).collect()
+}
+
 /// `broadcast(Engine, Module, Id, Data)`: broadcasts `Data` (a payload in external format)
 /// under `Id` (likewise) through the Plumtree handler `Module` (a binary);
 /// `{error, unknown_module}` if it is not one of `broadcast_mods`.
@@ -231,7 +242,7 @@ fn broadcast<'a>(
     id: Binary<'a>,
     data: Binary<'a>,
 ) -> NifResult<Term<'a>> {
-    let module = std::str::from_utf8(module.as_slice()).map_err(|_| Error::BadArg)?;
+    let module = utf8(&module)?;
     let id = Bytes::copy_from_slice(id.as_slice());
     let data = Bytes::copy_from_slice(data.as_slice());
     Ok(if res.engine.broadcast(module, id, data) {
@@ -250,11 +261,9 @@ fn broadcast_peers<'a>(
     module: Binary<'a>,
     root: Binary<'a>,
 ) -> NifResult<Term<'a>> {
-    let module = std::str::from_utf8(module.as_slice()).map_err(|_| Error::BadArg)?;
-    let root = std::str::from_utf8(root.as_slice()).map_err(|_| Error::BadArg)?;
+    let (module, root) = (utf8(&module)?, utf8(&root)?);
     let (eager, lazy) = res.engine.broadcast_peers(module, root).unwrap_or_default();
-    let names = |v: Vec<Arc<str>>| -> Vec<Term> { v.iter().map(|n| (**n).encode(env)).collect() };
-    Ok((names(eager), names(lazy)).encode(env))
+    Ok((name_binaries(env, &eager), name_binaries(env, &lazy)).encode(env))
 }
 
 /// `{Active, Passive}`: the HyParView views as binaries (passive nodes are not members, so
@@ -262,10 +271,7 @@ fn broadcast_peers<'a>(
 #[rustler::nif]
 fn overlay_views(env: Env, res: ResourceArc<EngineRes>) -> Term {
     let (active, passive) = res.engine.overlay_views();
-    // A Rust string encodes as a binary.
-    let bins =
-        |names: Vec<Arc<str>>| -> Vec<Term> { names.iter().map(|n| (**n).encode(env)).collect() };
-    (bins(active), bins(passive)).encode(env)
+    (name_binaries(env, &active), name_binaries(env, &passive)).encode(env)
 }
 
 #[rustler::nif]
