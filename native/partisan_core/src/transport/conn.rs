@@ -418,7 +418,7 @@ async fn read_loop(
         tokio::select! {
             read = read_some(&mut rd, &mut buf, pending.as_mut(), read_limit, syscall_max) => match read {
                 Ok(0) => return CloseReason::PeerClosed,
-                Err(_) => return CloseReason::Io,
+                Err(e) => return read_failure(&e),
                 Ok(n) => {
                     driver.stats().bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                     if n < READ_CHUNK {
@@ -449,6 +449,17 @@ async fn read_loop(
             },
             _ = stop.changed() => return CloseReason::PeerClosed,
         }
+    }
+}
+
+/// A reset or abort is how a peer that closed with unread data goes away: the same as an end
+/// of stream, not a local I/O fault.
+fn read_failure(e: &io::Error) -> CloseReason {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
+            CloseReason::PeerClosed
+        }
+        _ => CloseReason::Io,
     }
 }
 
