@@ -29,7 +29,7 @@
 
 start(_StartType, _StartArgs) ->
     case init_config() of
-        ok -> load_and_start();
+        ok -> check_tls_and_start();
         {error, _} = Error -> Error
     end.
 
@@ -50,6 +50,22 @@ stop(_State) ->
 %% PRIVATE
 %% =============================================================================
 
+
+
+%% TLS options are checked (and their files read) before anything starts, so
+%% that one the engine cannot honour stops the application with
+%% `{error, {bad_option, Option}}' rather than a crashed supervisor.
+check_tls_and_start() ->
+    case partisan_tls:engine_options() of
+        {ok, _} ->
+            load_and_start();
+        {error, Reason} = Error ->
+            logger:error(#{
+                description => "Invalid partisan TLS options: the application does not start",
+                reason => Reason
+            }),
+            Error
+    end.
 
 
 init_config() ->

@@ -32,7 +32,10 @@
     members :: [node()],
     %% When authentication failures were last logged, and how many since.
     auth_logged = undefined :: integer() | undefined,
-    auth_unlogged = 0 :: non_neg_integer()
+    auth_unlogged = 0 :: non_neg_integer(),
+    %% The same for failed TLS handshakes.
+    tls_logged = undefined :: integer() | undefined,
+    tls_unlogged = 0 :: non_neg_integer()
 }).
 
 %% At most one log line about failed authentication per this many ms.
@@ -339,13 +342,11 @@ supports_capability(_) ->
 init([]) ->
     %% So that terminate/2 stops the engine when the supervisor shuts us down.
     process_flag(trap_exit, true),
-    case partisan_config:get(tls, false) of
-        true ->
-            %% The engine contract has no TLS settings yet: refuse rather than
-            %% silently run in clear text.
-            {stop, {partisan_nif_start_failed, tls_not_supported}};
-        false ->
-            start_engine()
+    case partisan_tls:engine_options() of
+        {ok, Tls} ->
+            start_engine(Tls);
+        {error, Reason} ->
+            {stop, {partisan_nif_start_failed, Reason}}
     end.
 
 
@@ -443,6 +444,26 @@ handle_info({partisan_event, {auth_failed, Addr, Role}}, State) ->
             {noreply, State#state{auth_logged = Now, auth_unlogged = 0}}
     end;
 
+handle_info({partisan_event, {tls_failed, Addr, Role, Why}}, State) ->
+    Now = erlang:monotonic_time(millisecond),
+    Unlogged = State#state.tls_unlogged + 1,
+    case State#state.tls_logged of
+        Last when is_integer(Last), Now - Last < ?AUTH_LOG_INTERVAL ->
+            {noreply, State#state{tls_unlogged = Unlogged}};
+        _ ->
+            logger:warning(#{
+                description =>
+                    "A TLS handshake failed: the peer's certificate is missing, "
+                    "expired, not issued by the configured CAs (cacertfile), or "
+                    "does not name its host (see server_name_indication)",
+                peer => Addr,
+                this_node_was => Role,
+                reason => Why,
+                failures_since_last_report => Unlogged
+            }),
+            {noreply, State#state{tls_logged = Now, tls_unlogged = 0}}
+    end;
+
 handle_info({partisan_event, {left, Node}}, State) ->
     _ = Node =:= partisan:node()
         andalso logger:notice(#{
@@ -472,8 +493,12 @@ terminate(_Reason, #state{engine = Engine}) ->
 
 
 
-start_engine() ->
-    case partisan_nif:start(engine_config()) of
+start_engine(Tls) ->
+    Config = case Tls of
+        undefined -> engine_config();
+        _ -> (engine_config())#{tls => Tls}
+    end,
+    case partisan_nif:start(Config) of
         {ok, Engine} ->
             try publish(Engine) of
                 ok -> {ok, #state{engine = Engine, members = [partisan:node()]}}

@@ -6,7 +6,8 @@ use partisan_core::control::{Membership, Role};
 use partisan_core::hyparview;
 use partisan_core::membership::{ChannelSpec, Compression, NodeSpec};
 use partisan_core::transport::{
-    Config, PingConfig, DEFAULT_HANDSHAKE_LIMIT, DEFAULT_SEND_QUEUE_LIMIT,
+    Config, KeyDer, PingConfig, ServerNameCheck, TlsSide, TlsVersion, DEFAULT_HANDSHAKE_LIMIT,
+    DEFAULT_SEND_QUEUE_LIMIT,
 };
 use partisan_core::wire::{Kinds, NodeId, PidNaming, DEFAULT_MAX_FRAME};
 use rustler::types::map::MapIterator;
@@ -148,6 +149,72 @@ pub struct StartConfig {
     pub refusal_log_interval: Duration,
 }
 
+fn binaries(term: Term) -> NifResult<Vec<Vec<u8>>> {
+    Ok(term
+        .decode::<Vec<rustler::Binary>>()?
+        .iter()
+        .map(|b| b.as_slice().to_vec())
+        .collect())
+}
+
+/// One side of `tls` as `partisan_tls` normalised it: DER certificates and key, and the
+/// verification options.
+fn decode_tls_side(term: Term) -> NifResult<TlsSide> {
+    let d = TlsSide::default();
+    let key = match term.map_get(Atom::from_str(term.get_env(), "key")?) {
+        Ok(k) => {
+            let (kind, der): (Atom, rustler::Binary) = k.decode()?;
+            let der = der.as_slice().to_vec();
+            Some(match atom_text(kind.to_term(term.get_env()))?.as_str() {
+                "pkcs1" => KeyDer::Pkcs1(der),
+                "sec1" => KeyDer::Sec1(der),
+                "pkcs8" => KeyDer::Pkcs8(der),
+                _ => return Err(Error::BadArg),
+            })
+        }
+        Err(_) => None,
+    };
+    let sni: Term = term.map_get(Atom::from_str(term.get_env(), "server_name_indication")?)?;
+    let server_name = if let Ok(name) = sni.decode::<String>() {
+        ServerNameCheck::Name(name)
+    } else {
+        match atom_text(sni)?.as_str() {
+            "dialed" => ServerNameCheck::Dialed,
+            "disable" => ServerNameCheck::Disabled,
+            _ => return Err(Error::BadArg),
+        }
+    };
+    let versions = opt::<Vec<Atom>>(term, "versions", Vec::new())?
+        .into_iter()
+        .map(|v| match atom_text(v.to_term(term.get_env()))?.as_str() {
+            "tlsv1.2" => Ok(TlsVersion::V12),
+            "tlsv1.3" => Ok(TlsVersion::V13),
+            _ => Err(Error::BadArg),
+        })
+        .collect::<NifResult<_>>()?;
+    Ok(TlsSide {
+        certs: binaries(req(term, "certs")?)?,
+        key,
+        cacerts: binaries(req(term, "cacerts")?)?,
+        verify_peer: opt(term, "verify_peer", d.verify_peer)?,
+        fail_if_no_peer_cert: opt(term, "fail_if_no_peer_cert", d.fail_if_no_peer_cert)?,
+        server_name,
+        versions,
+        depth: within(opt::<u64>(term, "depth", d.depth as u64)?, 0, 64)? as usize,
+    })
+}
+
+/// `tls => #{client => Side, server => Side}` when TLS is on.
+pub fn decode_tls(term: Term) -> NifResult<Option<(TlsSide, TlsSide)>> {
+    match term.map_get(Atom::from_str(term.get_env(), "tls")?) {
+        Ok(t) => Ok(Some((
+            decode_tls_side(req(t, "client")?)?,
+            decode_tls_side(req(t, "server")?)?,
+        ))),
+        Err(_) => Ok(None),
+    }
+}
+
 pub fn decode_start_config(term: Term) -> NifResult<StartConfig> {
     let name = atom_text(req(term, "name")?)?;
     let ping_term: Option<Term> = term
@@ -223,6 +290,8 @@ pub fn decode_start_config(term: Term) -> NifResult<StartConfig> {
             lazy_tick: millis(within(opt(term, "lazy_tick_period", 1_000)?, 1, 1 << 32)?),
             ..partisan_core::plumtree::Config::default()
         },
+        // Built by `start` from `decode_tls`, which can fail with a reason.
+        tls: None,
     };
     Ok(StartConfig {
         engine,

@@ -14,7 +14,7 @@ use crate::in_place::{self, BeamFrame};
 
 rustler::atoms! {
     partisan_event, node_up, node_down, membership, left, auth_failed, dialer, acceptor,
-    broadcast, role_refused, client, server, undefined,
+    broadcast, role_refused, client, server, undefined, tls_failed,
 }
 
 /// A binary term holding a copy of `bytes`.
@@ -265,6 +265,23 @@ impl Handler for NifHandler {
                     make_tuple(
                         e,
                         &[auth_failed().encode(e), addr.encode(e), role.encode(e)],
+                    )
+                }
+                Event::TlsFailed {
+                    addr,
+                    as_dialer,
+                    why,
+                } => {
+                    let addr = addr.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+                    let role = if *as_dialer { dialer() } else { acceptor() };
+                    make_tuple(
+                        e,
+                        &[
+                            tls_failed().encode(e),
+                            addr.encode(e),
+                            role.encode(e),
+                            why.encode(e),
+                        ],
                     )
                 }
                 Event::RoleRefused { peer, theirs } => {

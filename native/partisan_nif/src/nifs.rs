@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::RwLock;
 use partisan_core::transport::{
-    Engine, JoinError, OutFrame, Peer, Queued, Resume, SendError, SendMode,
+    Engine, JoinError, OutFrame, Peer, Queued, Resume, SendError, SendMode, Tls,
 };
 use partisan_core::wire::{
     encode_data_frame, encode_data_head, parse_pid, NodeId, PidNaming, Target, WireError,
@@ -23,7 +23,7 @@ use rustler::sys::ErlNifTerm;
 use rustler::types::tuple::make_tuple;
 use rustler::{Atom, Binary, Encoder, Env, Error, ListIterator, NifResult, ResourceArc, Term};
 
-use crate::config::{decode_node_spec, decode_start_config};
+use crate::config::{decode_node_spec, decode_start_config, decode_tls};
 use crate::decode::AtomBudget;
 use crate::delivery::{send_anywhere, NifHandler};
 use crate::terms::{atom_text, decode_target, encode_listen_addrs, encode_node_spec};
@@ -45,7 +45,7 @@ fn thread_cpu_ns() -> Option<u64> {
 
 rustler::atoms! {
     ok, error, undefined, atoms_created, atoms_refused, messages_refused, self_join, not_started, not_yet_connected, message_too_large,
-    unknown_channel, listen, busy, suspend, nosuspend, partisan_resume = "$partisan_resume", eaddrinuse, eaddrnotavail, eacces, einval, any_channel = "_", unknown_module,
+    unknown_channel, listen, busy, suspend, nosuspend, partisan_resume = "$partisan_resume", eaddrinuse, eaddrnotavail, eacces, einval, tls, any_channel = "_", unknown_module,
 }
 
 /// The engine as a BEAM resource; freed (and its threads stopped) when the last term is gone.
@@ -101,6 +101,15 @@ fn io_reason<'a>(env: Env<'a>, e: &io::Error) -> Term<'a> {
 #[rustler::nif(schedule = "DirtyIo")]
 fn start<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
     let mut cfg = decode_start_config(config)?;
+    if let Some((client, server)) = decode_tls(config)? {
+        match Tls::new(&client, &server) {
+            Ok(tls) => cfg.engine.tls = Some(Arc::new(tls)),
+            Err(why) => {
+                let why = why.encode(env);
+                return Ok(error_tuple(env, make_tuple(env, &[tls().encode(env), why])));
+            }
+        }
+    }
     let self_etf = env.pid().encode(env).to_binary();
     cfg.engine.pids = pid_naming(
         self_etf.as_slice(),

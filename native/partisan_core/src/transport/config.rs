@@ -65,6 +65,8 @@ pub struct Config {
     pub broadcast_mods: Vec<String>,
     /// Plumtree's timing and id cache (`lazy_tick_period`).
     pub plumtree: crate::plumtree::Config,
+    /// TLS on every connection (`tls`), or none.
+    pub tls: Option<std::sync::Arc<super::tls::Tls>>,
 }
 
 impl Config {
@@ -95,6 +97,7 @@ impl Config {
             io_nice: 0,
             broadcast_mods: Vec::new(),
             plumtree: crate::plumtree::Config::default(),
+            tls: None,
         }
     }
 }

@@ -2,14 +2,16 @@
 //! established connection.
 
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsStream;
 
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
@@ -41,6 +43,45 @@ const READ_CHUNK: usize = 64 * 1024;
 const BATCH_FRAMES: usize = 4096;
 fn invalid(e: WireError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// A connection's byte stream: plain TCP, or TLS over it (`tls`).
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// What the handshake needs of a stream; it runs the same inside TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+impl Stream {
+    fn io(&mut self) -> &mut dyn Io {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.as_mut(),
+        }
+    }
+}
+
+/// With TLS on, runs its handshake first: the authenticated handshake then runs inside it.
+async fn secure(driver: &Driver, tcp: TcpStream, dialed: Option<SocketAddr>) -> io::Result<Stream> {
+    let Some(tls) = &driver.config().tls else {
+        return Ok(Stream::Plain(tcp));
+    };
+    let addr = tcp.peer_addr().ok();
+    let secured = match dialed {
+        Some(to) => tls.connect(to, tcp).await,
+        None => tls.accept(tcp).await,
+    };
+    match secured {
+        Ok(s) => Ok(Stream::Tls(Box::new(s))),
+        Err(e) => {
+            Stats::incr(&driver.stats().tls_failures);
+            driver.tls_failed(addr, dialed.is_some(), e.to_string());
+            Err(e)
+        }
+    }
 }
 
 pub(crate) async fn accept_loop(driver: Arc<Driver>, listener: TcpListener) {
@@ -87,13 +128,18 @@ pub(crate) async fn dial_loop(
     }
 }
 
-async fn inbound(driver: Arc<Driver>, mut stream: TcpStream, permit: OwnedSemaphorePermit) {
-    let _ = stream.set_nodelay(true);
-    let outcome =
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_handshake(&driver, &mut stream)).await;
+async fn inbound(driver: Arc<Driver>, tcp: TcpStream, permit: OwnedSemaphorePermit) {
+    let _ = tcp.set_nodelay(true);
+    let addr = tcp.peer_addr().ok();
+    let handshake = async {
+        let mut stream = secure(&driver, tcp, None).await?;
+        let accepted = accept_handshake(&driver, stream.io(), addr).await?;
+        Ok::<_, io::Error>(accepted.map(|(conn, buf)| (conn, stream, buf)))
+    };
+    let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await;
     drop(permit);
     match outcome {
-        Ok(Ok(Some((conn, buf)))) => run(driver, conn, stream, buf).await,
+        Ok(Ok(Some((conn, stream, buf)))) => run(driver, conn, stream, buf).await,
         Ok(Ok(None)) => {}
         Ok(Err(_)) | Err(_) => Stats::incr(&driver.stats().handshake_failures),
     }
@@ -102,7 +148,8 @@ async fn inbound(driver: Arc<Driver>, mut stream: TcpStream, permit: OwnedSemaph
 /// The acceptor's half of the handshake. `Ok(None)` means the dialer was politely refused.
 async fn accept_handshake(
     driver: &Arc<Driver>,
-    stream: &mut TcpStream,
+    stream: &mut dyn Io,
+    addr: Option<SocketAddr>,
 ) -> io::Result<Option<(Arc<Conn>, BytesMut)>> {
     let mut pre = [0u8; PREAMBLE_LEN];
     stream.read_exact(&mut pre).await?;
@@ -126,7 +173,7 @@ async fn accept_handshake(
     let response = AuthResponse::decode(&response.body).map_err(invalid)?;
     if !auth::verify(secret, Side::Dialer, &mine, &init.nonce, &response.proof) {
         Stats::incr(&driver.stats().auth_failures);
-        driver.auth_failed(stream.peer_addr().ok(), false);
+        driver.auth_failed(addr, false);
         return Ok(None);
     }
     let frame = read_frame(stream, &mut buf, MAX_HANDSHAKE_FRAME).await?;
@@ -160,25 +207,27 @@ async fn dial(driver: Arc<Driver>, request: DialRequest) {
     }
 }
 
-type Dialed = Option<(Arc<Conn>, TcpStream, BytesMut)>;
+type Dialed = Option<(Arc<Conn>, Stream, BytesMut)>;
 
 async fn dial_handshake(driver: &Arc<Driver>, request: &DialRequest) -> io::Result<Dialed> {
     let mut last_err = io::Error::new(
         io::ErrorKind::AddrNotAvailable,
         "node spec has no listen address",
     );
-    let mut stream = None;
+    let mut tcp = None;
     for addr in &request.addrs {
         match TcpStream::connect(addr).await {
             Ok(s) => {
-                stream = Some(s);
+                tcp = Some((s, *addr));
                 break;
             }
             Err(e) => last_err = e,
         }
     }
-    let mut stream = stream.ok_or(last_err)?;
-    stream.set_nodelay(true)?;
+    let (tcp, addr) = tcp.ok_or(last_err)?;
+    tcp.set_nodelay(true)?;
+    let mut secured = secure(driver, tcp, Some(addr)).await?;
+    let stream = secured.io();
     let mine = auth::nonce();
     let mut out = Preamble::ours().to_vec();
     out.extend_from_slice(&encode_frame(
@@ -190,7 +239,7 @@ async fn dial_handshake(driver: &Arc<Driver>, request: &DialRequest) -> io::Resu
     stream.read_exact(&mut pre).await?;
     read_preamble(&pre).map_err(invalid)?;
     let mut buf = BytesMut::with_capacity(1024);
-    let challenge = expect(&mut stream, &mut buf, FrameKind::AuthChallenge).await?;
+    let challenge = expect(stream, &mut buf, FrameKind::AuthChallenge).await?;
     let challenge = AuthChallenge::decode(&challenge.body).map_err(invalid)?;
     let secret = &driver.config().secret;
     if !auth::verify(
@@ -202,7 +251,7 @@ async fn dial_handshake(driver: &Arc<Driver>, request: &DialRequest) -> io::Resu
     ) {
         // The node at that address does not know our secret: say nothing more to it.
         Stats::incr(&driver.stats().auth_failures);
-        driver.auth_failed(stream.peer_addr().ok(), true);
+        driver.auth_failed(Some(addr), true);
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
             "the secrets differ",
@@ -214,16 +263,18 @@ async fn dial_handshake(driver: &Arc<Driver>, request: &DialRequest) -> io::Resu
     let mut out = encode_frame(FrameKind::AuthResponse, &response.encode()).to_vec();
     out.extend_from_slice(&encode_frame(FrameKind::Hello, &request.hello.encode()));
     stream.write_all(&out).await?;
-    let frame = read_frame(&mut stream, &mut buf, MAX_HANDSHAKE_FRAME).await?;
+    let frame = read_frame(stream, &mut buf, MAX_HANDSHAKE_FRAME).await?;
     if frame.kind != FrameKind::HelloAck {
         return Err(invalid(WireError::Invalid("expected hello ack")));
     }
     let ack = HelloAck::decode(&frame.body).map_err(invalid)?;
-    Ok(driver.dialed(&request.slot, &ack).map(|c| (c, stream, buf)))
+    Ok(driver
+        .dialed(&request.slot, &ack)
+        .map(|c| (c, secured, buf)))
 }
 
 /// Reads one small authentication frame of `kind`; anything else ends the handshake.
-async fn expect(stream: &mut TcpStream, buf: &mut BytesMut, kind: FrameKind) -> io::Result<Frame> {
+async fn expect(stream: &mut dyn Io, buf: &mut BytesMut, kind: FrameKind) -> io::Result<Frame> {
     let frame = read_frame(stream, buf, MAX_AUTH_FRAME).await?;
     if frame.kind != kind {
         return Err(invalid(WireError::Invalid(
@@ -233,7 +284,7 @@ async fn expect(stream: &mut TcpStream, buf: &mut BytesMut, kind: FrameKind) -> 
     Ok(frame)
 }
 
-async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) -> io::Result<Frame> {
+async fn read_frame(stream: &mut dyn Io, buf: &mut BytesMut, max: usize) -> io::Result<Frame> {
     let decoder = FrameDecoder::new(max);
     loop {
         if let Some(frame) = decoder.decode(buf).map_err(invalid)? {
@@ -246,13 +297,23 @@ async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut, max: usize) -> i
 }
 
 /// Runs an installed connection until either side closes it, then tells the control core.
-async fn run(driver: Arc<Driver>, conn: Arc<Conn>, stream: TcpStream, buf: BytesMut) {
+async fn run(driver: Arc<Driver>, conn: Arc<Conn>, stream: Stream, buf: BytesMut) {
     Stats::incr(&driver.stats().connections_opened);
-    let (rd, wr) = stream.into_split();
-    let socket = Arc::new(wr);
-    conn.queue.attach(socket.clone());
-    tokio::spawn(write_loop(driver.clone(), conn.clone(), socket));
-    let why = read_loop(&driver, &conn, rd, buf).await;
+    let why = match stream {
+        Stream::Plain(tcp) => {
+            let (rd, wr) = tcp.into_split();
+            let socket = Arc::new(wr);
+            // Senders may write straight to a plain socket; a TLS session has one writer.
+            conn.queue.attach(socket.clone());
+            tokio::spawn(write_loop(driver.clone(), conn.clone(), socket));
+            read_loop(&driver, &conn, rd, buf).await
+        }
+        Stream::Tls(tls) => {
+            let (rd, wr) = tokio::io::split(*tls);
+            tokio::spawn(tls_write_loop(driver.clone(), conn.clone(), wr));
+            read_loop(&driver, &conn, rd, buf).await
+        }
+    };
     conn.close(why);
     driver.closed(&conn, conn.closed.get().unwrap_or(why));
     Stats::incr(&driver.stats().connections_closed);
@@ -281,6 +342,46 @@ async fn write_loop(driver: Arc<Driver>, conn: Arc<Conn>, socket: Arc<OwnedWrite
         q.idle().await;
     }
     let _ = socket2::SockRef::from(socket.as_ref().as_ref()).shutdown(std::net::Shutdown::Write);
+}
+
+/// The writer of a TLS connection: batches are gathered as for a plain one, so small frames
+/// share TLS records, then flushed.
+async fn tls_write_loop(driver: Arc<Driver>, conn: Arc<Conn>, mut wr: impl AsyncWrite + Unpin) {
+    let low_water = driver.config().send_queue_limit / 2;
+    let mut out = Vec::with_capacity(WRITE_BUFFER);
+    let q = &conn.queue;
+    loop {
+        if let Some(batch) = q.claim_batch(BATCH_FRAMES) {
+            let result = write_tls_batch(&mut wr, &batch, &mut out).await;
+            q.finish_batch(batch.len(), low_water);
+            if result.is_err() {
+                conn.close(CloseReason::Io);
+                return;
+            }
+            continue;
+        }
+        if q.finished() {
+            break;
+        }
+        q.idle().await;
+    }
+    // close_notify, then the socket's write side.
+    let _ = wr.shutdown().await;
+}
+
+async fn write_tls_batch(
+    wr: &mut (impl AsyncWrite + Unpin),
+    batch: &Batch,
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    let mut pieces: Vec<&[u8]> = Vec::with_capacity(batch.frames.len() + 1);
+    for frame in batch.front.iter().chain(&batch.frames) {
+        pieces.extend(frame.pieces());
+    }
+    for buf in coalesce(&pieces, out) {
+        wr.write_all(buf).await?;
+    }
+    wr.flush().await
 }
 
 /// Writes a batch with as few syscalls as possible and without copying large parts (see
@@ -367,7 +468,7 @@ impl Pending {
 async fn read_loop(
     driver: &Arc<Driver>,
     conn: &Arc<Conn>,
-    mut rd: OwnedReadHalf,
+    mut rd: impl AsyncRead + Unpin,
     mut buf: BytesMut,
 ) -> CloseReason {
     let decoder = FrameDecoder::new(driver.config().max_frame_size);
@@ -474,7 +575,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 /// Reads into the pending large frame if there is one (at most `max` bytes), else into the read
 /// buffer (at most `limit` bytes).
 async fn read_some(
-    rd: &mut OwnedReadHalf,
+    rd: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
     pending: Option<&mut Pending>,
     limit: usize,

@@ -519,6 +519,14 @@ impl Driver {
         self.handler.event(Event::AuthFailed { addr, as_dialer });
     }
 
+    pub fn tls_failed(&self, addr: Option<std::net::SocketAddr>, as_dialer: bool, why: String) {
+        self.handler.event(Event::TlsFailed {
+            addr,
+            as_dialer,
+            why,
+        });
+    }
+
     /// A dial failed before its handshake completed.
     pub fn dial_failed(&self, slot: SlotKey) {
         self.input(Input::DialFailed(slot));

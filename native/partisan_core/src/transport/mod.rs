@@ -21,6 +21,7 @@ mod peer;
 mod pressure;
 mod send_queue;
 mod stats;
+mod tls;
 
 pub use close::CloseReason;
 pub use coalesce::{coalesce, GATHER_MAX};
@@ -33,6 +34,7 @@ pub use peer::Peer;
 pub use pressure::Resume;
 pub use send_queue::{OutFrame, Queued, SendMode};
 pub use stats::{Stats, StatsSnapshot};
+pub use tls::{KeyDer, ServerNameCheck, Tls, TlsSide, TlsVersion};
 
 /// What became of a received message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +123,17 @@ pub enum Event {
         addr: Option<std::net::SocketAddr>,
         /// Whether this node was the dialer.
         as_dialer: bool,
+    },
+    /// A TLS handshake with the peer at `addr` failed (`why`, as rustls says it): the peer has
+    /// no certificate, or one that does not chain to the configured CAs, has expired or does
+    /// not name the host. The handler rate-limits its log.
+    TlsFailed {
+        /// The peer's address, if the socket still knew it.
+        addr: Option<std::net::SocketAddr>,
+        /// Whether this node was the dialer.
+        as_dialer: bool,
+        /// rustls's description of the failure.
+        why: String,
     },
     /// A handshake was refused because the two nodes' client-server roles may not be
     /// connected (a client with a client, a tagged node with an untagged one).

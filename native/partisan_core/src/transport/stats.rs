@@ -35,6 +35,9 @@ pub struct Stats {
     pub handshake_failures: AtomicU64,
     /// Handshakes whose peer did not prove the cluster's secret (either side).
     pub auth_failures: AtomicU64,
+    /// TLS handshakes that failed (either side): no certificate, an untrusted or expired one,
+    /// a name mismatch, or a peer not speaking TLS.
+    pub tls_failures: AtomicU64,
     /// Inbound connections closed at once because `handshake_limit` were mid-handshake.
     pub handshakes_over_limit: AtomicU64,
     /// Connections that completed the handshake and started carrying frames.
@@ -109,6 +112,7 @@ impl Stats {
             ("protocol_errors", c(&self.protocol_errors)),
             ("handshake_failures", c(&self.handshake_failures)),
             ("auth_failures", c(&self.auth_failures)),
+            ("tls_failures", c(&self.tls_failures)),
             ("handshakes_over_limit", c(&self.handshakes_over_limit)),
             ("connections_opened", c(&self.connections_opened)),
             ("connections_closed", c(&self.connections_closed)),
