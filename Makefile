@@ -38,7 +38,7 @@ step = @printf '\n==> %s\n' "$(1)"
 .NOTPARALLEL:
 
 .PHONY: all setup build test test-rust test-erlang eunit ct test-elixir \
-        fmt-check clippy cargo-test loom epmd demo bench bench-quick bench-check bench-rust sim fuzz scale \
+        fmt-check clippy cargo-test loom epmd demo bench bench-quick bench-tls bench-check bench-rust sim fuzz scale \
         lint xref dialyzer clean
 
 all: build
@@ -139,6 +139,9 @@ bench: bench-check build epmd
 
 bench-quick: bench-check build epmd
 	bash bench/run.sh --quick
+
+bench-tls: bench-check build epmd
+	bash bench/run.sh --tls
 
 bench-check:
 	@[ -f bench/run.sh ] || { echo "partisan: bench/run.sh does not exist yet" >&2; exit 1; }

@@ -66,6 +66,7 @@ parse_args([], Opts) ->
         orelse fail("usage: partisan_bench [--quick] --root DIR --code DIR", []),
     Opts;
 parse_args(["--quick" | Rest], Opts) -> parse_args(Rest, Opts#{mode => quick});
+parse_args(["--tls", Dir | Rest], Opts) -> parse_args(Rest, Opts#{mode => tls, tls => Dir});
 parse_args(["--root", Dir | Rest], Opts) -> parse_args(Rest, Opts#{root => Dir});
 parse_args(["--code", Dir | Rest], Opts) -> parse_args(Rest, Opts#{code => Dir});
 parse_args([Other | _], _) -> fail("unknown argument: ~ts", [Other]).
@@ -77,7 +78,7 @@ run(#{mode := Mode, root := Root} = Opts) ->
     Meta = partisan_bench_report:machine(Root, #{mode => Mode, rounds => rounds(Config)}),
     Nodes = start_nodes(Opts),
     try
-        Ctx = setup(Nodes),
+        Ctx = setup(Nodes, tls_env(Opts)),
         Runs = run_rounds(Ctx, Config),
         print_engine_stats(Nodes),
         Rows = summarize(workloads(Config, Ctx), Runs),
@@ -110,6 +111,8 @@ config(full) ->
       latency => #{count => 20000, warmup => 1000, cap_ms => 8000},
       hol => #{count => 2000, warmup => 200, cap_ms => 8000},
       call => #{count => 10000, cap_ms => 5000}};
+config(tls) ->
+    (config(full))#{tls => true};
 config(quick) ->
     #{rounds => 1, senders => [16], bursts => [2000],
       flow_cap_ms => 1500, burst_cap_ms => 5000, scale => 4,
@@ -148,6 +151,10 @@ workloads(Config, Ctx) ->
     end.
 
 
+all_workloads(#{tls := true} = Config, _Ctx) ->
+    %% TLS rows: small-message throughput and round trip, and 1 MiB throughput.
+    [flow(plain, 16, 64, Config), flow(plain, 1, ?MiB, Config),
+     #{id => latency, kind => latency, params => maps:get(latency, Config)}];
 all_workloads(Config, Ctx) ->
     #{senders := Senders, bursts := Bursts} = Config,
     [flow(plain, N, Size, Config) || N <- Senders, Size <- [64, ?KiB, 64 * ?KiB, ?MiB]]
@@ -187,12 +194,13 @@ burst(N, M, #{burst_cap_ms := Cap}) ->
 %% =============================================================================
 
 
-start_nodes(#{root := Root, code := Code}) ->
+start_nodes(#{root := Root, code := Code} = Opts) ->
     Ebin = filename:join([Root, "_build", "default", "lib", "partisan", "ebin"]),
     filelib:is_regular(filename:join(Ebin, "partisan.app"))
         orelse fail("~ts has no partisan.app: run `rebar3 compile`", [Ebin]),
     Args = ["-pa", Ebin, "-pa", Code, "-setcookie", atom_to_list(erlang:get_cookie()),
-            "-kernel", "logger_level", "warning"] ++ emulator_flags(),
+            "-kernel", "logger_level", "warning"] ++ emulator_flags()
+           ++ case Opts of #{tls := Dir} -> partisan_bench_tls:dist_args(Dir); _ -> [] end,
     Suffix = os:getpid(),
     [start_node("bench_a_" ++ Suffix, Args), start_node("bench_b_" ++ Suffix, Args)].
 
@@ -223,12 +231,12 @@ stop_nodes(Nodes) ->
 %% Loads the workload code on both nodes, connects them over Distributed Erlang
 %% (for the disterl runs), starts partisan on both and joins them. The context
 %% keeps, per node, the name partisan gives it (`partisan:node()' there).
-setup([{_, A}, {_, B}]) ->
+setup([{_, A}, {_, B}], TlsEnv) ->
     progress("nodes ~ts and ~ts up; starting partisan", [A, B]),
     [ok = rpc(N, ?LOAD, load, []) || N <- [A, B]],
     true = rpc(A, net_kernel, connect_node, [B]),
     Env = [{listen_addrs, [#{ip => {127, 0, 0, 1}, port => 0}]},
-           {channels, #{bulk => #{parallelism => 1}}}] ++ bench_env(),
+           {channels, #{bulk => #{parallelism => 1}}}] ++ TlsEnv ++ bench_env(),
     SpecA = start_partisan(A, Env),
     _ = start_partisan(B, Env),
     Names = #{A => rpc(A, partisan, node, []), B => rpc(B, partisan, node, [])},
@@ -652,6 +660,10 @@ flat(Fmt, Args) ->
 
 %% BENCH_PARTISAN_ENV="[{io_nice, 10}]" adds partisan settings (an Erlang
 %% list of {Key, Value}) to both nodes, to try a setting out.
+tls_env(#{tls := Dir}) -> partisan_bench_tls:partisan_env(Dir);
+tls_env(_) -> [].
+
+
 bench_env() ->
     case os:getenv("BENCH_PARTISAN_ENV") of
         false -> [];

@@ -162,6 +162,7 @@ git(Root) ->
 %% Partial runs (BENCH_ONLY) and quick ones are named apart (and not kept in git).
 suffix(_, Only) when is_list(Only) -> "-partial";
 suffix(quick, false) -> "-quick";
+suffix(tls, false) -> "-tls";
 suffix(full, false) -> "".
 
 
@@ -197,7 +198,11 @@ markdown(Rows, Meta, SvgName) ->
 
 
 header(#{time := Time, mode := Mode, rounds := Rounds, elapsed_ms := Ms}) ->
-    Command = case Mode of full -> "make bench"; quick -> "make bench-quick" end,
+    Command = case Mode of
+        full -> "make bench";
+        quick -> "make bench-quick";
+        tls -> "make bench-tls (both transports over TLS)"
+    end,
     flat("# partisan vs Distributed Erlang~n~n"
          "Started ~ts, `~ts`: ~b round~ts, each workload over both transports in turn; "
          "total time ~ts.~n", [Time, Command, Rounds, plural(Rounds), duration(Ms)]).
