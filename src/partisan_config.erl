@@ -247,7 +247,7 @@ accepted(Key0) ->
         auth_secret -> "a non-empty binary or string (default: the Erlang cookie)";
         K when K == parallelism; K == io_threads; K == max_frame_size;
                K == send_queue_limit; K == periodic_interval; K == connection_interval;
-               K == handshake_limit; K == max_members ->
+               K == handshake_limit; K == max_members; K == member_name_rate ->
             {Min, Max} = int_range(K),
             lists:flatten(io_lib:format("an integer ~b..~b", [Min, Max]));
         _ -> "any value"
@@ -364,6 +364,7 @@ plain_defaults() ->
         {forward_options, #{}},
         {handshake_limit, 256},
         {max_members, 10000},
+        {member_name_rate, 1000},
         {io_threads, default_io_threads()},
         {io_nice, 0},
         {max_frame_size, 64 * ?MIB},
@@ -602,7 +603,7 @@ when (Key == parallelism orelse Key == io_threads
     orelse Key == max_frame_size orelse Key == send_queue_limit
     orelse Key == periodic_interval
     orelse Key == connection_interval orelse Key == handshake_limit
-    orelse Key == max_members) ->
+    orelse Key == max_members orelse Key == member_name_rate) ->
     {Min, Max} = int_range(Key),
     is_integer(N) andalso N >= Min andalso N =< Max orelse invalid(Key, N),
     N;
@@ -664,6 +665,7 @@ int_range(io_threads) -> {1, 64};
 int_range(parallelism) -> {1, 65535};
 int_range(handshake_limit) -> {1, 1 bsl 20};
 int_range(max_members) -> {1, 1 bsl 24};
+int_range(member_name_rate) -> {1, 1 bsl 24};
 int_range(_) -> {1, 1 bsl 32}.
 
 

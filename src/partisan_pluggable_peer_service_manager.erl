@@ -537,6 +537,7 @@ engine_config() ->
         refusal_log_interval,
         handshake_limit,
         max_members,
+        member_name_rate,
         broadcast_mods,
         lazy_tick_period
     ],

@@ -364,6 +364,7 @@ invalid_values() ->
     ?assertError(badarg, partisan_config:set(authentication, off)),
     ?assertError(badarg, partisan_config:set(handshake_limit, 0)),
     ?assertError(badarg, partisan_config:set(max_members, 0)),
+    ?assertError(badarg, partisan_config:set(member_name_rate, 0)),
     ok = partisan_config:set(auth_secret, "s3cret"),
     ?assertEqual(<<"s3cret">>, partisan_config:get(auth_secret)),
     ?assertMatch([_ | _], partisan_config:accepted(max_frame_size)).

@@ -259,6 +259,7 @@ impl Sim {
                 seed: self.seed ^ (i as u64) << 20 ^ life as u64,
                 membership: self.membership.clone(),
                 max_members: partisan_core::control::DEFAULT_MAX_MEMBERS,
+                member_name_rate: partisan_core::control::DEFAULT_MEMBER_NAME_RATE,
             },
             self.t0 + self.now,
         );

@@ -268,6 +268,15 @@ pub fn decode_start_config(term: Term) -> NifResult<StartConfig> {
             1,
             1 << 24,
         )? as usize,
+        member_name_rate: within(
+            opt::<u32>(
+                term,
+                "member_name_rate",
+                partisan_core::control::DEFAULT_MEMBER_NAME_RATE,
+            )?,
+            1,
+            1 << 24,
+        )?,
         membership: decode_membership(term)?,
         ping,
         max_frame_size: within(

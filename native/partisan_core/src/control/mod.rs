@@ -27,7 +27,7 @@ mod reason;
 pub use liveness::{Liveness, PingConfig, Verdict};
 pub use node::{
     normalise_channels, Action, Admission, Input, Membership, Node, PeerView, Role, Settings,
-    DEFAULT_GOSSIP_FANOUT, DEFAULT_MAX_MEMBERS,
+    DEFAULT_GOSSIP_FANOUT, DEFAULT_MAX_MEMBERS, DEFAULT_MEMBER_NAME_RATE,
 };
 pub use reason::CloseReason;
 

@@ -48,10 +48,46 @@ pub struct Settings {
     /// Most nodes (members and removed ones) the membership may hold (`max_members`): even a
     /// faulty member cannot make it, or the atoms naming its nodes, grow without bound.
     pub max_members: usize,
+    /// New node names one member's gossip may bring per second (`member_name_rate`), with a
+    /// burst of [`NAME_BURST_SECONDS`] worth: names past it wait for a later gossip round.
+    pub member_name_rate: u32,
+}
+
+#[cfg(test)]
+impl Node {
+    /// The settings of a test node, to vary one of them.
+    fn settings_for_test(&self) -> Settings {
+        Settings {
+            local: self.local.clone(),
+            incarnation: self.incarnation,
+            connection_interval: self.interval,
+            connection_jitter: self.jitter,
+            periodic_interval: self.periodic,
+            gossip_fanout: self.fanout,
+            seed: 1,
+            membership: self.membership.clone(),
+            max_members: self.max_members,
+            member_name_rate: self.member_name_rate,
+        }
+    }
 }
 
 /// Default of [`Settings::max_members`].
 pub const DEFAULT_MAX_MEMBERS: usize = 10_000;
+
+/// Default of [`Settings::member_name_rate`].
+pub const DEFAULT_MEMBER_NAME_RATE: u32 = 1_000;
+
+/// Seconds of `member_name_rate` a member may spend at once: with the defaults, a node joining
+/// through one contact learns a cluster of `max_members` in one gossip.
+pub const NAME_BURST_SECONDS: u32 = 10;
+
+/// A member's allowance of new names (a token bucket).
+#[derive(Debug, Clone, Copy)]
+struct NameAllowance {
+    tokens: f64,
+    at: Instant,
+}
 
 /// How a node's members are found.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -310,6 +346,11 @@ pub struct Node {
     max_members: usize,
     /// Nodes left out of the membership because it was full.
     refused_members: u64,
+    member_name_rate: u32,
+    /// Per member whose gossip brought new names: what it may still bring.
+    name_allowance: HashMap<Arc<str>, NameAllowance>,
+    /// New names left out of a merge because their sender had spent its allowance.
+    names_over_rate: u64,
     rng: SmallRng,
     state: State,
     /// Nodes this one was asked to join and has not yet heard about from the cluster.
@@ -398,6 +439,9 @@ impl Node {
             membership: settings.membership,
             max_members: settings.max_members.max(1),
             refused_members: 0,
+            member_name_rate: settings.member_name_rate.max(1),
+            name_allowance: HashMap::new(),
+            names_over_rate: 0,
             rng: SmallRng::seed_from_u64(settings.seed),
             state,
             pending: BTreeMap::new(),
@@ -751,6 +795,7 @@ impl Node {
         if !self.accepts_gossip(&from, &remote) {
             return;
         }
+        let remote = self.within_name_rate(&from, remote, now);
         let remote = self.within_capacity(remote);
         let news = self.state.merge_delta(&remote);
         if news.is_empty() {
@@ -786,6 +831,54 @@ impl Node {
             self.send_to(&from, &full);
         }
         self.spread(Arc::new(news), Some(&from), true);
+    }
+
+    /// `remote` without the names new to this node that `from` may not bring yet (beyond its
+    /// `member_name_rate` allowance; counted): even a faulty member adds atoms slowly. The
+    /// names left out come again with its later gossip.
+    fn within_name_rate(
+        &mut self,
+        from: &Arc<str>,
+        remote: Arc<State>,
+        now: Instant,
+    ) -> Arc<State> {
+        let fresh = remote
+            .entries()
+            .filter(|e| self.state.get(&e.spec.name).is_none())
+            .count();
+        if fresh == 0 {
+            return remote;
+        }
+        let rate = f64::from(self.member_name_rate);
+        let burst = rate * f64::from(NAME_BURST_SECONDS);
+        let allowance = self
+            .name_allowance
+            .entry(from.clone())
+            .or_insert(NameAllowance {
+                tokens: burst,
+                at: now,
+            });
+        let refill = now.saturating_duration_since(allowance.at).as_secs_f64() * rate;
+        allowance.tokens = (allowance.tokens + refill).min(burst);
+        allowance.at = now;
+        if fresh as f64 <= allowance.tokens {
+            allowance.tokens -= fresh as f64;
+            return remote;
+        }
+        let mut room = allowance.tokens.floor() as usize;
+        allowance.tokens -= room as f64;
+        let mut kept = State::new();
+        for e in remote.entries() {
+            if self.state.get(&e.spec.name).is_some() {
+                kept.apply(e.clone());
+            } else if room > 0 {
+                room -= 1;
+                kept.apply(e.clone());
+            } else {
+                self.names_over_rate += 1;
+            }
+        }
+        Arc::new(kept)
     }
 
     /// `remote` without the nodes that would take the membership past `max_members` (those
@@ -846,6 +939,11 @@ impl Node {
     /// Nodes left out of the membership because it held `max_members` already.
     pub fn refused_members(&self) -> u64 {
         self.refused_members
+    }
+
+    /// New names left out of gossip merges because their sender exceeded `member_name_rate`.
+    pub fn names_over_rate(&self) -> u64 {
+        self.names_over_rate
     }
 
     /// Gossip that thinks this node alive in an older life is stale: its sender has not heard
@@ -983,6 +1081,7 @@ impl Node {
         let Some(p) = self.peers.remove(name) else {
             return;
         };
+        self.name_allowance.remove(name);
         self.targets = None;
         if p.up {
             self.actions.push_back(Action::Down {
@@ -1307,6 +1406,7 @@ mod tests {
                 seed: 1,
                 membership: Membership::FullMesh,
                 max_members: 3,
+                member_name_rate: DEFAULT_MEMBER_NAME_RATE,
             },
             now,
         )
@@ -1383,5 +1483,50 @@ mod tests {
         );
         assert_eq!(a.state().len(), 3);
         assert_eq!(a.refused_members(), 100);
+    }
+
+    #[test]
+    fn a_member_brings_new_names_at_its_rate() {
+        let t0 = Instant::now();
+        let mut a = Node::new(
+            Settings {
+                max_members: 1_000,
+                member_name_rate: 2,
+                ..node("a@h", t0).settings_for_test()
+            },
+            t0,
+        );
+        let b = spec("b@h");
+        let cc = a.local().channels[a.control_channel()].name.clone();
+        assert_eq!(a.admit(2, &b, 5, &cc, 0, t0).status, AckStatus::Accepted);
+        let flood = |from: usize| {
+            let mut s = State::new();
+            s.add(b.clone(), 5);
+            for i in from..from + 100 {
+                s.add(spec(&format!("n{i}@h")), 1);
+            }
+            Arc::new(s)
+        };
+        // Rate 2 per second, a burst of 20: b itself and 19 of its names now.
+        a.handle(
+            Input::Gossip {
+                conn: 2,
+                state: flood(0),
+            },
+            t0,
+        );
+        assert_eq!(a.state().len(), 21);
+        assert_eq!(a.names_over_rate(), 81);
+        // Five seconds later, ten more; names already known cost nothing.
+        let t1 = t0 + Duration::from_secs(5);
+        a.handle(
+            Input::Gossip {
+                conn: 2,
+                state: flood(0),
+            },
+            t1,
+        );
+        assert_eq!(a.state().len(), 31);
+        assert_eq!(a.names_over_rate(), 81 + 71);
     }
 }

@@ -49,6 +49,8 @@ pub struct Config {
     pub membership: crate::control::Membership,
     /// Most nodes the membership may hold (`max_members`).
     pub max_members: usize,
+    /// New node names one member may bring per second (`member_name_rate`).
+    pub member_name_rate: u32,
     /// Failure detection per connection (`connection_ping`).
     pub ping: PingConfig,
     /// Largest frame sent or accepted, in bytes of kind and body; a peer announcing a
@@ -90,6 +92,7 @@ impl Config {
             gossip_fanout: crate::control::DEFAULT_GOSSIP_FANOUT,
             membership: crate::control::Membership::FullMesh,
             max_members: crate::control::DEFAULT_MAX_MEMBERS,
+            member_name_rate: crate::control::DEFAULT_MEMBER_NAME_RATE,
             ping: PingConfig::default(),
             max_frame_size: DEFAULT_MAX_FRAME,
             send_queue_limit: DEFAULT_SEND_QUEUE_LIMIT,

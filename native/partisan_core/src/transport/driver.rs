@@ -84,6 +84,7 @@ impl Driver {
                 seed: cfg.incarnation ^ 0x7061_7274_6973_616e,
                 membership: cfg.membership.clone(),
                 max_members: cfg.max_members,
+                member_name_rate: cfg.member_name_rate,
             },
             now,
         );

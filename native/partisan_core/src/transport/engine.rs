@@ -304,8 +304,11 @@ impl Engine {
     /// A copy of the engine's counters (see [`Stats`]).
     pub fn stats(&self) -> StatsSnapshot {
         let mut snapshot = self.driver.stats().snapshot();
-        let refused = self.driver.with_node(|n| n.refused_members());
+        let (refused, over_rate) = self
+            .driver
+            .with_node(|n| (n.refused_members(), n.names_over_rate()));
         snapshot.0.push(("refused_members", refused));
+        snapshot.0.push(("names_over_rate", over_rate));
         snapshot
     }
 }
