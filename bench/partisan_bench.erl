@@ -161,8 +161,9 @@ all_workloads(Config, Ctx) ->
     ++ [flow(named, 16, Size, Config) || Size <- [64, ?KiB]]
     ++ [flow(pid_ref, N, 64, Config) || N <- Senders]
     ++ [burst(N, M, Config) || M <- Bursts, N <- Senders]
-    ++ [#{id => latency, kind => latency, params => maps:get(latency, Config)},
-        #{id => hol, kind => hol, params => maps:get(hol, Config),
+    ++ [#{id => latency, kind => latency, params => maps:get(latency, Config)}]
+    ++ [#{id => {sparse, Gap}, kind => latency, params => sparse(Gap, Config)} || Gap <- [1, 10]]
+    ++ [#{id => hol, kind => hol, params => maps:get(hol, Config),
           bulk => #{size => 8 * ?MiB, window => 4}}]
     ++ [#{id => {call, Via, N}, kind => call,
           params => (maps:get(call, Config))#{via => Via, callers => N},
@@ -177,6 +178,13 @@ flow(Message, N, Size, #{flow_cap_ms := Cap, scale := Scale}) ->
     #{id => {flow_kind(Message), N, Size, window(Size)}, kind => throughput,
       message => Message, senders => N, size => Size, window => window(Size),
       count => max(1, flow_total(Size) div Scale div N), cap_ms => Cap}.
+
+
+%% Sparse ping-pong: a ping every Gap ms (after the pong), as many as fit in
+%% the latency row's time cap.
+sparse(Gap, #{latency := #{cap_ms := Cap}}) ->
+    Count = max(50, Cap div (Gap + 1) * 3 div 4),
+    #{count => Count, warmup => 20, cap_ms => Cap, gap_ms => Gap}.
 
 
 flow_kind(plain) -> flow;

@@ -379,30 +379,37 @@ engine_drops() ->
 %% round trips, then up to `count' timed ones (or fewer, within `cap_ms'),
 %% and sends `{bench_result, Ref, #{rtts_us => [...]}}' to `Owner'.
 -spec spawn_pinger(via(), map(), {pid(), reference()}) -> pid().
-spawn_pinger(Via, #{count := Count, warmup := Warm, cap_ms := CapMs}, {Owner, Ref}) ->
+spawn_pinger(Via, #{count := Count, warmup := Warm, cap_ms := CapMs} = Params, {Owner, Ref}) ->
+    %% gap_ms: an idle pause after each pong, so every ping finds the
+    %% connection (and the threads behind it) idle: sparse traffic.
+    Gap = maps:get(gap_ms, Params, 0),
     spawn_parked(fun(Ponger) ->
-        _ = ping_loop(Via, Ponger, Warm, now_ms() + CapMs, []),
-        Rtts = ping_loop(Via, Ponger, Count, now_ms() + CapMs, []),
+        _ = ping_loop(Via, Ponger, Warm, now_ms() + CapMs, Gap, []),
+        Rtts = ping_loop(Via, Ponger, Count, now_ms() + CapMs, Gap, []),
         Owner ! {bench_result, Ref, #{rtts_us => Rtts}}
     end).
 
 
-ping_loop(_Via, _Ponger, 0, _Deadline, Acc) ->
+ping_loop(_Via, _Ponger, 0, _Deadline, _Gap, Acc) ->
     Acc;
-ping_loop(Via, Ponger, N, Deadline, Acc) ->
+ping_loop(Via, Ponger, N, Deadline, Gap, Acc) ->
     T0 = erlang:monotonic_time(nanosecond),
     ok = send(Via, Ponger, {bench_ping, N}),
     receive
         {bench_pong, N} ->
             T1 = erlang:monotonic_time(nanosecond),
             Acc1 = [(T1 - T0) / 1000 | Acc],
-            case N rem 64 =:= 0 andalso now_ms() > Deadline of
+            case (Gap > 0 orelse N rem 64 =:= 0) andalso now_ms() > Deadline of
                 true -> Acc1;
-                false -> ping_loop(Via, Ponger, N - 1, Deadline, Acc1)
+                false -> pause(Gap), ping_loop(Via, Ponger, N - 1, Deadline, Gap, Acc1)
             end
     after max(0, Deadline - now_ms()) ->
         Acc
     end.
+
+
+pause(0) -> ok;
+pause(Ms) -> receive after Ms -> ok end.
 
 
 %% @doc Answers every `{bench_ping, N}' from `Pinger' with `{bench_pong, N}'.
