@@ -6,6 +6,7 @@
 #   make setup       install Erlang/OTP, rebar3 and Elixir if they are missing (Debian/Ubuntu)
 #   make bench       end-to-end benchmarks (bench/run.sh); bench-quick: a short run
 #   make bench-rust  criterion micro-benchmarks of partisan_core
+#   make fuzz        property tests of the decoders, then libFuzzer on each (FUZZ_SECONDS, 300)
 #   make scale       SCALE_NODES (64) BEAM nodes joined by HyParView, one broadcast to all
 #   make lint        rebar3 xref + dialyzer
 #   make clean       remove Erlang/Elixir build output (keeps cargo's target/)
@@ -38,7 +39,7 @@ step = @printf '\n==> %s\n' "$(1)"
 .NOTPARALLEL:
 
 .PHONY: all setup build test test-rust test-erlang eunit ct test-elixir \
-        fmt-check clippy cargo-test loom epmd demo bench bench-quick bench-tls bench-check bench-rust sim fuzz scale \
+        fmt-check clippy cargo-test loom epmd demo bench bench-quick bench-tls bench-check bench-rust sim fuzz fuzz-short scale \
         lint xref dialyzer clean
 
 all: build
@@ -65,7 +66,7 @@ build: setup
 	$(REBAR3) compile
 
 ## test: stops at the first failing step and exits non-zero.
-test: setup fmt-check clippy cargo-test loom eunit ct test-elixir
+test: setup fmt-check clippy cargo-test loom fuzz-short eunit ct test-elixir
 	@printf '\n==> make test: every step passed\n'
 
 test-rust: fmt-check clippy cargo-test loom
@@ -126,12 +127,20 @@ sim:
 	SIM_HV_NODES=$(SIM_HV_NODES) $(CARGO) test -p partisan_core --test overlay_sim -- --nocapture
 
 ## fuzz: the decoders' property tests (frames, handshake, gossip, the term rewrite) with many more
-## random and corrupted inputs. Not coverage-guided: cargo-fuzz needs a nightly toolchain, which
-## this machine cannot fetch. FUZZ_CASES sets the cases per property.
+## random and corrupted inputs (FUZZ_CASES per property), then coverage-guided fuzzing of every
+## decoder with libFuzzer for FUZZ_SECONDS per target, on the stable toolchain (native/fuzz/,
+## its own package and target dir; README.md there says how). fuzz-short: 10 s per target.
 FUZZ_CASES ?= 200000
+FUZZ_SECONDS ?= 300
 fuzz:
 	$(call step,property tests of the decoders: $(FUZZ_CASES) cases each)
 	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test -p partisan_core --test wire_props --test term_rewrite_props --test membership_props
+	$(call step,libFuzzer: $(FUZZ_SECONDS) s per target)
+	bash native/fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-short:
+	$(call step,libFuzzer: 10 s per target)
+	bash native/fuzz/run.sh 10
 
 ## Benchmarks: thin wrappers around scripts in bench/.
 bench: bench-check build epmd
