@@ -278,7 +278,8 @@ where
                     data: data.clone(),
                 });
                 self.make_eager(&root, &from);
-                self.spread(&root, &id, &data, round + 1, Some(&from));
+                // A peer's round is any u32: at the top it stays there.
+                self.spread(&root, &id, &data, round.saturating_add(1), Some(&from));
             }
             Message::IHave { root, ids } => {
                 let due = now + self.cfg.graft_timeout;
@@ -392,5 +393,34 @@ where
 
     fn send(&mut self, to: P, msg: Message<P, I, D>) {
         self.actions.push_back(Action::Send(to, msg));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gossip_at_the_last_round_is_passed_on_at_that_round() {
+        // Found by the broadcast fuzz target: round + 1 overflowed for a peer's u32::MAX.
+        let now = Instant::now();
+        let mut t: Plumtree<u32, u64, ()> = Plumtree::new(1, Config::default(), now);
+        for n in [2, 3] {
+            t.handle(Input::NeighborUp(n), now);
+        }
+        let gossip = Message::Gossip {
+            root: 9,
+            id: 7,
+            data: (),
+            round: u32::MAX,
+        };
+        t.handle(Input::Received(2, gossip), now);
+        let mut passed_on = Vec::new();
+        while let Some(a) = t.poll_action() {
+            if let Action::Send(to, Message::Gossip { round, .. }) = a {
+                passed_on.push((to, round));
+            }
+        }
+        assert_eq!(passed_on, vec![(3, u32::MAX)]);
     }
 }
