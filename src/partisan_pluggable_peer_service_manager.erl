@@ -30,12 +30,9 @@
     down = #{} :: callbacks(),
     %% The member list of the last membership event.
     members :: [node()],
-    %% When authentication failures were last logged, and how many since.
-    auth_logged = undefined :: integer() | undefined,
-    auth_unlogged = 0 :: non_neg_integer(),
-    %% The same for failed TLS handshakes.
-    tls_logged = undefined :: integer() | undefined,
-    tls_unlogged = 0 :: non_neg_integer()
+    %% Per kind of handshake failure (auth, tls): when it was last logged, and
+    %% how many happened since.
+    failures_logged = #{} :: #{auth | tls => {integer(), non_neg_integer()}}
 }).
 
 %% At most one log line about failed authentication per this many ms.
@@ -426,43 +423,25 @@ handle_info({partisan_event, {role_refused, Peer, Theirs}}, State) ->
     {noreply, State};
 
 handle_info({partisan_event, {auth_failed, Addr, Role}}, State) ->
-    Now = erlang:monotonic_time(millisecond),
-    Unlogged = State#state.auth_unlogged + 1,
-    case State#state.auth_logged of
-        Last when is_integer(Last), Now - Last < ?AUTH_LOG_INTERVAL ->
-            {noreply, State#state{auth_unlogged = Unlogged}};
-        _ ->
-            logger:warning(#{
-                description =>
-                    "A handshake failed authentication: the secrets differ "
-                    "(check auth_secret or the Erlang cookie on both nodes), "
-                    "or a stranger tried to connect",
-                peer => Addr,
-                this_node_was => Role,
-                failures_since_last_report => Unlogged
-            }),
-            {noreply, State#state{auth_logged = Now, auth_unlogged = 0}}
-    end;
+    {noreply, log_handshake_failure(auth, #{
+        description =>
+            "A handshake failed authentication: the secrets differ "
+            "(check auth_secret or the Erlang cookie on both nodes), "
+            "or a stranger tried to connect",
+        peer => Addr,
+        this_node_was => Role
+    }, State)};
 
 handle_info({partisan_event, {tls_failed, Addr, Role, Why}}, State) ->
-    Now = erlang:monotonic_time(millisecond),
-    Unlogged = State#state.tls_unlogged + 1,
-    case State#state.tls_logged of
-        Last when is_integer(Last), Now - Last < ?AUTH_LOG_INTERVAL ->
-            {noreply, State#state{tls_unlogged = Unlogged}};
-        _ ->
-            logger:warning(#{
-                description =>
-                    "A TLS handshake failed: the peer's certificate is missing, "
-                    "expired, not issued by the configured CAs (cacertfile), or "
-                    "does not name its host (see server_name_indication)",
-                peer => Addr,
-                this_node_was => Role,
-                reason => Why,
-                failures_since_last_report => Unlogged
-            }),
-            {noreply, State#state{tls_logged = Now, tls_unlogged = 0}}
-    end;
+    {noreply, log_handshake_failure(tls, #{
+        description =>
+            "A TLS handshake failed: the peer's certificate is missing, "
+            "expired, not issued by the configured CAs (cacertfile), or "
+            "does not name its host (see server_name_indication)",
+        peer => Addr,
+        this_node_was => Role,
+        reason => Why
+    }, State)};
 
 handle_info({partisan_event, {left, Node}}, State) ->
     _ = Node =:= partisan:node()
@@ -510,6 +489,20 @@ start_engine(Tls) ->
             end;
         {error, Reason} ->
             {stop, {partisan_nif_start_failed, Reason}}
+    end.
+
+
+%% Logs a failed handshake of `Kind' at most once per ?AUTH_LOG_INTERVAL,
+%% saying how many happened since the last report.
+log_handshake_failure(Kind, Report, #state{failures_logged = Logged} = State) ->
+    Now = erlang:monotonic_time(millisecond),
+    case maps:get(Kind, Logged, undefined) of
+        {Last, Unlogged} when Now - Last < ?AUTH_LOG_INTERVAL ->
+            State#state{failures_logged = Logged#{Kind => {Last, Unlogged + 1}}};
+        Previous ->
+            Unlogged = case Previous of undefined -> 1; {_, N} -> N + 1 end,
+            logger:warning(Report#{failures_since_last_report => Unlogged}),
+            State#state{failures_logged = Logged#{Kind => {Now, 0}}}
     end.
 
 

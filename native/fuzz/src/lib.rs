@@ -299,7 +299,7 @@ pub fn check_hello(body: &[u8]) {
         return;
     };
     check_spec(&h.spec);
-    assert!(validate_node_name(std::str::from_utf8(&h.pids.vm.name).unwrap()).is_ok());
+    assert!(validate_node_name(std::str::from_utf8(&h.pids.vm.name).unwrap()).is_ok()); // ok-unwrap: fuzz harness, not a NIF path; a panic here is a finding
     assert!(validate_channel_name(&h.channel).is_ok());
     let enc = h.encode();
     // The same records, the channels perhaps in another order.
@@ -349,7 +349,7 @@ pub fn check_names(data: &[u8]) {
 /// is canonical (encode ∘ decode ∘ encode = encode).
 pub fn check_gossip(body: &[u8]) -> Option<State> {
     let s = State::decode(body).ok()?;
-    let count = u32::from_be_bytes(body[..4].try_into().unwrap()) as usize;
+    let count = u32::from_be_bytes(body[..4].try_into().unwrap()) as usize; // ok-unwrap: fuzz harness, not a NIF path; a panic here is a finding
     assert!(s.len() <= count);
     let mut last: Option<&str> = None;
     for e in s.entries() {
@@ -508,14 +508,14 @@ pub fn check_term_rewrite(flags: u8, term: &[u8]) {
                 let (end, n) = atoms(out, 0).expect("a rewritten term is a term");
                 assert_eq!(end, out.len());
                 assert_eq!(n, seen, "as many atoms");
-                let twice = walk(out, 0, &rules, &mut |_, _| {}).unwrap();
+                let twice = walk(out, 0, &rules, &mut |_, _| {}).unwrap(); // ok-unwrap: fuzz harness, not a NIF path; a panic here is a finding
                 assert_eq!(twice.rewritten, None, "nothing left to rewrite");
             }
         }
         Err(_) => assert!(whole.is_err()),
     }
     if let Ok(out) = whole {
-        let w = walked.as_ref().unwrap();
+        let w = walked.as_ref().unwrap(); // ok-unwrap: fuzz harness, not a NIF path; a panic here is a finding
         match (&out, &w.rewritten) {
             (std::borrow::Cow::Borrowed(b), None) => assert_eq!(*b, &payload[..]),
             (std::borrow::Cow::Owned(o), Some(r)) => {
@@ -590,7 +590,7 @@ pub fn check_receive(flags: u8, frame: &[u8], at: usize) {
             assert!(t.len() <= MAX_TERM + 1);
             assert_eq!(
                 t.len() - 1,
-                u32::from_be_bytes(payload[2..6].try_into().unwrap()) as usize
+                u32::from_be_bytes(payload[2..6].try_into().unwrap()) as usize // ok-unwrap: fuzz harness, not a NIF path; a panic here is a finding
             );
             let again = compress(&t[1..]);
             assert_eq!(&*uncompressed_term(&again, MAX_TERM).unwrap(), &t[..]);

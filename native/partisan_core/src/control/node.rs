@@ -865,9 +865,18 @@ impl Node {
             allowance.tokens -= fresh as f64;
             return remote;
         }
-        let mut room = allowance.tokens.floor() as usize;
+        let room = allowance.tokens.floor() as usize;
         allowance.tokens -= room as f64;
+        let (kept, left_out) = self.known_and_first_new(&remote, room);
+        self.names_over_rate += left_out;
+        kept
+    }
+
+    /// The entries of `remote` this node knows, and the first `room` it does not; and how
+    /// many were left out.
+    fn known_and_first_new(&self, remote: &State, mut room: usize) -> (Arc<State>, u64) {
         let mut kept = State::new();
+        let mut left_out = 0;
         for e in remote.entries() {
             if self.state.get(&e.spec.name).is_some() {
                 kept.apply(e.clone());
@@ -875,10 +884,10 @@ impl Node {
                 room -= 1;
                 kept.apply(e.clone());
             } else {
-                self.names_over_rate += 1;
+                left_out += 1;
             }
         }
-        Arc::new(kept)
+        (Arc::new(kept), left_out)
     }
 
     /// `remote` without the nodes that would take the membership past `max_members` (those
@@ -887,19 +896,10 @@ impl Node {
         if self.state.len() + remote.len() <= self.max_members {
             return remote;
         }
-        let mut room = self.max_members.saturating_sub(self.state.len());
-        let mut kept = State::new();
-        for e in remote.entries() {
-            if self.state.get(&e.spec.name).is_some() {
-                kept.apply(e.clone());
-            } else if room > 0 {
-                room -= 1;
-                kept.apply(e.clone());
-            } else {
-                self.refused_members += 1;
-            }
-        }
-        Arc::new(kept)
+        let room = self.max_members.saturating_sub(self.state.len());
+        let (kept, left_out) = self.known_and_first_new(&remote, room);
+        self.refused_members += left_out;
+        kept
     }
 
     /// Whether the membership has room for another node.
