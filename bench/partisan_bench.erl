@@ -141,13 +141,17 @@ window(Size) when Size =< 64 * ?KiB -> 32;
 window(_) -> 8.
 
 
-%% BENCH_ONLY=Text keeps the workloads whose id, printed, contains Text (for
-%% profiling one row, e.g. BENCH_ONLY="{flow,16,1048576").
+%% BENCH_ONLY=Text keeps the workloads whose id, printed, contains Text, or
+%% one of the texts separated by `|' (for profiling one row, e.g.
+%% BENCH_ONLY="{flow,16,1048576", or a few: BENCH_ONLY="latency|{sparse,1}").
 workloads(Config, Ctx) ->
     case os:getenv("BENCH_ONLY") of
         false -> all_workloads(Config, Ctx);
-        Only -> [W || #{id := Id} = W <- all_workloads(Config, Ctx),
-                      string:find(io_lib:format("~p", [Id]), Only) =/= nomatch]
+        Only ->
+            Texts = string:split(Only, "|", all),
+            [W || #{id := Id} = W <- all_workloads(Config, Ctx),
+                  lists:any(fun(T) -> string:find(io_lib:format("~p", [Id]), T) =/= nomatch end,
+                            Texts)]
     end.
 
 
@@ -319,16 +323,18 @@ run_one(Ctx, Workload, Transport, Round, Rounds) ->
 with_probes(#{a := A, b := B}, Fun) ->
     Monitors = [{N, rpc(N, ?LOAD, start_monitor, [Role])} || {Role, N} <- [{a, A}, {b, B}]],
     Sampler = rpc(A, ?LOAD, start_sampler, []),
+    SlowBefore = [rpc(N, ?LOAD, slow_sends, []) || N <- [A, B]],
     Metrics =
         try Fun()
         catch Class:Reason -> {error, {Class, Reason}}
         end,
+    SlowSends = lists:sum([rpc(N, ?LOAD, slow_sends, []) || N <- [A, B]]) - lists:sum(SlowBefore),
     Peaks = rpc(A, ?LOAD, stop_sampler, [Sampler]),
     Long = lists:foldl(fun({N, M}, Acc) -> merge_counts(rpc(N, ?LOAD, stop_monitor, [M]), Acc) end,
                        #{}, Monitors),
     flush(),
     timer:sleep(?SETTLE_MS),
-    #{metrics => Metrics, peaks => Peaks, long => Long}.
+    #{metrics => Metrics, peaks => Peaks, long => Long, slow_sends => SlowSends}.
 
 
 merge_counts(M1, M2) ->
@@ -623,6 +629,7 @@ transport_summary(Transport, Metric, Runs) ->
       capped => lists:any(fun(#{metrics := M}) -> is_map(M) andalso maps:get(capped, M, false) end,
                           Mine),
       long => lists:foldl(fun(#{long := L}, Acc) -> merge_counts(L, Acc) end, #{}, Mine),
+      slow_sends => lists:sum([N || #{slow_sends := N} <- Mine]),
       peak_memory => lists:max([0 | [M || #{peaks := #{memory := M}} <- Mine]]),
       peak_rss => lists:max([0 | [M || #{peaks := #{rss := M}} <- Mine]])}.
 

@@ -36,6 +36,7 @@
 -export([engine_drops/0]).
 
 %% latency and head-of-line blocking
+-export([slow_sends/0]).
 -export([spawn_pinger/3]).
 -export([spawn_ponger/2]).
 -export([spawn_streamer/2]).
@@ -368,6 +369,14 @@ merge_received(#{received := N, bytes := B, sent := S, t_end := T}, Acc) ->
 engine_drops() ->
     maps:filter(fun(Key, _) -> lists:prefix("dropped_", atom_to_list(Key)) end,
                 partisan_nif:stats(partisan_nif:engine())).
+
+
+%% @doc How many `send' NIF calls of this node took over 1 ms of wall-clock
+%% time so far: read around a run, it tells a `long_schedule' of our NIF from
+%% one of the OS preempting a scheduler thread elsewhere.
+-spec slow_sends() -> non_neg_integer().
+slow_sends() ->
+    maps:get(send_nif_over_1ms, partisan_nif:stats(partisan_nif:engine()), 0).
 
 
 %% =============================================================================

@@ -294,7 +294,12 @@ markers(#{capped := Capped, lost := Lost, errors := Errors, values := Values, ru
 long_cell(D, P) ->
     Count = fun(#{long := L}) -> lists:sum(maps:values(L)) end,
     Top = top_location(maps:get(long, P), maps:get(long, D)),
-    flat("~b / ~b~ts", [Count(D), Count(P), Top]).
+    %% partisan's send NIF calls over 1 ms of wall clock, during partisan's runs.
+    Slow = case maps:get(slow_sends, P, 0) of
+        0 -> "";
+        N -> flat("; ~b NIF sends over 1 ms", [N])
+    end,
+    flat("~b / ~b~ts~ts", [Count(D), Count(P), Top, Slow]).
 
 
 top_location(Partisan, Disterl) ->
@@ -327,7 +332,8 @@ notes(Rows) ->
      "`*` a run stopped at its wall-clock cap before it was done (figures are over what it "
      "measured); `†` messages lost (sent but not received); "
      "long_schedule counts `long_schedule` events over 10 ms on both nodes, all rounds together "
-     "(″: same workload as above). See bench/README.md.\n" |
+     "(″: same workload as above), and says how many of partisan's `send` NIF calls took over "
+     "1 ms of wall clock meanwhile (none: the events are not our NIF's). See bench/README.md.\n" |
      [error_note(L, T, E) || {L, T, E} <- Errors]].
 
 

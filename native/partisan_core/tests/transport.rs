@@ -568,3 +568,82 @@ fn half_open_handshakes_beyond_the_limit_are_closed_at_once() {
     a.stop();
     b.stop();
 }
+
+/// A TCP relay to `to` that can go silent: it then swallows the bytes of both directions but
+/// keeps both sockets open, as a peer whose machine froze does.
+struct Relay {
+    addr: std::net::SocketAddr,
+    silent: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn relay(to: std::net::SocketAddr) -> Relay {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("relay binds");
+    let addr = listener.local_addr().expect("relay address");
+    let silent = Arc::new(AtomicBool::new(false));
+    let quiet = silent.clone();
+    let pipe = |mut from: TcpStream, mut to: TcpStream, silent: Arc<AtomicBool>| {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 16384];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 || (!silent.load(SeqCst) && to.write_all(&buf[..n]).is_err()) {
+                    break;
+                }
+            }
+        });
+    };
+    std::thread::spawn(move || {
+        for inbound in listener.incoming() {
+            let Ok(a) = inbound else { break };
+            let Ok(b) = TcpStream::connect(to) else {
+                continue;
+            };
+            let (a2, b2) = (a.try_clone().expect("clone"), b.try_clone().expect("clone"));
+            pipe(a, b, quiet.clone());
+            pipe(b2, a2, quiet.clone());
+        }
+    });
+    Relay { addr, silent }
+}
+
+#[test]
+fn pings_keep_an_idle_connection_and_close_a_silent_one() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let ping = partisan_core::control::PingConfig {
+        enabled: true,
+        idle_timeout: Duration::from_millis(300),
+        timeout: Duration::from_millis(200),
+        max_attempts: 2,
+    };
+    let engine = |name: &str| {
+        let mut c = config(name);
+        c.ping = ping.clone();
+        Engine::start(c, Arc::new(Recorder::default())).expect("engine starts")
+    };
+    let a = engine("a@127.0.0.1");
+    let b = engine("b@127.0.0.1");
+    // b reaches a through the relay first (a's own gossip then gives b a's real address).
+    let r = relay(a.listen_addrs()[0]);
+    let mut spec = a.local().clone();
+    spec.listen_addrs = vec![r.addr];
+    b.join(spec).unwrap();
+    wait_until("b sees a up", || b.nodes().len() == 1);
+    // Idle far past idle_timeout: every ping is answered, nothing is closed.
+    std::thread::sleep(ping.detection_bound() * 3);
+    let timeouts = || stat(&a, "ping_timeouts") + stat(&b, "ping_timeouts");
+    assert_eq!(timeouts(), 0, "an idle but live connection was closed");
+    // The relayed connection goes silent: closed by ping, not before idle_timeout.
+    let silent_at = Instant::now();
+    r.silent.store(true, SeqCst);
+    wait_until("a ping timeout", || timeouts() > 0);
+    let took = silent_at.elapsed();
+    assert!(
+        took >= ping.idle_timeout && took <= ping.detection_bound() + Duration::from_secs(1),
+        "closed after {took:?}, bound {:?}",
+        ping.detection_bound()
+    );
+    a.stop();
+    b.stop();
+}

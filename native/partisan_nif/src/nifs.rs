@@ -62,6 +62,10 @@ pub struct EngineRes {
     /// by `stats/1`. CPU time of the calling thread, not wall time, so that the figure is the
     /// NIF's own work and not time the OS gave other threads meanwhile.
     send_max_cpu_ns: AtomicU64,
+    /// The most wall-clock time any `send` call took, in nanoseconds, and how many took over
+    /// 1 ms: beside the CPU figure, these tell a slow call from a thread the OS preempted.
+    send_max_wall_ns: AtomicU64,
+    sends_over_1ms: AtomicU64,
     /// Atoms peers created or had refused (shared with the handler).
     atoms: Arc<AtomBudget>,
 }
@@ -148,6 +152,8 @@ fn start<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
         channels,
         next_resume: AtomicU64::new(1),
         send_max_cpu_ns: AtomicU64::new(0),
+        send_max_wall_ns: AtomicU64::new(0),
+        sends_over_1ms: AtomicU64::new(0),
         atoms,
     });
     Ok(make_tuple(env, &[ok().encode(env), res.encode(env)]))
@@ -349,6 +355,12 @@ fn stats(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Term> {
     let mut snap = res.engine.stats();
     let cpu_ns = res.send_max_cpu_ns.load(Ordering::Relaxed);
     snap.0.push(("send_nif_max_cpu_us", cpu_ns / 1000));
+    let wall_ns = res.send_max_wall_ns.load(Ordering::Relaxed);
+    snap.0.push(("send_nif_max_wall_us", wall_ns / 1000));
+    snap.0.push((
+        "send_nif_over_1ms",
+        res.sends_over_1ms.load(Ordering::Relaxed),
+    ));
     snap.0.push(("atoms_created", res.atoms.created()));
     snap.0.push(("atom_budget_left", res.atoms.left()));
     let keys = snap
@@ -421,7 +433,13 @@ fn send<'a>(
         res.send_max_cpu_ns
             .fetch_max(end.saturating_sub(start), Ordering::Relaxed);
     }
-    charge_timeslice(env, wall.elapsed());
+    let took = wall.elapsed();
+    res.send_max_wall_ns
+        .fetch_max(took.as_nanos() as u64, Ordering::Relaxed);
+    if took > Duration::from_millis(1) {
+        res.sends_over_1ms.fetch_add(1, Ordering::Relaxed);
+    }
+    charge_timeslice(env, took);
     result
 }
 

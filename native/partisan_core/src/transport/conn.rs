@@ -473,7 +473,16 @@ async fn read_loop(
 ) -> CloseReason {
     let decoder = FrameDecoder::new(driver.config().max_frame_size);
     let mut stop = conn.stop_reader.subscribe();
+    if *stop.borrow() {
+        return CloseReason::PeerClosed;
+    }
+    // Made once: a future made per read would register with the runtime each time.
+    let mut stopped = std::pin::pin!(stop.changed());
     let mut liveness = Liveness::new(driver.config().ping.clone(), Instant::now());
+    // The liveness alarm is set only when the deadline comes nearer, never moved later on
+    // every read: when it rings early, Liveness says so and it is set again.
+    let mut alarm = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+    let mut alarm_at: Option<Instant> = None;
     let mut pending: Option<Pending> = None;
     let mut pacer = Pacer::new(driver.interactive(), conn.id);
     loop {
@@ -497,10 +506,6 @@ async fn read_loop(
                 return CloseReason::ProtocolError;
             }
         }
-        if *stop.borrow() {
-            // The closer named the reason.
-            return CloseReason::PeerClosed;
-        }
         // Room for the rest of the current frame, so a large one arrives in few reads. Inside a
         // large frame, read only up to its end: bytes of the next frame behind it would have to
         // be moved to the front of the buffer once the frame is handed off.
@@ -514,7 +519,12 @@ async fn read_loop(
                 buf.capacity() - buf.len()
             };
         }
-        let deadline = liveness.deadline();
+        if let Some(due) = liveness.deadline() {
+            if alarm_at.is_none_or(|at| due < at) {
+                alarm.as_mut().reset(due.into());
+                alarm_at = Some(due);
+            }
+        }
         let syscall_max = pacer.syscall_max();
         tokio::select! {
             read = read_some(&mut rd, &mut buf, pending.as_mut(), read_limit, syscall_max) => match read {
@@ -538,17 +548,21 @@ async fn read_loop(
                     }
                 }
             },
-            _ = sleep_until(deadline) => match liveness.timeout(Instant::now()) {
-                Some(Verdict::Ping(nonce)) => {
-                    conn.enqueue(encode_frame(FrameKind::Ping, &nonce.to_be_bytes()));
+            _ = &mut alarm, if alarm_at.is_some() => {
+                alarm_at = None;
+                match liveness.timeout(Instant::now()) {
+                    Some(Verdict::Ping(nonce)) => {
+                        conn.enqueue(encode_frame(FrameKind::Ping, &nonce.to_be_bytes()));
+                    }
+                    Some(Verdict::Dead) => {
+                        Stats::incr(&driver.stats().ping_timeouts);
+                        return CloseReason::PingTimeout;
+                    }
+                    None => {}
                 }
-                Some(Verdict::Dead) => {
-                    Stats::incr(&driver.stats().ping_timeouts);
-                    return CloseReason::PingTimeout;
-                }
-                None => {}
-            },
-            _ = stop.changed() => return CloseReason::PeerClosed,
+            }
+            // The closer named the reason.
+            _ = &mut stopped => return CloseReason::PeerClosed,
         }
     }
 }
@@ -561,14 +575,6 @@ fn read_failure(e: &io::Error) -> CloseReason {
             CloseReason::PeerClosed
         }
         _ => CloseReason::Io,
-    }
-}
-
-/// Sleeps until `deadline`, or forever without one.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::runtime::Runtime;
 
 use super::config::Config;
 use super::driver::Driver;
+use super::io_runtime::IoRuntime;
 use super::peer::Peer;
 use super::send_queue::{OutFrame, PushError, Queued, SendMode};
 use super::stats::{Stats, StatsSnapshot};
@@ -65,7 +65,7 @@ impl std::error::Error for JoinError {}
 /// A running partisan node engine. Dropping it stops it.
 pub struct Engine {
     driver: Arc<Driver>,
-    runtime: Mutex<Option<Runtime>>,
+    runtime: Mutex<Option<IoRuntime>>,
     bound: Vec<SocketAddr>,
 }
 
@@ -87,23 +87,18 @@ impl Engine {
             .map(|l| l.local_addr())
             .collect::<io::Result<Vec<_>>>()?;
         let nice = cfg.io_nice;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(cfg.io_threads.clamp(1, 64))
-            .max_blocking_threads(1)
-            .thread_name("partisan-io")
-            .on_thread_start(move || set_thread_nice(nice))
-            .enable_all()
-            .build()?;
+        let runtime = IoRuntime::start(cfg.io_threads.clamp(1, 64), move || set_thread_nice(nice))?;
         cfg.listen_addrs = bound.clone();
         let (driver, dials) = Driver::new(cfg, handler);
 
-        let _guard = runtime.enter();
+        let io = runtime.handle().clone();
+        let _guard = io.enter();
         for l in listeners {
             let listener = tokio::net::TcpListener::from_std(l)?;
-            runtime.spawn(super::conn::accept_loop(driver.clone(), listener));
+            io.spawn(super::conn::accept_loop(driver.clone(), listener));
         }
-        runtime.spawn(super::conn::dial_loop(driver.clone(), dials));
-        runtime.spawn(driver.clone().timer_loop());
+        io.spawn(super::conn::dial_loop(driver.clone(), dials));
+        io.spawn(driver.clone().timer_loop());
         Ok(Engine {
             driver,
             runtime: Mutex::new(Some(runtime)),
@@ -117,7 +112,7 @@ impl Engine {
             return;
         };
         self.driver.stop();
-        rt.shutdown_timeout(Duration::from_secs(2));
+        rt.shutdown(Duration::from_secs(2));
     }
 
     /// Whether the engine runs: false once [`Engine::stop`] was called.

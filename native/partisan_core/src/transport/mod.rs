@@ -16,6 +16,7 @@ mod config;
 mod conn;
 mod driver;
 mod engine;
+mod io_runtime;
 mod pacer;
 mod peer;
 mod pressure;
