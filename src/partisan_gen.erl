@@ -110,11 +110,7 @@ forward_opts(Opts) when is_list(Opts) ->
     {reply, term()} | {exit, term()}.
 
 remote_call(Node, Remote, Request, Timeout, Forward) ->
-    try
-        partisan_gen_relay:call(Node, Remote, Request, Timeout, Forward)
-    catch
-        exit:{Reason, {gen_server, call, _}} -> {exit, Reason}
-    end.
+    partisan_gen_relay:call(Node, Remote, Request, Timeout, Forward).
 
 
 %% @doc Stops `Remote' on `Node' as `gen:stop' does there: `ok' or `{exit, Why}'.

@@ -2,14 +2,21 @@
 %% @doc The relay of {@link partisan_gen_server} calls between nodes, one per
 %% node, registered as `partisan_gen_relay'.
 %%
-%% A call to a server on another node is a local `gen_server:call/3' to this
-%% relay (so the caller's timeout, and the dropping of late replies, are
-%% OTP's own). The relay passes the request to the relay of the server's node,
-%% which makes the call there as an ordinary local caller: it sends
-%% `{'$gen_call', From, Request}' with a `From' of its own, monitors the
-%% server, and passes back its reply, or its exit as `noproc' or the exit
-%% reason. Servers therefore run on OTP's `gen_server' unchanged, deferred
-%% replies (`gen_server:reply/2' with the `From' they were given) included.
+%% A call to a server on another node goes from the caller straight to the
+%% relay of the server's node, through the NIF, which makes the call there as
+%% an ordinary local caller: it sends `{'$gen_call', From, Request}' with a
+%% `From' of its own, monitors the server, and passes back its reply, or its
+%% exit as `noproc' or the exit reason. Servers therefore run on OTP's
+%% `gen_server' unchanged, deferred replies (`gen_server:reply/2' with the
+%% `From' they were given) included.
+%%
+%% The answer comes back to the relay of the caller's node, which hands it to
+%% the caller if the caller still waits. A waiting call is a row of a public
+%% table (`partisan_gen_calls'); whoever takes the row (`ets:take/2', atomic)
+%% ends the call: the relay with the answer or a `{nodedown, Node}', or the
+%% caller at its timeout. A caller that finds its row already taken knows
+%% an answer is on its way and drops it, so no late reply is ever left in its
+%% mailbox, without a timer or a relay process on the request's way.
 %% When a node goes down, calls waiting on it end with `{nodedown, Node}',
 %% and calls it was making are forgotten.
 %% @end
@@ -39,6 +46,11 @@
 }).
 
 -define(SERVER, ?MODULE).
+%% The calls of this node waiting for their answer: {Tag, Caller, Node, Life}.
+-define(CALLS, partisan_gen_calls).
+%% How long a caller that timed out waits for an answer the relay has already
+%% taken (sent between two lines of the relay: in practice at once).
+-define(CLAIMED_MS, 1000).
 
 
 
@@ -58,15 +70,16 @@ start_link() ->
 %% -----------------------------------------------------------------------------
 %% @doc Calls `Target' on `Node' with `Request'; `Target' is a pid of that
 %% node, a registered name there or a remote reference. Returns `{reply,
-%% Reply}' or `{exit, Reason}'; exits as `gen_server:call/3' does on
-%% timeout.
+%% Reply}' or `{exit, Reason}' (`{exit, timeout}' when no answer came in
+%% time).
 %% @end
 %% -----------------------------------------------------------------------------
 -spec call(node(), term(), term(), timeout(), map()) ->
     {reply, term()} | {exit, term()}.
 
 call(Node, Target, Request, Timeout, Opts) ->
-    gen_server:call(?SERVER, {call, Node, Target, Request, Timeout, Opts}, Timeout).
+    request(Node, fun(Tag) -> {'$partisan_call', Tag, Target, Request, partisan:node()} end,
+            Timeout, Opts).
 
 
 %% -----------------------------------------------------------------------------
@@ -91,7 +104,11 @@ stop(Node, Target, Reason, Timeout) ->
     {reply, {value, term()} | {exception, atom(), term(), list()}} | {exit, term()}.
 
 apply(Node, M, F, A, Timeout) ->
-    gen_server:call(?SERVER, {apply, Node, M, F, A, Timeout}, Timeout).
+    Ask = fun(Tag) -> {'$partisan_apply', Tag, M, F, A, partisan:node()} end,
+    case request(Node, Ask, Timeout, #{}) of
+        {exit, timeout} -> exit({timeout, {?MODULE, apply, [Node, M, F, A, Timeout]}});
+        Result -> Result
+    end.
 
 
 %% @doc Applies `M:F(A)' on `Node' without waiting for it.
@@ -112,6 +129,8 @@ cast_apply(Node, M, F, A) ->
 %% @private
 init([]) ->
     ok = partisan:monitor_nodes(true),
+    _ = ets:new(?CALLS, [named_table, public, set,
+                         {read_concurrency, false}, {write_concurrency, true}]),
     {ok, #state{}}.
 
 
@@ -121,6 +140,7 @@ handle_call({call, Node, Target, Request, Timeout, Opts}, From, State) ->
     expire(Key, Timeout),
     ask(Node, {'$partisan_call', Key, Target, Request, partisan:node()}, Opts, From, State);
 
+%% A request of partisan_erpc:send_request/4 (answered like a call).
 handle_call({apply, Node, M, F, A, Timeout}, From, State) ->
     Key = make_ref(),
     expire(Key, Timeout),
@@ -207,13 +227,15 @@ handle_info({'DOWN', MRef, process, _, Reason}, #state{serving = Serving} = Stat
             {noreply, State}
     end;
 
-%% The remote answer to one of our callers.
+%% The remote answer to one of our callers: a call waiting in the table (its
+%% caller may have given up and taken its row), or a request or stop.
 handle_info({'$partisan_answer', Key, Result}, State) ->
     case maps:take(Key, State#state.waiting) of
         {{From, _, _}, Waiting} ->
             gen_server:reply(From, Result),
             {noreply, State#state{waiting = Waiting}};
         error ->
+            _ = answer_caller(Key, Result),
             {noreply, State}
     end;
 
@@ -234,6 +256,8 @@ handle_info({nodedown, Node}, #state{waiting = Waiting, serving = Serving} = Sta
         end,
         Lost
     ),
+    Calls = ets:select(?CALLS, [{{'$1', '_', Node, '$2'}, [], [{{'$1', '$2'}}]}]),
+    _ = [answer_caller(Tag, {exit, {nodedown, Node}}) || {Tag, L} <- Calls, is_over(L, Now)],
     Forgotten = [M || {M, {_, N, L}} <- maps:to_list(Serving), N =:= Node, is_over(L, Now)],
     _ = [erlang:demonitor(M, [flush]) || M <- Forgotten],
     {noreply, State#state{
@@ -273,6 +297,52 @@ ask(Node, Request, Opts, From, State) ->
             {noreply, State#state{waiting = Waiting}};
         false ->
             {reply, {exit, {nodedown, Node}}, State}
+    end.
+
+
+%% Sends the request Ask(Tag) to the relay of Node and waits for its answer
+%% (see the module doc); a node that is not connected answers at once.
+request(Node, Ask, Timeout, Opts) ->
+    Tag = make_ref(),
+    Life = life(Node),
+    %% The row goes first: the answer may come before forward_message returns.
+    try ets:insert(?CALLS, {Tag, self(), Node, Life}) of
+        true ->
+            Sent = Life =/= false
+                andalso partisan:forward_message({?SERVER, Node}, Ask(Tag), Opts) =:= ok,
+            case Sent of
+                true ->
+                    await(Tag, Timeout);
+                false ->
+                    true = ets:delete(?CALLS, Tag),
+                    {exit, {nodedown, Node}}
+            end
+    catch
+        %% No table: partisan is not running here.
+        error:badarg -> {exit, noproc}
+    end.
+
+
+await(Tag, Timeout) ->
+    receive
+        {Tag, Result} -> Result
+    after Timeout ->
+        case ets:take(?CALLS, Tag) of
+            [_] ->
+                {exit, timeout};
+            [] ->
+                %% The relay took the row: its message is sent or about to be.
+                receive {Tag, _} -> ok after ?CLAIMED_MS -> ok end,
+                {exit, timeout}
+        end
+    end.
+
+
+%% Ends the call of Tag with Result if its caller still waits.
+answer_caller(Tag, Result) ->
+    case ets:take(?CALLS, Tag) of
+        [{_, Caller, _, _}] -> Caller ! {Tag, Result};
+        [] -> ok
     end.
 
 

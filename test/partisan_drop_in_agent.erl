@@ -42,6 +42,7 @@
 -export([watched/1]).
 -export([gs_call/5]).
 -export([gs_call_then_wait/5]).
+-export([gs_timeout_races/4]).
 -export([gs_cast/3]).
 -export([gs_multi_call/4]).
 -export([gs_request/4]).
@@ -521,6 +522,20 @@ gs_call_then_wait(Node, Name, Request, Opts, Ms) ->
     Result = gs_call(Node, Name, name, Request, Opts),
     timer:sleep(Ms),
     {Result, collect_until(0)}.
+
+
+%% @doc `Count' calls to `{later, Ms}' with a timeout of `Ms' too, so that
+%% the reply and the timeout race; then waits 200 ms. Returns how many calls
+%% got their reply, how many timed out, and what was left in the mailbox.
+-spec gs_timeout_races(node(), atom(), pos_integer(), pos_integer()) ->
+    {non_neg_integer(), non_neg_integer(), [term()]}.
+
+gs_timeout_races(Node, Name, Count, Ms) ->
+    Results = [gs_call(Node, Name, name, {later, Ms}, Ms) || _ <- lists:seq(1, Count)],
+    Replies = length([ok || {ok, {late, _}} <- Results]),
+    Timeouts = length([ok || {exit, {timeout, _}} <- Results]),
+    timer:sleep(200),
+    {Replies, Timeouts, collect_until(0)}.
 
 
 collect_until(Timeout) ->

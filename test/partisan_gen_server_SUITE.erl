@@ -104,7 +104,13 @@ timeout_leaves_no_late_reply(Config) ->
     ?assertMatch({exit, {timeout, {partisan_gen_server, call, [_, {later, 600}, 150]}}}, Result),
     ?assertEqual([], Mailbox),
     {Never, []} = call(A, ?AGENT, gs_call_then_wait, [name(B), counter, never, 100, 200]),
-    ?assertMatch({exit, {timeout, {partisan_gen_server, call, _}}}, Never).
+    ?assertMatch({exit, {timeout, {partisan_gen_server, call, _}}}, Never),
+    %% Replies that race the timeout: each call ends one way or the other, and
+    %% no reply that lost the race is left behind.
+    {Replies, Timeouts, Left} = call(A, ?AGENT, gs_timeout_races, [name(B), counter, 200, 5]),
+    ct:comment("racing replies: ~b in time, ~b timed out", [Replies, Timeouts]),
+    ?assertEqual(200, Replies + Timeouts),
+    ?assertEqual([], Left).
 
 noproc_and_crash(Config) ->
     [A, B, _] = cluster(Config),
