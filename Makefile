@@ -8,6 +8,7 @@
 #   make bench-rust  criterion micro-benchmarks of partisan_core
 #   make fuzz        property tests of the decoders, then libFuzzer on each (FUZZ_SECONDS, 300)
 #   make scale       SCALE_NODES (64) BEAM nodes joined by HyParView, one broadcast to all
+#   make mesh        a full mesh of MESH_NODES (16) BEAM nodes: convergence, memory per connection
 #   make lint        rebar3 xref + dialyzer
 #   make clean       remove Erlang/Elixir build output (keeps cargo's target/)
 
@@ -39,7 +40,7 @@ step = @printf '\n==> %s\n' "$(1)"
 .NOTPARALLEL:
 
 .PHONY: all setup build test test-rust test-erlang eunit ct test-elixir \
-        fmt-check clippy cargo-test loom epmd demo bench bench-quick bench-tls bench-check bench-rust sim fuzz fuzz-short scale \
+        fmt-check clippy cargo-test loom epmd demo bench bench-quick bench-tls bench-check bench-rust sim fuzz fuzz-short scale mesh \
         lint xref dialyzer clean
 
 all: build
@@ -112,9 +113,15 @@ demo: build epmd
 
 ## scale: many BEAM nodes on this machine joined by HyParView (not a test: it reports figures).
 SCALE_NODES ?= 64
+MESH_NODES ?= 16
 scale: build epmd
 	$(call step,HyParView scale: $(SCALE_NODES) BEAM nodes)
 	escript bench/hyparview_scale.escript --nodes $(SCALE_NODES)
+
+## mesh: a full mesh of MESH_NODES (16) BEAM nodes: convergence, memory per idle connection
+mesh: build epmd
+	$(call step,full mesh: $(MESH_NODES) BEAM nodes)
+	escript bench/mesh_scale.escript --nodes $(MESH_NODES)
 
 ## sim: the simulations of the control core and of HyParView at larger sizes than `make test`
 ## runs them (every check the same); SIM_NODES, SIM_HV_NODES and SIM_SEED choose them.

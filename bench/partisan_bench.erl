@@ -324,10 +324,13 @@ with_probes(#{a := A, b := B}, Fun) ->
     Monitors = [{N, rpc(N, ?LOAD, start_monitor, [Role])} || {Role, N} <- [{a, A}, {b, B}]],
     Sampler = rpc(A, ?LOAD, start_sampler, []),
     SlowBefore = [rpc(N, ?LOAD, slow_sends, []) || N <- [A, B]],
-    Metrics =
+    OsPids = [rpc(N, os, getpid, []) || N <- [A, B]],
+    CpuBefore = cpu_us(OsPids),
+    Metrics0 =
         try Fun()
         catch Class:Reason -> {error, {Class, Reason}}
         end,
+    Metrics = with_cpu(Metrics0, cpu_us(OsPids) - CpuBefore),
     SlowSends = lists:sum([rpc(N, ?LOAD, slow_sends, []) || N <- [A, B]]) - lists:sum(SlowBefore),
     Peaks = rpc(A, ?LOAD, stop_sampler, [Sampler]),
     Long = lists:foldl(fun({N, M}, Acc) -> merge_counts(rpc(N, ?LOAD, stop_monitor, [M]), Acc) end,
@@ -335,6 +338,47 @@ with_probes(#{a := A, b := B}, Fun) ->
     flush(),
     timer:sleep(?SETTLE_MS),
     #{metrics => Metrics, peaks => Peaks, long => Long, slow_sends => SlowSends}.
+
+
+%% CPU time (user + system, all threads) the OS processes of both nodes used,
+%% in µs, from /proc/PID/stat (0 where /proc is missing).
+cpu_us(OsPids) ->
+    lists:sum([process_cpu_us(P) || P <- OsPids]).
+
+
+process_cpu_us(OsPid) ->
+    case file:read_file("/proc/" ++ OsPid ++ "/stat") of
+        {ok, Stat} ->
+            %% The fields after the command name, which is in parentheses.
+            [_, After] = string:split(Stat, ")", trailing),
+            Fields = string:lexemes(After, " "),
+            %% utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+            Ticks = binary_to_integer(lists:nth(12, Fields))
+                    + binary_to_integer(lists:nth(13, Fields)),
+            Ticks * 1000000 div clock_ticks();
+        {error, _} ->
+            0
+    end.
+
+
+clock_ticks() ->
+    case persistent_term:get({?MODULE, clk_tck}, undefined) of
+        undefined ->
+            Hz = try list_to_integer(string:trim(os:cmd("getconf CLK_TCK")))
+                 catch error:badarg -> 100
+                 end,
+            persistent_term:put({?MODULE, clk_tck}, Hz),
+            Hz;
+        Hz ->
+            Hz
+    end.
+
+
+%% CPU per message delivered, for throughput runs.
+with_cpu(#{delivered := Got} = Metrics, CpuUs) when Got > 0, CpuUs > 0 ->
+    Metrics#{cpu_us_per_msg => CpuUs / Got};
+with_cpu(Metrics, _) ->
+    Metrics.
 
 
 merge_counts(M1, M2) ->
@@ -511,7 +555,7 @@ throughput_metrics(#{received := Got, bytes := Bytes, sent := Sent, t_end := TEn
                    Dropped)
 when Got > 0 ->
     Us = max(1, TEnd - T0),
-    #{msgs_per_s => Got * 1.0e6 / Us, mb_per_s => Bytes / Us,
+    #{msgs_per_s => Got * 1.0e6 / Us, mb_per_s => Bytes / Us, delivered => Got,
       lost => Sent - Got, capped => Sent < Planned, dropped => Dropped};
 throughput_metrics(#{received := 0, sent := Sent}, _, _, Dropped) when Sent > 0 ->
     {error, {stalled, #{sent => Sent, delivered => 0, dropped => Dropped}}};
@@ -582,6 +626,11 @@ percentile(Sorted, P) ->
 
 %% The rows of the table for each workload: {label suffix (or {label, L}),
 %% metric, unit, whether higher or lower is better}.
+%% Throughput rows of small messages also show the CPU time both nodes spent
+%% per message delivered (what a machine with more cores would be bound by).
+rows(#{kind := throughput, id := Id}) when element(1, Id) =:= flow, element(3, Id) =< 1024;
+                                           element(1, Id) =:= burst ->
+    [{"", msgs_per_s, "msg/s", higher}, {" CPU per message", cpu_us_per_msg, "µs", lower}];
 rows(#{kind := throughput}) -> [{"", msgs_per_s, "msg/s", higher}];
 rows(#{kind := latency}) -> [{" p50", p50, "µs", lower}, {" p99", p99, "µs", lower},
                              {" p99.9", p999, "µs", lower}];

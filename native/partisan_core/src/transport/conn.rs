@@ -35,10 +35,16 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest authentication frame: its kind and two nonces' worth of bytes, with room to spare.
 const MAX_AUTH_FRAME: usize = 128;
 /// Initial size of the buffer that gathers small parts, so many small frames become one syscall.
-const WRITE_BUFFER: usize = 256 * 1024;
+/// Most of its gathering buffer a writer keeps while its connection is idle (memory per idle
+/// connection); a burst grows it as far as it needs.
+const IDLE_WRITE_BUFFER: usize = 16 * 1024;
 /// Most buffers passed to one vectored write (Linux allows 1024).
 const MAX_IOVECS: usize = 512;
 const READ_CHUNK: usize = 64 * 1024;
+/// The read buffer of a connection whose last read did not fill its buffer (an idle or
+/// latency-bound connection): memory per idle connection stays small, and the first read
+/// that fills it brings back `READ_CHUNK`.
+const IDLE_READ: usize = 8 * 1024;
 /// Most queued frames the writer takes at once, so that it accounts for progress regularly.
 const BATCH_FRAMES: usize = 4096;
 fn invalid(e: WireError) -> io::Error {
@@ -323,7 +329,7 @@ async fn run(driver: Arc<Driver>, conn: Arc<Conn>, stream: Stream, buf: BytesMut
 /// costs few syscalls; large ones are written as they are.
 async fn write_loop(driver: Arc<Driver>, conn: Arc<Conn>, socket: Arc<OwnedWriteHalf>) {
     let low_water = driver.config().send_queue_limit / 2;
-    let mut out = Vec::with_capacity(WRITE_BUFFER);
+    let mut out = Vec::new();
     let mut pacer = Pacer::new(driver.interactive(), conn.id);
     let q = &conn.queue;
     loop {
@@ -339,6 +345,9 @@ async fn write_loop(driver: Arc<Driver>, conn: Arc<Conn>, socket: Arc<OwnedWrite
         if q.finished() {
             break;
         }
+        if out.capacity() > IDLE_WRITE_BUFFER {
+            out = Vec::new();
+        }
         q.idle().await;
     }
     let _ = socket2::SockRef::from(socket.as_ref().as_ref()).shutdown(std::net::Shutdown::Write);
@@ -348,7 +357,7 @@ async fn write_loop(driver: Arc<Driver>, conn: Arc<Conn>, socket: Arc<OwnedWrite
 /// share TLS records, then flushed.
 async fn tls_write_loop(driver: Arc<Driver>, conn: Arc<Conn>, mut wr: impl AsyncWrite + Unpin) {
     let low_water = driver.config().send_queue_limit / 2;
-    let mut out = Vec::with_capacity(WRITE_BUFFER);
+    let mut out = Vec::new();
     let q = &conn.queue;
     loop {
         if let Some(batch) = q.claim_batch(BATCH_FRAMES) {
@@ -362,6 +371,9 @@ async fn tls_write_loop(driver: Arc<Driver>, conn: Arc<Conn>, mut wr: impl Async
         }
         if q.finished() {
             break;
+        }
+        if out.capacity() > IDLE_WRITE_BUFFER {
+            out = Vec::new();
         }
         q.idle().await;
     }
@@ -484,6 +496,8 @@ async fn read_loop(
     let mut alarm = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
     let mut alarm_at: Option<Instant> = None;
     let mut pending: Option<Pending> = None;
+    // Whether the last read filled the buffer it was given.
+    let mut streaming = false;
     let mut pacer = Pacer::new(driver.interactive(), conn.id);
     loop {
         pacer.pace().await;
@@ -511,9 +525,13 @@ async fn read_loop(
         // be moved to the front of the buffer once the frame is handed off.
         let mut read_limit = 0;
         if pending.is_none() {
+            let chunk = if streaming { READ_CHUNK } else { IDLE_READ };
+            if !streaming && buf.is_empty() && buf.capacity() > IDLE_READ {
+                buf = BytesMut::with_capacity(IDLE_READ);
+            }
             let wanted = decoder.wanted(&buf);
-            buf.reserve(wanted.clamp(READ_CHUNK, driver.config().max_frame_size + 5));
-            read_limit = if wanted > READ_CHUNK {
+            buf.reserve(wanted.clamp(chunk, driver.config().max_frame_size + 5));
+            read_limit = if wanted > chunk {
                 wanted
             } else {
                 buf.capacity() - buf.len()
@@ -531,6 +549,7 @@ async fn read_loop(
                 Ok(0) => return CloseReason::PeerClosed,
                 Err(e) => return read_failure(&e),
                 Ok(n) => {
+                    streaming = pending.is_none() && n == read_limit;
                     driver.stats().bytes_received.fetch_add(n as u64, Ordering::Relaxed);
                     if n < READ_CHUNK {
                         pacer.rested();

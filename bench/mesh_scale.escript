@@ -1,0 +1,125 @@
+#!/usr/bin/env escript
+%% -*- mode: erlang -*-
+%%
+%% `make mesh`: a full mesh of N BEAM nodes (default 16) on this machine.
+%%
+%% Starts N nodes with OTP's `peer' module, each running partisan's full-mesh
+%% manager with two channels (the default one and `bulk'), records each node's
+%% memory while it is alone, joins all of them through the first, and reports
+%% the time until every node has all its connections, connections, OS threads
+%% and memory per node, and the memory each idle connection adds (resident
+%% size after the mesh settled and idled 5 s, minus before, over the
+%% connections). Distributed Erlang only starts the nodes and collects the
+%% figures.
+%%
+%% Usage: escript bench/mesh_scale.escript [--nodes N]
+%% Needs `rebar3 compile' first (make mesh does it).
+-mode(compile).
+
+main(Args) ->
+    N = case Args of
+        ["--nodes", Text] -> list_to_integer(Text);
+        _ -> 16
+    end,
+    Root = filename:dirname(filename:dirname(filename:absname(escript:script_name()))),
+    Ebin = filename:join([Root, "_build", "default", "lib", "partisan", "ebin"]),
+    _ = os:cmd("epmd -daemon"),
+    {ok, _} = net_kernel:start([list_to_atom("mesh_" ++ os:getpid() ++ "@127.0.0.1"), longnames]),
+    Peers = pmap(fun(I) -> start_peer(I, Ebin) end, lists:seq(1, N)),
+    Nodes = [Node || {_, Node} <- Peers],
+    try
+        run(Nodes)
+    after
+        [catch peer:stop(P) || {P, _} <- Peers]
+    end,
+    halt(0).
+
+run([First | Rest] = Nodes) ->
+    timer:sleep(2000),
+    Before = [{rss(Node), erpc:call(Node, erlang, memory, [total])} || Node <- Nodes],
+    Spec = erpc:call(First, partisan, node_spec, []),
+    T0 = now_ms(),
+    [ok = erpc:call(Node, partisan_peer_service, join, [Spec]) || Node <- Rest],
+    %% Control, default and bulk to every other node.
+    Want = 3 * (length(Nodes) - 1),
+    Converged = wait(fun() -> lists:all(fun(Node) -> conns(Node) =:= Want end, Nodes) end,
+                     120000) - T0,
+    %% Some traffic on every connection first (to a name nobody has: dropped and
+    %% counted there), so that idle means idle after use, not never used.
+    Bin = binary:copy(<<"x">>, 32768),
+    pmap(fun(From) ->
+             [ok = erpc:call(From, partisan, forward_message, [To, mesh_nobody, Bin, #{channel => C}])
+              || To <- Nodes, To =/= From, C <- [undefined, bulk], _ <- lists:seq(1, 20)]
+         end, Nodes),
+    timer:sleep(5000),
+    After = [{rss(Node), erpc:call(Node, erlang, memory, [total])} || Node <- Nodes],
+    Conns = [conns(Node) || Node <- Nodes],
+    Threads = [threads(Node) || Node <- Nodes],
+    PerConn = [(R1 - R0) / C || {{R0, _}, {R1, _}, C} <- lists:zip3(Before, After, Conns)],
+    VmPerConn = [(M1 - M0) / C || {{_, M0}, {_, M1}, C} <- lists:zip3(Before, After, Conns)],
+    io:format(
+        "~n| nodes | converged (ms) | connections per node | OS threads per node "
+        "| RSS per node (MiB) | VM memory per node (MiB) | RSS per idle connection (KiB) "
+        "| VM memory per idle connection (KiB) |~n"
+        "|---|---|---|---|---|---|---|---|~n"
+        "| ~p | ~p | ~.1f | ~.1f | ~.1f | ~.1f | ~.1f | ~.1f |~n",
+        [length(Nodes), Converged, avg(Conns), avg(Threads),
+         avg([R || {R, _} <- After]) / 1048576, avg([M || {_, M} <- After]) / 1048576,
+         avg(PerConn) / 1024, avg(VmPerConn) / 1024]).
+
+conns(Node) ->
+    length(erpc:call(Node, partisan_nif, connections, [erpc:call(Node, partisan_nif, engine, [])])).
+
+rss(Node) -> status_field(Node, "VmRSS:\\s+(\\d+) kB") * 1024.
+
+threads(Node) -> status_field(Node, "Threads:\\s+(\\d+)").
+
+status_field(Node, Re) ->
+    Pid = erpc:call(Node, os, getpid, []),
+    {ok, Status} = file:read_file("/proc/" ++ Pid ++ "/status"),
+    {match, [V]} = re:run(Status, Re, [{capture, all_but_first, list}]),
+    list_to_integer(V).
+
+start_peer(I, Ebin) ->
+    Name = list_to_atom("m" ++ integer_to_list(I) ++ "_" ++ os:getpid()),
+    Args = ["-setcookie", atom_to_list(erlang:get_cookie()), "-pa", Ebin,
+            "-connect_all", "false", "-kernel", "logger_level", "warning",
+            "+S", "1", "+sbwt", "none", "+sbwtdcpu", "none", "+sbwtdio", "none"],
+    {ok, Peer, Node} = peer:start(#{
+        name => Name, host => "127.0.0.1", longnames => true,
+        exec => os:find_executable("erl"), args => Args, wait_boot => 60000
+    }),
+    Env = [
+        {listen_addrs, [#{ip => {127, 0, 0, 1}, port => 0}]},
+        {channels, #{bulk => #{parallelism => 1}}},
+        {io_threads, 1}
+    ],
+    [ok = erpc:call(Node, application, set_env, [partisan, K, V]) || {K, V} <- Env],
+    {ok, _} = erpc:call(Node, partisan, start, []),
+    {Peer, Node}.
+
+wait(Fun, Timeout) ->
+    wait_loop(Fun, now_ms() + Timeout).
+
+wait_loop(Fun, Deadline) ->
+    case catch Fun() of
+        true ->
+            now_ms();
+        _ ->
+            now_ms() < Deadline orelse error(timeout),
+            timer:sleep(100),
+            wait_loop(Fun, Deadline)
+    end.
+
+pmap(F, List) ->
+    Parent = self(),
+    Refs = [begin
+                Ref = make_ref(),
+                _ = spawn_link(fun() -> Parent ! {Ref, F(X)} end),
+                Ref
+            end || X <- List],
+    [receive {Ref, R} -> R end || Ref <- Refs].
+
+now_ms() -> erlang:monotonic_time(millisecond).
+
+avg(L) -> lists:sum(L) / max(1, length(L)).
