@@ -9,8 +9,9 @@
 %% the time until every node has all its connections, connections, OS threads
 %% and memory per node, and the memory each idle connection adds (resident
 %% size after the mesh settled and idled 5 s, minus before, over the
-%% connections). Distributed Erlang only starts the nodes and collects the
-%% figures.
+%% connections); then all-to-all throughput of 64-byte messages, over partisan
+%% and over Distributed Erlang's full mesh of the same nodes. Distributed
+%% Erlang otherwise only starts the nodes and collects the figures.
 %%
 %% Usage: escript bench/mesh_scale.escript [--nodes N]
 %% Needs `rebar3 compile' first (make mesh does it).
@@ -25,7 +26,8 @@ main(Args) ->
     Ebin = filename:join([Root, "_build", "default", "lib", "partisan", "ebin"]),
     _ = os:cmd("epmd -daemon"),
     {ok, _} = net_kernel:start([list_to_atom("mesh_" ++ os:getpid() ++ "@127.0.0.1"), longnames]),
-    Peers = pmap(fun(I) -> start_peer(I, Ebin) end, lists:seq(1, N)),
+    Mesh = compile_mesh(Root),
+    Peers = pmap(fun(I) -> start_peer(I, Ebin, Mesh) end, lists:seq(1, N)),
     Nodes = [Node || {_, Node} <- Peers],
     try
         run(Nodes)
@@ -65,7 +67,43 @@ run([First | Rest] = Nodes) ->
         "| ~p | ~p | ~.1f | ~.1f | ~.1f | ~.1f | ~.1f | ~.1f |~n",
         [length(Nodes), Converged, avg(Conns), avg(Threads),
          avg([R || {R, _} <- After]) / 1048576, avg([M || {_, M} <- After]) / 1048576,
-         avg(PerConn) / 1024, avg(VmPerConn) / 1024]).
+         avg(PerConn) / 1024, avg(VmPerConn) / 1024]),
+    all_to_all(Nodes).
+
+%% Every node sends ?ROUNDS rounds of a 64-byte message to every other node's
+%% sink, all at once, over partisan and then over Distributed Erlang (whose
+%% full mesh is made now, so that it costs the figures above nothing).
+-define(ROUNDS, 2000).
+all_to_all(Nodes) ->
+    Names = maps:from_list([{Node, erpc:call(Node, partisan, node, [])} || Node <- Nodes]),
+    Partisan = blast(partisan, Nodes, fun(Node) -> maps:get(Node, Names) end),
+    [true = erpc:call(X, net_kernel, connect_node, [Y]) || X <- Nodes, Y <- Nodes, X < Y],
+    Disterl = blast(disterl, Nodes, fun(Node) -> Node end),
+    Row = fun({Rate, Got, Want}) -> io_lib:format("~bk msg/s (~p of ~p)", [round(Rate / 1000), Got, Want]) end,
+    io:format(
+        "~n| nodes | all-to-all, 64 B, Distributed Erlang | all-to-all, 64 B, partisan | partisan / disterl |~n"
+        "|---|---|---|---|~n"
+        "| ~p | ~ts | ~ts | ~.2f |~n",
+        [length(Nodes), Row(Disterl), Row(Partisan), element(1, Partisan) / element(1, Disterl)]).
+
+blast(Via, Nodes, Name) ->
+    Msg = {mesh, binary:copy(<<"x">>, 50)},
+    Before = lists:sum([erpc:call(Node, partisan_bench_mesh, received, []) || Node <- Nodes]),
+    Want = length(Nodes) * (length(Nodes) - 1) * ?ROUNDS,
+    T0 = now_ms(),
+    [ok = erpc:call(Node, partisan_bench_mesh, blast, [Via, [Name(O) || O <- Nodes, O =/= Node], ?ROUNDS, Msg])
+     || Node <- Nodes],
+    Got = fun() -> lists:sum([erpc:call(Node, partisan_bench_mesh, received, []) || Node <- Nodes]) - Before end,
+    Done = fun() -> Got() >= Want end,
+    T1 = try wait(Done, 60000) catch error:timeout -> now_ms() end,
+    N = Got(),
+    Via =:= partisan andalso
+        io:format("partisan: ~p frames written by their senders' threads (the rest by the writers)~n",
+                  [lists:sum([stat(Node, written_directly) || Node <- Nodes])]),
+    {N * 1000 / max(1, T1 - T0), N, Want}.
+
+stat(Node, Key) ->
+    maps:get(Key, erpc:call(Node, partisan_nif, stats, [erpc:call(Node, partisan_nif, engine, [])])).
 
 conns(Node) ->
     length(erpc:call(Node, partisan_nif, connections, [erpc:call(Node, partisan_nif, engine, [])])).
@@ -80,7 +118,12 @@ status_field(Node, Re) ->
     {match, [V]} = re:run(Status, Re, [{capture, all_but_first, list}]),
     list_to_integer(V).
 
-start_peer(I, Ebin) ->
+compile_mesh(Root) ->
+    Src = filename:join([Root, "bench", "partisan_bench_mesh.erl"]),
+    {ok, Mod, Bin} = compile:file(Src, [binary, report]),
+    {Mod, Src, Bin}.
+
+start_peer(I, Ebin, {Mod, File, Bin}) ->
     Name = list_to_atom("m" ++ integer_to_list(I) ++ "_" ++ os:getpid()),
     Args = ["-setcookie", atom_to_list(erlang:get_cookie()), "-pa", Ebin,
             "-connect_all", "false", "-kernel", "logger_level", "warning",
@@ -96,6 +139,8 @@ start_peer(I, Ebin) ->
     ],
     [ok = erpc:call(Node, application, set_env, [partisan, K, V]) || {K, V} <- Env],
     {ok, _} = erpc:call(Node, partisan, start, []),
+    {module, Mod} = erpc:call(Node, code, load_binary, [Mod, File, Bin]),
+    ok = erpc:call(Node, Mod, start_sink, []),
     {Peer, Node}.
 
 wait(Fun, Timeout) ->

@@ -146,6 +146,11 @@ pub(crate) struct SendQueue {
     last_push: AtomicU64,
 }
 
+thread_local! {
+    /// When the calling thread last pushed a frame to any connection (see `push`).
+    static THREAD_LAST_PUSH: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 fn clock_ns() -> u64 {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
     ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64
@@ -197,8 +202,13 @@ impl SendQueue {
             return Err(PushError::Closed);
         }
         let now = clock_ns();
-        let quiet = now.saturating_sub(self.last_push.swap(now, Relaxed))
-            >= DIRECT_AFTER_IDLE.as_nanos() as u64;
+        let idle = DIRECT_AFTER_IDLE.as_nanos() as u64;
+        // Quiet means this connection and this thread: a sender that sends to many
+        // connections in turn (all-to-all) finds each one quiet, yet its frames are a stream,
+        // better gathered by the writers than written one syscall (and one wake-up of the
+        // receiving I/O thread) each.
+        let thread_quiet = THREAD_LAST_PUSH.with(|t| now.saturating_sub(t.replace(now)) >= idle);
+        let quiet = now.saturating_sub(self.last_push.swap(now, Relaxed)) >= idle && thread_quiet;
         let len = frame.len();
         let direct = if len <= SMALL_FRAME_MAX {
             quiet
