@@ -308,8 +308,7 @@ request(Node, Ask, Timeout, Opts) ->
     %% The row goes first: the answer may come before forward_message returns.
     try ets:insert(?CALLS, {Tag, self(), Node, Life}) of
         true ->
-            Sent = Life =/= false
-                andalso partisan:forward_message({?SERVER, Node}, Ask(Tag), Opts) =:= ok,
+            Sent = Life =/= false andalso send(Node, Ask(Tag), Opts, Tag),
             case Sent of
                 true ->
                     await(Tag, Timeout);
@@ -320,6 +319,17 @@ request(Node, Ask, Timeout, Opts) ->
     catch
         %% No table: partisan is not running here.
         error:badarg -> {exit, noproc}
+    end.
+
+
+%% Whether the request went; a bad option (badarg) leaves no row behind.
+send(Node, Request, Opts, Tag) ->
+    try
+        partisan:forward_message({?SERVER, Node}, Request, Opts) =:= ok
+    catch
+        Class:Reason:Stack ->
+            true = ets:delete(?CALLS, Tag),
+            erlang:raise(Class, Reason, Stack)
     end.
 
 

@@ -34,9 +34,8 @@ use crate::wire::{
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest authentication frame: its kind and two nonces' worth of bytes, with room to spare.
 const MAX_AUTH_FRAME: usize = 128;
-/// Initial size of the buffer that gathers small parts, so many small frames become one syscall.
-/// Most of its gathering buffer a writer keeps while its connection is idle (memory per idle
-/// connection); a burst grows it as far as it needs.
+/// Most of its gathering buffer (which makes many small frames one syscall) a writer keeps
+/// while its connection is idle, for memory per idle connection; a burst grows it as needed.
 const IDLE_WRITE_BUFFER: usize = 16 * 1024;
 /// Most buffers passed to one vectored write (Linux allows 1024).
 const MAX_IOVECS: usize = 512;
