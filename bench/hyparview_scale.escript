@@ -15,6 +15,7 @@
 %% Needs `rebar3 compile' first (make scale does it).
 -mode(compile).
 
+-define(NODES, partisan_bench_nodes).
 -define(MIN, 3).
 -define(MAX, 6).
 
@@ -28,11 +29,13 @@ main(Args) ->
     _ = os:cmd("epmd -daemon"),
     {ok, _} = net_kernel:start([list_to_atom("scale_" ++ os:getpid() ++ "@127.0.0.1"), longnames]),
     true = code:add_patha(Ebin),
-    Kv = compile_kv(Root),
-    T0 = now_ms(),
-    Peers = pmap(fun(I) -> start_peer(I, Ebin, Kv) end, lists:seq(1, N)),
+    {Helpers, HelpersFile, HelpersBin} = compile_helpers(Root),
+    {module, Helpers} = code:load_binary(Helpers, HelpersFile, HelpersBin),
+    Kv = ?NODES:compile(Root, "examples/partisan_kv.erl"),
+    T0 = ?NODES:now_ms(),
+    Peers = ?NODES:pmap(fun(I) -> start_peer(I, Ebin, Kv) end, lists:seq(1, N)),
     Nodes = [Node || {_, Node} <- Peers],
-    io:format("~p nodes started in ~p ms~n", [N, now_ms() - T0]),
+    io:format("~p nodes started in ~p ms~n", [N, ?NODES:now_ms() - T0]),
     try
         run(Nodes)
     after
@@ -41,7 +44,7 @@ main(Args) ->
     halt(0).
 
 run([First | _] = Nodes) ->
-    T0 = now_ms(),
+    T0 = ?NODES:now_ms(),
     lists:foldl(
         fun(Node, Joined) ->
             Contact = lists:nth(rand:uniform(length(Joined)), Joined),
@@ -50,23 +53,23 @@ run([First | _] = Nodes) ->
             [Node | Joined]
         end,
         [First], tl(Nodes)),
-    Converged = wait(fun() -> settled(Nodes) end, 300000) - T0,
+    Converged = ?NODES:wait(fun() -> settled(Nodes) end, 300000) - T0,
     Views = [length(active(N)) || N <- Nodes],
     Mem = [erpc:call(N, erlang, memory, [total]) || N <- Nodes],
-    Rss = [rss(N) || N <- Nodes],
+    Rss = [?NODES:rss(N) || N <- Nodes],
     Conns = [length(erpc:call(N, partisan_nif, connections, [erpc:call(N, partisan_nif, engine, [])]))
              || N <- Nodes],
-    T1 = now_ms(),
+    T1 = ?NODES:now_ms(),
     ok = erpc:call(First, partisan_kv, put, [scale, T1]),
     All = fun() -> lists:all(fun(N) -> erpc:call(N, partisan_kv, get, [scale]) =:= {ok, T1} end, Nodes) end,
-    Reached = wait(All, 60000) - T1,
+    Reached = ?NODES:wait(All, 60000) - T1,
     io:format(
         "~n| nodes | converged (ms) | active view min/avg/max | connections per node (avg) "
         "| VM memory per node (MiB) | RSS per node (MiB) | broadcast reached all (ms) |~n"
         "|---|---|---|---|---|---|---|~n"
         "| ~p | ~p | ~p / ~.1f / ~p | ~.1f | ~.1f | ~.1f | ~p |~n",
-        [length(Nodes), Converged, lists:min(Views), avg(Views), lists:max(Views),
-         avg(Conns), avg(Mem) / 1048576, avg(Rss) / 1048576, Reached]).
+        [length(Nodes), Converged, lists:min(Views), ?NODES:avg(Views), lists:max(Views),
+         ?NODES:avg(Conns), ?NODES:avg(Mem) / 1048576, ?NODES:avg(Rss) / 1048576, Reached]).
 
 settled(Nodes) ->
     Views = maps:from_list([{N, active(N)} || N <- Nodes]),
@@ -81,61 +84,20 @@ reach([], _, Seen) -> maps:keys(Seen);
 reach([N | Rest], Views, Seen) when is_map_key(N, Seen) -> reach(Rest, Views, Seen);
 reach([N | Rest], Views, Seen) -> reach(maps:get(N, Views, []) ++ Rest, Views, Seen#{N => true}).
 
-rss(Node) ->
-    Pid = erpc:call(Node, os, getpid, []),
-    {ok, Status} = file:read_file("/proc/" ++ Pid ++ "/status"),
-    {match, [KB]} = re:run(Status, "VmRSS:\\s+(\\d+) kB", [{capture, all_but_first, list}]),
-    list_to_integer(KB) * 1024.
-
-start_peer(I, Ebin, {Mod, File, Bin}) ->
+start_peer(I, Ebin, Kv) ->
     Name = list_to_atom("s" ++ integer_to_list(I) ++ "_" ++ os:getpid()),
-    Args = ["-setcookie", atom_to_list(erlang:get_cookie()), "-pa", Ebin,
-            "-connect_all", "false", "-kernel", "logger_level", "warning",
-            "+S", "1", "+sbwt", "none", "+sbwtdcpu", "none", "+sbwtdio", "none"],
-    %% Not linked: the process that starts it ends at once.
-    {ok, Peer, Node} = peer:start(#{
-        name => Name, host => "127.0.0.1", longnames => true,
-        exec => os:find_executable("erl"), args => Args, wait_boot => 60000
-    }),
-    {module, Mod} = erpc:call(Node, code, load_binary, [Mod, File, Bin]),
     Env = [
         {listen_addrs, [#{ip => {127, 0, 0, 1}, port => 0}]},
         {peer_service_manager, partisan_hyparview_peer_service_manager},
         {broadcast_mods, [partisan_kv]},
         {io_threads, 1}
     ],
-    [ok = erpc:call(Node, application, set_env, [partisan, K, V]) || {K, V} <- Env],
-    {ok, _} = erpc:call(Node, partisan, start, []),
+    {Peer, Node} = ?NODES:start_peer(Name, Ebin, Env, [Kv]),
     ok = erpc:call(Node, partisan_kv, start, []),
     {Peer, Node}.
 
-compile_kv(Root) ->
-    Src = filename:join([Root, "examples", "partisan_kv.erl"]),
+%% The helpers are compiled here, before any of them can be called.
+compile_helpers(Root) ->
+    Src = filename:join([Root, "bench", "partisan_bench_nodes.erl"]),
     {ok, Mod, Bin} = compile:file(Src, [binary, report]),
     {Mod, Src, Bin}.
-
-wait(Fun, Timeout) ->
-    wait_loop(Fun, now_ms() + Timeout).
-
-wait_loop(Fun, Deadline) ->
-    case catch Fun() of
-        true ->
-            now_ms();
-        _ ->
-            now_ms() < Deadline orelse error(timeout),
-            timer:sleep(100),
-            wait_loop(Fun, Deadline)
-    end.
-
-pmap(F, List) ->
-    Parent = self(),
-    Refs = [begin
-                Ref = make_ref(),
-                _ = spawn_link(fun() -> Parent ! {Ref, F(X)} end),
-                Ref
-            end || X <- List],
-    [receive {Ref, R} -> R end || Ref <- Refs].
-
-avg(L) -> lists:sum(L) / max(1, length(L)).
-
-now_ms() -> erlang:monotonic_time(millisecond).

@@ -17,6 +17,8 @@
 %% Needs `rebar3 compile' first (make mesh does it).
 -mode(compile).
 
+-define(NODES, partisan_bench_nodes).
+
 main(Args) ->
     N = case Args of
         ["--nodes", Text] -> list_to_integer(Text);
@@ -26,8 +28,10 @@ main(Args) ->
     Ebin = filename:join([Root, "_build", "default", "lib", "partisan", "ebin"]),
     _ = os:cmd("epmd -daemon"),
     {ok, _} = net_kernel:start([list_to_atom("mesh_" ++ os:getpid() ++ "@127.0.0.1"), longnames]),
-    Mesh = compile_mesh(Root),
-    Peers = pmap(fun(I) -> start_peer(I, Ebin, Mesh) end, lists:seq(1, N)),
+    {Helpers, HelpersFile, HelpersBin} = compile_helpers(Root),
+    {module, Helpers} = code:load_binary(Helpers, HelpersFile, HelpersBin),
+    Mesh = ?NODES:compile(Root, "bench/partisan_bench_mesh.erl"),
+    Peers = ?NODES:pmap(fun(I) -> start_peer(I, Ebin, Mesh) end, lists:seq(1, N)),
     Nodes = [Node || {_, Node} <- Peers],
     try
         run(Nodes)
@@ -38,25 +42,25 @@ main(Args) ->
 
 run([First | Rest] = Nodes) ->
     timer:sleep(2000),
-    Before = [{rss(Node), erpc:call(Node, erlang, memory, [total])} || Node <- Nodes],
+    Before = [{?NODES:rss(Node), erpc:call(Node, erlang, memory, [total])} || Node <- Nodes],
     Spec = erpc:call(First, partisan, node_spec, []),
-    T0 = now_ms(),
+    T0 = ?NODES:now_ms(),
     [ok = erpc:call(Node, partisan_peer_service, join, [Spec]) || Node <- Rest],
     %% Control, default and bulk to every other node.
     Want = 3 * (length(Nodes) - 1),
-    Converged = wait(fun() -> lists:all(fun(Node) -> conns(Node) =:= Want end, Nodes) end,
+    Converged = ?NODES:wait(fun() -> lists:all(fun(Node) -> conns(Node) =:= Want end, Nodes) end,
                      120000) - T0,
     %% Some traffic on every connection first (to a name nobody has: dropped and
     %% counted there), so that idle means idle after use, not never used.
     Bin = binary:copy(<<"x">>, 32768),
-    pmap(fun(From) ->
+    ?NODES:pmap(fun(From) ->
              [ok = erpc:call(From, partisan, forward_message, [To, mesh_nobody, Bin, #{channel => C}])
               || To <- Nodes, To =/= From, C <- [undefined, bulk], _ <- lists:seq(1, 20)]
          end, Nodes),
     timer:sleep(5000),
-    After = [{rss(Node), erpc:call(Node, erlang, memory, [total])} || Node <- Nodes],
+    After = [{?NODES:rss(Node), erpc:call(Node, erlang, memory, [total])} || Node <- Nodes],
     Conns = [conns(Node) || Node <- Nodes],
-    Threads = [threads(Node) || Node <- Nodes],
+    Threads = [?NODES:threads(Node) || Node <- Nodes],
     PerConn = [(R1 - R0) / C || {{R0, _}, {R1, _}, C} <- lists:zip3(Before, After, Conns)],
     VmPerConn = [(M1 - M0) / C || {{_, M0}, {_, M1}, C} <- lists:zip3(Before, After, Conns)],
     io:format(
@@ -65,9 +69,9 @@ run([First | Rest] = Nodes) ->
         "| VM memory per idle connection (KiB) |~n"
         "|---|---|---|---|---|---|---|---|~n"
         "| ~p | ~p | ~.1f | ~.1f | ~.1f | ~.1f | ~.1f | ~.1f |~n",
-        [length(Nodes), Converged, avg(Conns), avg(Threads),
-         avg([R || {R, _} <- After]) / 1048576, avg([M || {_, M} <- After]) / 1048576,
-         avg(PerConn) / 1024, avg(VmPerConn) / 1024]),
+        [length(Nodes), Converged, ?NODES:avg(Conns), ?NODES:avg(Threads),
+         ?NODES:avg([R || {R, _} <- After]) / 1048576, ?NODES:avg([M || {_, M} <- After]) / 1048576,
+         ?NODES:avg(PerConn) / 1024, ?NODES:avg(VmPerConn) / 1024]),
     all_to_all(Nodes).
 
 %% Every node sends ?ROUNDS rounds of a 64-byte message to every other node's
@@ -90,12 +94,12 @@ blast(Via, Nodes, Name) ->
     Msg = {mesh, binary:copy(<<"x">>, 50)},
     Before = lists:sum([erpc:call(Node, partisan_bench_mesh, received, []) || Node <- Nodes]),
     Want = length(Nodes) * (length(Nodes) - 1) * ?ROUNDS,
-    T0 = now_ms(),
+    T0 = ?NODES:now_ms(),
     [ok = erpc:call(Node, partisan_bench_mesh, blast, [Via, [Name(O) || O <- Nodes, O =/= Node], ?ROUNDS, Msg])
      || Node <- Nodes],
     Got = fun() -> lists:sum([erpc:call(Node, partisan_bench_mesh, received, []) || Node <- Nodes]) - Before end,
     Done = fun() -> Got() >= Want end,
-    T1 = try wait(Done, 60000) catch error:timeout -> now_ms() end,
+    T1 = try ?NODES:wait(Done, 60000) catch error:timeout -> ?NODES:now_ms() end,
     N = Got(),
     Via =:= partisan andalso
         io:format("partisan: ~p frames written by their senders' threads (the rest by the writers)~n",
@@ -108,63 +112,19 @@ stat(Node, Key) ->
 conns(Node) ->
     length(erpc:call(Node, partisan_nif, connections, [erpc:call(Node, partisan_nif, engine, [])])).
 
-rss(Node) -> status_field(Node, "VmRSS:\\s+(\\d+) kB") * 1024.
-
-threads(Node) -> status_field(Node, "Threads:\\s+(\\d+)").
-
-status_field(Node, Re) ->
-    Pid = erpc:call(Node, os, getpid, []),
-    {ok, Status} = file:read_file("/proc/" ++ Pid ++ "/status"),
-    {match, [V]} = re:run(Status, Re, [{capture, all_but_first, list}]),
-    list_to_integer(V).
-
-compile_mesh(Root) ->
-    Src = filename:join([Root, "bench", "partisan_bench_mesh.erl"]),
-    {ok, Mod, Bin} = compile:file(Src, [binary, report]),
-    {Mod, Src, Bin}.
-
-start_peer(I, Ebin, {Mod, File, Bin}) ->
+start_peer(I, Ebin, Mesh) ->
     Name = list_to_atom("m" ++ integer_to_list(I) ++ "_" ++ os:getpid()),
-    Args = ["-setcookie", atom_to_list(erlang:get_cookie()), "-pa", Ebin,
-            "-connect_all", "false", "-kernel", "logger_level", "warning",
-            "+S", "1", "+sbwt", "none", "+sbwtdcpu", "none", "+sbwtdio", "none"],
-    {ok, Peer, Node} = peer:start(#{
-        name => Name, host => "127.0.0.1", longnames => true,
-        exec => os:find_executable("erl"), args => Args, wait_boot => 60000
-    }),
     Env = [
         {listen_addrs, [#{ip => {127, 0, 0, 1}, port => 0}]},
         {channels, #{bulk => #{parallelism => 1}}},
         {io_threads, 1}
     ],
-    [ok = erpc:call(Node, application, set_env, [partisan, K, V]) || {K, V} <- Env],
-    {ok, _} = erpc:call(Node, partisan, start, []),
-    {module, Mod} = erpc:call(Node, code, load_binary, [Mod, File, Bin]),
-    ok = erpc:call(Node, Mod, start_sink, []),
+    {Peer, Node} = ?NODES:start_peer(Name, Ebin, Env, [Mesh]),
+    ok = erpc:call(Node, partisan_bench_mesh, start_sink, []),
     {Peer, Node}.
 
-wait(Fun, Timeout) ->
-    wait_loop(Fun, now_ms() + Timeout).
-
-wait_loop(Fun, Deadline) ->
-    case catch Fun() of
-        true ->
-            now_ms();
-        _ ->
-            now_ms() < Deadline orelse error(timeout),
-            timer:sleep(100),
-            wait_loop(Fun, Deadline)
-    end.
-
-pmap(F, List) ->
-    Parent = self(),
-    Refs = [begin
-                Ref = make_ref(),
-                _ = spawn_link(fun() -> Parent ! {Ref, F(X)} end),
-                Ref
-            end || X <- List],
-    [receive {Ref, R} -> R end || Ref <- Refs].
-
-now_ms() -> erlang:monotonic_time(millisecond).
-
-avg(L) -> lists:sum(L) / max(1, length(L)).
+%% The helpers are compiled here, before any of them can be called.
+compile_helpers(Root) ->
+    Src = filename:join([Root, "bench", "partisan_bench_nodes.erl"]),
+    {ok, Mod, Bin} = compile:file(Src, [binary, report]),
+    {Mod, Src, Bin}.
