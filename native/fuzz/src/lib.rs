@@ -593,7 +593,7 @@ pub fn check_receive(flags: u8, frame: &[u8], at: usize) {
                 u32::from_be_bytes(payload[2..6].try_into().unwrap()) as usize // ok-unwrap: fuzz harness, not a NIF path; a panic here is a finding
             );
             let again = compress(&t[1..]);
-            assert_eq!(&*uncompressed_term(&again, MAX_TERM).unwrap(), &t[..]);
+            assert_eq!(&*uncompressed_term(&again, MAX_TERM).unwrap(), &t[..]); // ok-unwrap: fuzz harness; what we compressed must inflate
             let _ = rewrite_payload(&t, &rules(flags));
             if t.len() > 1 {
                 check_plan(&t, 0);
@@ -627,10 +627,10 @@ fn check_plan(frame: &[u8], at: usize) {
 pub fn compress(term: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(term).unwrap();
+    e.write_all(term).unwrap(); // ok-unwrap: writing into a Vec cannot fail
     let mut out = vec![131, 80];
     out.extend_from_slice(&(term.len() as u32).to_be_bytes());
-    out.extend_from_slice(&e.finish().unwrap());
+    out.extend_from_slice(&e.finish().unwrap()); // ok-unwrap: writing into a Vec cannot fail
     out
 }
 
