@@ -285,10 +285,20 @@ run_rounds(Ctx, Config) ->
 %% workload that failed over a transport is not run over it again (a broken
 %% transport would otherwise cost a time-out per round).
 run_round(Ctx, Workloads, Round, Rounds, Failed) ->
-    Order = case Round rem 2 of 1 -> [disterl, partisan]; 0 -> [partisan, disterl] end,
+    Order = [T || T <- case Round rem 2 of 1 -> [disterl, partisan]; 0 -> [partisan, disterl] end,
+                  lists:member(T, transports())],
     [run_one(Ctx, W, T, Round, Rounds) ||
         #{id := Id} = W <- Workloads, runnable(W), T <- Order,
         not lists:member({Id, T}, Failed)].
+
+
+%% BENCH_TRANSPORTS=partisan (or disterl) runs one transport only, for
+%% profiling it alone; the report then has no ratios.
+transports() ->
+    case os:getenv("BENCH_TRANSPORTS") of
+        false -> [disterl, partisan];
+        Text -> [list_to_existing_atom(T) || T <- string:split(Text, ",", all)]
+    end.
 
 
 failed(Runs) ->

@@ -10,15 +10,19 @@
 %% `gen_server' unchanged, deferred replies (`gen_server:reply/2' with the
 %% `From' they were given) included.
 %%
-%% The answer comes back to the relay of the caller's node, which hands it to
-%% the caller if the caller still waits. A waiting call is a row of a public
-%% table (`partisan_gen_calls'); whoever takes the row (`ets:take/2', atomic)
-%% ends the call: the relay with the answer or a `{nodedown, Node}', or the
-%% caller at its timeout. A caller that finds its row already taken knows
-%% an answer is on its way and drops it, so no late reply is ever left in its
-%% mailbox, without a timer or a relay process on the request's way.
-%% When a node goes down, calls waiting on it end with `{nodedown, Node}',
-%% and calls it was making are forgotten.
+%% The answer comes back straight to the caller, through the engine: the
+%% caller registers its call with the request (`partisan_send:call/6'), the
+%% relay answers to the call (`{call, Id}'), and the engine of the caller's
+%% node delivers the answer only while the call waits. Whoever takes the call
+%% from the engine's table ends it: the reader of the answer, the caller at
+%% its timeout (`partisan_nif:call_cancel/2'), or the node's `node_down'. A
+%% caller that finds its call already taken knows the answer is on its way and
+%% drops it, so no late reply is ever left in its mailbox, and neither a timer
+%% nor a process of the caller's node is on the call's way.
+%% When a node goes down, calls waiting on it end with `{nodedown, Node}'
+%% (the engine sends it), and calls it was making are forgotten.
+%% `stop/4' and `partisan_erpc:send_request/4' go through the relay of the
+%% caller's node instead, which waits for their answer without blocking.
 %% @end
 %% -----------------------------------------------------------------------------
 -module(partisan_gen_relay).
@@ -46,10 +50,8 @@
 }).
 
 -define(SERVER, ?MODULE).
-%% The calls of this node waiting for their answer: {Tag, Caller, Node, Life}.
--define(CALLS, partisan_gen_calls).
-%% How long a caller that timed out waits for an answer the relay has already
-%% taken (sent between two lines of the relay: in practice at once).
+%% How long a caller that timed out waits for an answer the engine has already
+%% taken (taken and sent by one thread in one go: in practice at once).
 -define(CLAIMED_MS, 1000).
 
 
@@ -129,8 +131,6 @@ cast_apply(Node, M, F, A) ->
 %% @private
 init([]) ->
     ok = partisan:monitor_nodes(true),
-    _ = ets:new(?CALLS, [named_table, public, set,
-                         {read_concurrency, false}, {write_concurrency, true}]),
     {ok, #state{}}.
 
 
@@ -227,15 +227,14 @@ handle_info({'DOWN', MRef, process, _, Reason}, #state{serving = Serving} = Stat
             {noreply, State}
     end;
 
-%% The remote answer to one of our callers: a call waiting in the table (its
-%% caller may have given up and taken its row), or a request or stop.
+%% The remote answer to a request or stop made through us (its caller may
+%% have given up).
 handle_info({'$partisan_answer', Key, Result}, State) ->
     case maps:take(Key, State#state.waiting) of
         {{From, _, _}, Waiting} ->
             gen_server:reply(From, Result),
             {noreply, State#state{waiting = Waiting}};
         error ->
-            _ = answer_caller(Key, Result),
             {noreply, State}
     end;
 
@@ -256,8 +255,6 @@ handle_info({nodedown, Node}, #state{waiting = Waiting, serving = Serving} = Sta
         end,
         Lost
     ),
-    Calls = ets:select(?CALLS, [{{'$1', '_', Node, '$2'}, [], [{{'$1', '$2'}}]}]),
-    _ = [answer_caller(Tag, {exit, {nodedown, Node}}) || {Tag, L} <- Calls, is_over(L, Now)],
     Forgotten = [M || {M, {_, N, L}} <- maps:to_list(Serving), N =:= Node, is_over(L, Now)],
     _ = [erlang:demonitor(M, [flush]) || M <- Forgotten],
     {noreply, State#state{
@@ -300,59 +297,36 @@ ask(Node, Request, Opts, From, State) ->
     end.
 
 
-%% Sends the request Ask(Tag) to the relay of Node and waits for its answer
-%% (see the module doc); a node that is not connected answers at once.
+%% Sends the request Ask({Id, Tag}) to the relay of Node and waits for its
+%% answer (see the module doc); a node that is not connected answers at once.
 request(Node, Ask, Timeout, Opts) ->
-    Tag = make_ref(),
-    Life = life(Node),
-    %% The row goes first: the answer may come before forward_message returns.
-    try ets:insert(?CALLS, {Tag, self(), Node, Life}) of
-        true ->
-            Sent = Life =/= false andalso send(Node, Ask(Tag), Opts, Tag),
+    try partisan_nif:engine() of
+        Engine ->
+            Tag = make_ref(),
+            Id = erlang:unique_integer([positive]),
+            Sent = life(Node) =/= false
+                andalso partisan_send:call(Node, ?SERVER, Ask({Id, Tag}), Opts, Id, Tag) =:= ok,
             case Sent of
-                true ->
-                    await(Tag, Timeout);
-                false ->
-                    true = ets:delete(?CALLS, Tag),
-                    {exit, {nodedown, Node}}
+                true -> await(Engine, Id, Tag, Timeout);
+                false -> {exit, {nodedown, Node}}
             end
     catch
-        %% No table: partisan is not running here.
-        error:badarg -> {exit, noproc}
+        error:partisan_not_started -> {exit, noproc}
     end.
 
 
-%% Whether the request went; a bad option (badarg) leaves no row behind.
-send(Node, Request, Opts, Tag) ->
-    try
-        partisan:forward_message({?SERVER, Node}, Request, Opts) =:= ok
-    catch
-        Class:Reason:Stack ->
-            true = ets:delete(?CALLS, Tag),
-            erlang:raise(Class, Reason, Stack)
-    end.
-
-
-await(Tag, Timeout) ->
+await(Engine, Id, Tag, Timeout) ->
     receive
         {Tag, Result} -> Result
     after Timeout ->
-        case ets:take(?CALLS, Tag) of
-            [_] ->
+        case partisan_nif:call_cancel(Engine, Id) of
+            true ->
                 {exit, timeout};
-            [] ->
-                %% The relay took the row: its message is sent or about to be.
+            false ->
+                %% Its answer was taken for delivery: it is here or about to be.
                 receive {Tag, _} -> ok after ?CLAIMED_MS -> ok end,
                 {exit, timeout}
         end
-    end.
-
-
-%% Ends the call of Tag with Result if its caller still waits.
-answer_caller(Tag, Result) ->
-    case ets:take(?CALLS, Tag) of
-        [{_, Caller, _, _}] -> Caller ! {Tag, Result};
-        [] -> ok
     end.
 
 
@@ -376,6 +350,12 @@ run(M, F, A) ->
         Class:Reason:Stack -> {exception, Class, Reason, Stack}
     end.
 
+
+%% A call's answer goes to the caller itself (see request/4); that of a
+%% request or stop made through the caller's relay goes to that relay.
+answer(Caller, {Id, Tag}, Result) when is_integer(Id) ->
+    _ = catch partisan_send:remote(Caller, {call, Id}, {Tag, Result}, #{}),
+    ok;
 
 answer(Caller, Key, Result) ->
     _ = partisan:forward_message({?SERVER, Caller}, {'$partisan_answer', Key, Result}),

@@ -21,7 +21,7 @@
 -type engine() :: reference().
 -type channel() :: atom().
 -type node_spec() :: map().
--type target() :: atom() | pid() | binary().
+-type target() :: atom() | pid() | binary() | {call, pos_integer()}.
 -type partition_key() :: undefined | non_neg_integer().
 -type send_error() :: not_yet_connected
                     | message_too_large
@@ -57,6 +57,8 @@
 -export([up_generation/2]).
 -export([connections/1]).
 -export([send/7]).
+-export([send_call/9]).
+-export([call_cancel/2]).
 -export([kill_connections/2]).
 -export([stats/1]).
 -export([peer_stats/1]).
@@ -78,6 +80,8 @@
     up_generation/2,
     connections/1,
     send/7,
+    send_call/9,
+    call_cancel/2,
     kill_connections/2,
     stats/1,
     peer_stats/1
@@ -327,6 +331,37 @@ connections(_Engine) ->
     ok | {suspend, non_neg_integer()} | {error, send_error()}.
 
 send(_Engine, _Node, _Channel, _PartitionKey, _Target, _Payload, _Mode) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc {@link send/7} of a call's request that first registers call `Id' (a
+%% number unique on this node) of the calling process as waiting for its
+%% answer. The remote end sends the answer to the target `{call, Id}' as
+%% `{Tag, Result}'; the engine delivers it to the caller only while the call
+%% waits, and counts it in `call_answers_late' otherwise. When `Node' goes down
+%% first, the caller gets `{Tag, {exit, {nodedown, Node}}}'. A send that fails
+%% leaves no call waiting; `{error, too_many_calls}' when a million calls wait.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec send_call(
+    engine(), node(), channel(), partition_key(), target(),
+    partisan_payload:t(), send_mode(), pos_integer(), reference()) ->
+    ok | {suspend, non_neg_integer()} | {error, send_error() | too_many_calls}.
+
+send_call(_Engine, _Node, _Channel, _PartitionKey, _Target, _Payload, _Mode, _Id, _Tag) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Ends call `Id' of {@link send_call/9} if it still waits: `true'. `false'
+%% when its answer (or its `nodedown') has been taken for delivery: it is in
+%% the caller's mailbox or about to be.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec call_cancel(engine(), pos_integer()) -> boolean().
+
+call_cancel(_Engine, _Id) ->
     ?NOT_LOADED.
 
 

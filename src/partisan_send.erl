@@ -14,6 +14,7 @@
 -export([locally/2]).
 -export([opts/1]).
 -export([remote/4]).
+-export([call/6]).
 -export([target/1]).
 -export([via/3]).
 
@@ -51,7 +52,26 @@ target(RemoteRef) ->
 -spec remote(node(), term(), partisan:message(), map()) ->
     partisan:forward_result() | no_return().
 
-remote(Node, Target, Msg, Opts0) ->
+remote(Node, Target, Msg, Opts) ->
+    remote(Node, Target, Msg, Opts, undefined).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Sends the request `Msg' of call `Id' (a number unique on this node) as
+%% {@link remote/4} does, and registers the call as waiting for its answer:
+%% the remote end answers to `{call, Id}' with `{Tag, Result}', which the
+%% engine delivers to this process only while the call waits (see
+%% `partisan_nif:send_call/9'). A send that fails leaves no call waiting.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec call(node(), term(), partisan:message(), map(), pos_integer(), reference()) ->
+    partisan:forward_result() | no_return().
+
+call(Node, Target, Msg, Opts, Id, Tag) ->
+    remote(Node, Target, Msg, Opts, {Id, Tag}).
+
+
+remote(Node, Target, Msg, Opts0, Call) ->
     Opts = with_forward_defaults(Opts0),
     Channel = maps:get(channel, Opts, ?DEFAULT_CHANNEL),
     Key = maps:get(partition_key, Opts, ?DEFAULT_PARTITION_KEY),
@@ -60,13 +80,13 @@ remote(Node, Target, Msg, Opts0) ->
     Payload = partisan_payload:encode(Msg, partisan_config:channel_encode_opts(Channel)),
     Engine = partisan_nif:engine(),
     Mode = send_mode(Opts),
-    Result = case transmit(Engine, Node, Channel, Key, Target, Payload, Mode) of
+    Result = case transmit(Engine, Node, Channel, Key, Target, Payload, Mode, Call) of
         {error, not_yet_connected} = Error when Channel =/= ?DEFAULT_CHANNEL ->
             case channel_fallback(Opts) of
                 true ->
                     transmit(
                         Engine, Node, ?DEFAULT_CHANNEL, Key, Target, Payload,
-                        Mode
+                        Mode, Call
                     );
                 false ->
                     Error
@@ -75,7 +95,7 @@ remote(Node, Target, Msg, Opts0) ->
             Other
     end,
     case {Result, Opts} of
-        {{error, not_yet_connected}, #{transitive := true}} ->
+        {{error, not_yet_connected}, #{transitive := true}} when Call =:= undefined ->
             relay(Engine, Node, Target, Msg, Opts);
         _ ->
             Result
@@ -121,8 +141,8 @@ deliver(Target, Msg) ->
 %% limit the engine has queued the message and asks us to wait (as a sender to
 %% a busy Distributed Erlang port is suspended): the wait is a receive, so the
 %% process neither spins nor holds a scheduler, and the engine always answers.
-transmit(Engine, Node, Channel, Key, Target, Payload, Mode) ->
-    case enqueue(Engine, Node, Channel, Key, Target, Payload, Mode) of
+transmit(Engine, Node, Channel, Key, Target, Payload, Mode, Call) ->
+    case enqueue(Engine, Node, Channel, Key, Target, Payload, Mode, Call) of
         {suspend, Token} ->
             receive
                 {'$partisan_resume', Token} -> ok
@@ -132,8 +152,11 @@ transmit(Engine, Node, Channel, Key, Target, Payload, Mode) ->
     end.
 
 
-enqueue(Engine, Node, Channel, Key, Target, Payload, Mode) ->
-    partisan_nif:send(Engine, Node, Channel, Key, Target, Payload, Mode).
+enqueue(Engine, Node, Channel, Key, Target, Payload, Mode, undefined) ->
+    partisan_nif:send(Engine, Node, Channel, Key, Target, Payload, Mode);
+
+enqueue(Engine, Node, Channel, Key, Target, Payload, Mode, {Id, Tag}) ->
+    partisan_nif:send_call(Engine, Node, Channel, Key, Target, Payload, Mode, Id, Tag).
 
 
 %% `nosuspend' (as in erlang:send/3): refuse with {error, busy} rather than

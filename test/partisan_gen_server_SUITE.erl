@@ -99,10 +99,14 @@ deferred_reply(Config) ->
 
 timeout_leaves_no_late_reply(Config) ->
     [A, B, _] = cluster(Config),
-    %% The reply comes 600 ms after the caller gave up at 150 ms.
+    #{call_answers_late := LateBefore} = call(A, ?AGENT, stats, []),
+    %% The reply comes 600 ms after the caller gave up at 150 ms: A's engine
+    %% drops it, and counts it.
     {Result, Mailbox} = call(A, ?AGENT, gs_call_then_wait, [name(B), counter, {later, 600}, 150, 1000]),
     ?assertMatch({exit, {timeout, {partisan_gen_server, call, [_, {later, 600}, 150]}}}, Result),
     ?assertEqual([], Mailbox),
+    #{call_answers_late := LateAfter, calls_waiting := 0} = call(A, ?AGENT, stats, []),
+    ?assertEqual(LateBefore + 1, LateAfter),
     {Never, []} = call(A, ?AGENT, gs_call_then_wait, [name(B), counter, never, 100, 200]),
     ?assertMatch({exit, {timeout, {partisan_gen_server, call, _}}}, Never),
     %% Replies that race the timeout: each call ends one way or the other, and
@@ -110,7 +114,8 @@ timeout_leaves_no_late_reply(Config) ->
     {Replies, Timeouts, Left} = call(A, ?AGENT, gs_timeout_races, [name(B), counter, 200, 5]),
     ct:comment("racing replies: ~b in time, ~b timed out", [Replies, Timeouts]),
     ?assertEqual(200, Replies + Timeouts),
-    ?assertEqual([], Left).
+    ?assertEqual([], Left),
+    ?assertMatch(#{calls_waiting := 0}, call(A, ?AGENT, stats, [])).
 
 noproc_and_crash(Config) ->
     [A, B, _] = cluster(Config),

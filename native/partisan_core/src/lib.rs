@@ -12,6 +12,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
+pub mod calls;
 pub mod control;
 pub mod frame_pool;
 pub mod hyparview;

@@ -112,6 +112,7 @@ proptest! {
         let pids = [
             Target::Pid { number: n, serial: s, creation: None },
             Target::Pid { number: n, serial: s, creation: Some(n ^ s) },
+            Target::Call((u64::from(n) << 32) | u64::from(s)),
         ];
         for t in [Target::Name(name.clone())].into_iter().chain(pids) {
             let frame = encode_data_frame(&t, &payload, 1 << 20).unwrap();

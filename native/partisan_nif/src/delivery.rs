@@ -4,6 +4,7 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::sync::Arc;
 
+use partisan_core::calls::Calls;
 use partisan_core::transport::{Delivery, Event, FrameBuf, Handler, Origin};
 use partisan_core::wire::{is_compressed, parse_pid, uncompressed_term, Target};
 use rustler::types::tuple::make_tuple;
@@ -14,7 +15,7 @@ use crate::in_place::{self, BeamFrame};
 
 rustler::atoms! {
     partisan_event, node_up, node_down, membership, left, auth_failed, dialer, acceptor,
-    broadcast, role_refused, client, server, undefined, tls_failed,
+    broadcast, role_refused, client, server, undefined, tls_failed, exit, nodedown,
 }
 
 /// A binary term holding a copy of `bytes`.
@@ -38,6 +39,8 @@ pub struct NifHandler {
     /// Largest term a compressed payload may inflate to.
     max_term: usize,
     atoms: Arc<AtomBudget>,
+    /// Calls waiting for their answer (shared with the send NIFs).
+    calls: Arc<Calls<LocalPid>>,
 }
 
 impl NifHandler {
@@ -48,6 +51,7 @@ impl NifHandler {
         local_pid_etf: &[u8],
         max_term: usize,
         atoms: Arc<AtomBudget>,
+        calls: Arc<Calls<LocalPid>>,
     ) -> Option<NifHandler> {
         let at = parse_pid(local_pid_etf)?.numbers_at;
         Some(NifHandler {
@@ -56,6 +60,7 @@ impl NifHandler {
             pid_numbers_at: at,
             max_term,
             atoms,
+            calls,
         })
     }
 
@@ -77,6 +82,9 @@ impl NifHandler {
             }
             // The engine has checked the creation (a pid of this life of the node).
             Target::Pid { number, serial, .. } => self.local_pid(env, *number, *serial),
+            // Taken here, before the payload is decoded: an answer is delivered at most once,
+            // and never after its caller gave up.
+            Target::Call(id) => self.calls.take_answered(*id),
         }
     }
 }
@@ -210,6 +218,27 @@ impl NifHandler {
     }
 }
 
+impl NifHandler {
+    /// Ends the calls waiting on `node`, whose connection life is over: each caller gets
+    /// `{Tag, {exit, {nodedown, Node}}}` (a call made after this belongs to the next life).
+    fn end_calls(&self, node: &Arc<str>) {
+        for waiter in self.calls.take_node(node) {
+            let node = node.clone();
+            send_by_courier(waiter.pid, move |e| {
+                let name = Atom::from_str(e, &node)
+                    .map(|a| a.encode(e))
+                    .unwrap_or_else(|_| (*node).encode(e));
+                let why = make_tuple(e, &[nodedown().encode(e), name]);
+                let answer = make_tuple(e, &[exit().encode(e), why]);
+                let tag = e
+                    .binary_to_term(&waiter.tag)
+                    .map_or_else(|| undefined().encode(e), |(t, _)| t);
+                make_tuple(e, &[tag, answer])
+            });
+        }
+    }
+}
+
 impl Handler for NifHandler {
     fn deliver(&self, from: &Origin, target: &Target, payload: bytes::Bytes) -> Delivery {
         self.deliver_with(target, |env| self.decode_copy(env, from, &payload))
@@ -243,6 +272,9 @@ impl Handler for NifHandler {
     /// Events go through the courier whatever the thread, so that a node's `node_up` and
     /// `node_down` arrive in the order the engine emitted them.
     fn event(&self, event: Event) {
+        if let Event::NodeDown(node, _) = &event {
+            self.end_calls(node);
+        }
         send_by_courier(self.event_pid, move |e| {
             let atom = |n: &str| {
                 Atom::from_str(e, n)

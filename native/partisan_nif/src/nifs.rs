@@ -27,6 +27,7 @@ use crate::config::{decode_node_spec, decode_start_config, decode_tls};
 use crate::decode::AtomBudget;
 use crate::delivery::{send_anywhere, NifHandler};
 use crate::terms::{atom_text, decode_target, encode_listen_addrs, encode_node_spec};
+use partisan_core::calls::{Calls, Waiter};
 
 thread_local! {
     static SEND_CALLS: Cell<u64> = const { Cell::new(0) };
@@ -45,7 +46,7 @@ fn thread_cpu_ns() -> Option<u64> {
 
 rustler::atoms! {
     ok, error, undefined, atoms_created, atoms_refused, messages_refused, self_join, not_started, not_yet_connected, message_too_large,
-    unknown_channel, listen, busy, suspend, nosuspend, partisan_resume = "$partisan_resume", eaddrinuse, eaddrnotavail, eacces, einval, tls, any_channel = "_", unknown_module,
+    unknown_channel, too_many_calls, listen, busy, suspend, nosuspend, partisan_resume = "$partisan_resume", eaddrinuse, eaddrnotavail, eacces, einval, tls, any_channel = "_", unknown_module,
 }
 
 /// The engine as a BEAM resource; freed (and its threads stopped) when the last term is gone.
@@ -68,6 +69,8 @@ pub struct EngineRes {
     sends_over_1ms: AtomicU64,
     /// Atoms peers created or had refused (shared with the handler).
     atoms: Arc<AtomBudget>,
+    /// Calls waiting for their remote answer (shared with the handler).
+    calls: Arc<Calls<rustler::LocalPid>>,
 }
 
 #[rustler::resource_impl]
@@ -126,11 +129,13 @@ fn start<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
         cfg.refusal_log_interval,
         cfg.event_pid,
     ));
+    let calls = Arc::new(Calls::default());
     let handler = NifHandler::new(
         cfg.event_pid,
         self_etf.as_slice(),
         cfg.engine.max_frame_size,
         atoms.clone(),
+        calls.clone(),
     )
     .ok_or(Error::BadArg)?;
     let engine = match Engine::start(cfg.engine, Arc::new(handler)) {
@@ -155,6 +160,7 @@ fn start<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
         send_max_wall_ns: AtomicU64::new(0),
         sends_over_1ms: AtomicU64::new(0),
         atoms,
+        calls,
     });
     Ok(make_tuple(env, &[ok().encode(env), res.encode(env)]))
 }
@@ -361,6 +367,8 @@ fn stats(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Term> {
         "send_nif_over_1ms",
         res.sends_over_1ms.load(Ordering::Relaxed),
     ));
+    snap.0.push(("calls_waiting", res.calls.waiting()));
+    snap.0.push(("call_answers_late", res.calls.late()));
     snap.0.push(("atoms_created", res.atoms.created()));
     snap.0.push(("atom_budget_left", res.atoms.left()));
     let keys = snap
@@ -420,6 +428,75 @@ fn send<'a>(
         key,
         mode,
     };
+    timed_send(env, &res, route, target, payload)
+}
+
+/// `send_call(Engine, Node, Channel, PartitionKey, Target, Payload, Mode, Id, Tag)`: `send/7`
+/// of a call's request, which first registers call `Id` (a number unique on this node) as
+/// waiting for its answer, addressed to the call (`{call, Id}`); the answer is delivered to the
+/// caller as it was sent (`{Tag, Result}`), or, when the node goes down first, the caller gets
+/// `{Tag, {exit, {nodedown, Node}}}`. A send that fails leaves no call waiting.
+/// `{error, too_many_calls}` when a million calls wait already.
+#[rustler::nif]
+#[allow(clippy::too_many_arguments)] // mirrors the Erlang call
+fn send_call<'a>(
+    env: Env<'a>,
+    res: ResourceArc<EngineRes>,
+    node: Atom,
+    channel: Atom,
+    key: Term<'a>,
+    target: Term<'a>,
+    payload: Term<'a>,
+    mode: Atom,
+    id: u64,
+    tag: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let waiter = Waiter {
+        pid: env.pid(),
+        node: atom_text(node.to_term(env))?.into_boxed_str(),
+        tag: tag.to_binary().as_slice().to_vec(),
+    };
+    if !res.calls.insert(id, waiter) {
+        return Ok(error_tuple(env, too_many_calls()));
+    }
+    let route = Route {
+        node,
+        channel,
+        key,
+        mode,
+    };
+    let result = timed_send(env, &res, route, target, payload);
+    // `ok` and `{suspend, Token}` mean the request went.
+    if !matches!(&result, Ok(t) if !is_error(*t)) {
+        res.calls.take(id);
+    }
+    result
+}
+
+/// Whether `term` is `{error, _}`.
+fn is_error(term: Term) -> bool {
+    rustler::types::tuple::get_tuple(term)
+        .ok()
+        .and_then(|t| t.first().copied())
+        .is_some_and(|first| first == error().encode(term.get_env()))
+}
+
+/// `call_cancel(Engine, Id)`: ends call `Id` if it still waits (its caller gave up). True when
+/// it did; false when its answer has been taken for delivery (it is in, or about to be in, the
+/// caller's mailbox) or the call was ended by a `node_down`.
+#[rustler::nif]
+fn call_cancel(res: ResourceArc<EngineRes>, id: u64) -> bool {
+    res.calls.take(id).is_some()
+}
+
+/// `send` with its health figures: CPU time of one call in 64, wall time of all.
+fn timed_send<'a>(
+    env: Env<'a>,
+    res: &EngineRes,
+    route: Route<'a>,
+    target: Term<'a>,
+    payload: Term<'a>,
+) -> NifResult<Term<'a>> {
     // One call in 64 is timed: reading a thread's CPU clock is a system call.
     let sampled = SEND_CALLS.with(|n| {
         let c = n.get().wrapping_add(1);
@@ -428,7 +505,7 @@ fn send<'a>(
     });
     let started = if sampled { thread_cpu_ns() } else { None };
     let wall = Instant::now();
-    let result = do_send(env, &res, route, target, payload);
+    let result = do_send(env, res, route, target, payload);
     if let (Some(start), Some(end)) = (started, started.and_then(|_| thread_cpu_ns())) {
         res.send_max_cpu_ns
             .fetch_max(end.saturating_sub(start), Ordering::Relaxed);

@@ -8,7 +8,7 @@ use rustler::types::tuple::{get_tuple, make_tuple};
 use rustler::{Atom, Encoder, Env, Error, NifResult, Term};
 
 rustler::atoms! {
-    ip, port, name, listen_addrs, channels, parallelism, monotonic, compression,
+    ip, port, name, listen_addrs, channels, parallelism, monotonic, compression, call,
 }
 
 pub fn atom_text(term: Term) -> NifResult<String> {
@@ -145,6 +145,12 @@ pub fn decode_target(term: Term) -> NifResult<Target> {
             serial,
             creation: None,
         });
+    }
+    // `{call, Id}`: the answer to call `Id` of the receiving node (see `send_call`).
+    if let Ok([tag, id]) = get_tuple(term).as_deref() {
+        if tag.is_atom() && Atom::from_term(*tag)? == call() {
+            return Ok(Target::Call(id.decode()?));
+        }
     }
     Err(Error::BadArg)
 }

@@ -19,11 +19,16 @@ pub enum Target {
         /// taken from text).
         creation: Option<u32>,
     },
+    /// The process of the receiving node that waits for the answer to its call number `id`
+    /// (a `partisan_gen_server` call or an rpc): the receiver delivers the frame only while
+    /// the call still waits, so an answer that comes after its caller gave up is dropped.
+    Call(u64),
 }
 
 const TAG_NAME: u8 = 0;
 const TAG_PID: u8 = 1;
 const TAG_PID_OF_LIFE: u8 = 2;
+const TAG_CALL: u8 = 3;
 
 impl Target {
     /// The length of the target's wire form in bytes.
@@ -32,6 +37,7 @@ impl Target {
             Target::Name(n) => 2 + n.len(),
             Target::Pid { creation: None, .. } => 9,
             Target::Pid { .. } => 13,
+            Target::Call(_) => 9,
         }
     }
 
@@ -58,6 +64,10 @@ impl Target {
                 if let Some(c) = creation {
                     out.extend_from_slice(&c.to_be_bytes());
                 }
+            }
+            Target::Call(id) => {
+                out.push(TAG_CALL);
+                out.extend_from_slice(&id.to_be_bytes());
             }
         }
     }
@@ -90,6 +100,7 @@ impl Target {
                 serial: r.u32()?,
                 creation: Some(r.u32()?),
             }),
+            TAG_CALL => Ok(Target::Call(r.u64()?)),
             _ => Err(WireError::Invalid("target tag")),
         }
     }
