@@ -264,6 +264,9 @@ first_only(#{first := true}, Fun) -> Fun();
 first_only(_, _) -> "″".
 
 
+%% A transport left out (BENCH_TRANSPORTS) ran nothing.
+value_cell(#{values := [], errors := [], runs := 0}) ->
+    "not run";
 value_cell(#{values := [], errors := [_ | _] = Errors} = S) ->
     case [Sent || {stalled, #{sent := Sent}} <- Errors] of
         [Sent | _] when length(Errors) =:= map_get(runs, S) ->
