@@ -340,8 +340,10 @@ send(_Engine, _Node, _Channel, _PartitionKey, _Target, _Payload, _Mode) ->
 %% answer. The remote end sends the answer to the target `{call, Id}' as
 %% `{Tag, Result}'; the engine delivers it to the caller only while the call
 %% waits, and counts it in `call_answers_late' otherwise. When `Node' goes down
-%% first, the caller gets `{Tag, {exit, {nodedown, Node}}}'. A send that fails
-%% leaves no call waiting; `{error, too_many_calls}' when a million calls wait.
+%% first, the caller gets `{Tag, {exit, {nodedown, Node}}}' (and `ok' here
+%% even if the send then failed: that message is the answer). Any other send
+%% that fails leaves no call waiting; `{error, too_many_calls}' when a million
+%% calls wait.
 %% @end
 %% -----------------------------------------------------------------------------
 -spec send_call(

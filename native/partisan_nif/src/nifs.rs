@@ -435,7 +435,8 @@ fn send<'a>(
 /// of a call's request, which first registers call `Id` (a number unique on this node) as
 /// waiting for its answer, addressed to the call (`{call, Id}`); the answer is delivered to the
 /// caller as it was sent (`{Tag, Result}`), or, when the node goes down first, the caller gets
-/// `{Tag, {exit, {nodedown, Node}}}`. A send that fails leaves no call waiting.
+/// `{Tag, {exit, {nodedown, Node}}}` (and then `ok` even if the send failed: that message is the
+/// answer). Any other send that fails leaves no call waiting.
 /// `{error, too_many_calls}` when a million calls wait already.
 #[rustler::nif]
 #[allow(clippy::too_many_arguments)] // mirrors the Erlang call
@@ -467,8 +468,14 @@ fn send_call<'a>(
     };
     let result = timed_send(env, &res, route, target, payload);
     // `ok` and `{suspend, Token}` mean the request went.
-    if !matches!(&result, Ok(t) if !is_error(*t)) {
-        res.calls.take(id);
+    if matches!(&result, Ok(t) if !is_error(*t)) {
+        return result;
+    }
+    if res.calls.take(id).is_none() {
+        // The node's `node_down` came between the registration and the failed send, and took
+        // the call: its `{Tag, {exit, {nodedown, Node}}}` is on its way, and it is the answer
+        // (reporting the failure too would leave that message behind in the caller's mailbox).
+        return Ok(ok().encode(env));
     }
     result
 }
