@@ -218,12 +218,15 @@ start_nodes(#{root := Root, code := Code} = Opts) ->
 
 
 %% BENCH_SBWT=none runs both nodes with +sbwt/+sbwtdcpu/+sbwtdio none (both
-%% transports alike); by default the emulator's own defaults are used.
+%% transports alike); BENCH_ERL_FLAGS adds any other emulator flags (both nodes,
+%% both transports, e.g. "+IOs false"); by default the emulator's own defaults
+%% are used.
 emulator_flags() ->
-    case os:getenv("BENCH_SBWT") of
-        false -> [];
-        Value -> ["+sbwt", Value, "+sbwtdcpu", Value, "+sbwtdio", Value]
-    end.
+    Sbwt = case os:getenv("BENCH_SBWT") of
+               false -> [];
+               Value -> ["+sbwt", Value, "+sbwtdcpu", Value, "+sbwtdio", Value]
+           end,
+    Sbwt ++ string:lexemes(os:getenv("BENCH_ERL_FLAGS", ""), " ").
 
 
 start_node(Name, Args) ->

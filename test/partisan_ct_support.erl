@@ -72,6 +72,8 @@
 -export([send_keyed/6]).
 -export([send_binary/5]).
 -export([send_burst/5]).
+-export([spawn_checkers/3]).
+-export([forward_each/2]).
 -export([register_on_down/2]).
 -export([register_on_up/2]).
 -export([resource_usage/0]).
@@ -1233,6 +1235,49 @@ collector_call(Name, Req) ->
     after 20000 ->
         error({collector_timeout, Name})
     end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Spawns `N' processes, the I-th of which answers each of `Rounds'
+%% messages `{hello, J, Round}' by telling the local collector `Inbox'
+%% `{checked, Round, J, I}' (so J =:= I when the message found its own
+%% process), then ends. Returns `[{I, RemoteRef}]'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec spawn_checkers(pos_integer(), atom(), pos_integer()) ->
+    [{pos_integer(), partisan_remote_ref:p()}].
+
+spawn_checkers(N, Inbox, Rounds) ->
+    [begin
+         Pid = spawn(fun() -> checker_loop(I, Inbox, Rounds) end),
+         {I, partisan_remote_ref:from_term(Pid)}
+     end || I <- lists:seq(1, N)].
+
+
+checker_loop(_I, _Inbox, 0) ->
+    ok;
+
+checker_loop(I, Inbox, Left) ->
+    receive
+        {hello, J, Round} ->
+            Inbox ! {checked, Round, J, I},
+            checker_loop(I, Inbox, Left - 1)
+    end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Forwards `{hello, I, Round}' to each remote reference of `Pairs' (as
+%% {@link spawn_checkers/3} returns them).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec forward_each([{pos_integer(), partisan_remote_ref:p()}], pos_integer()) ->
+    ok.
+
+forward_each(Pairs, Round) ->
+    lists:foreach(
+        fun({I, Ref}) -> ok = partisan:forward_message(Ref, {hello, I, Round}) end,
+        Pairs
+    ).
 
 
 collector_loop(N, Acc) ->

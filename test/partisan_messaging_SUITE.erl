@@ -27,6 +27,7 @@
 -export([forward_to_registered_name_2/1]).
 -export([forward_to_registered_name_4/1]).
 -export([forward_to_remote_pid/1]).
+-export([many_receivers_each_get_their_own/1]).
 -export([reply_via_remote_ref/1]).
 -export([named_channels/1]).
 -export([partition_key_ordering/1]).
@@ -74,6 +75,7 @@ groups() ->
             forward_to_registered_name_2,
             forward_to_registered_name_4,
             forward_to_remote_pid,
+            many_receivers_each_get_their_own,
             reply_via_remote_ref,
             named_channels,
             partition_key_ordering,
@@ -237,6 +239,22 @@ forward_to_remote_pid(Config) ->
     ),
     Got = ?S:wait_for_messages(B, inbox, 2),
     ?assertEqual([{to_pid, 1}, {to_pid, 2}], lists:sort(Got)).
+
+
+%% Messages to more distinct pids of one node than the receiving thread's pid
+%% memo has slots (1,024), twice each, and with pids spawned in between: each
+%% reaches its own process, none another's.
+many_receivers_each_get_their_own(Config) ->
+    [A, B] = ?config(nodes, Config),
+    N = 3000,
+    First = ?S:rpc(B, ?S, spawn_checkers, [N, inbox, 2]),
+    ok = ?S:rpc(A, ?S, forward_each, [First, 1]),
+    Second = ?S:rpc(B, ?S, spawn_checkers, [N, inbox, 1]),
+    ok = ?S:rpc(A, ?S, forward_each, [First, 2]),
+    ok = ?S:rpc(A, ?S, forward_each, [Second, 3]),
+    Got = ?S:wait_for_messages(B, inbox, 3 * N),
+    Expected = [{checked, R, I, I} || R <- [1, 2, 3], I <- lists:seq(1, N)],
+    ?assertEqual(lists:sort(Expected), lists:sort(Got)).
 
 
 %% partisan:self() carried in a message is used by the receiver to reply;

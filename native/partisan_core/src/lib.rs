@@ -17,6 +17,7 @@ pub mod control;
 pub mod frame_pool;
 pub mod hyparview;
 pub mod membership;
+pub mod memo;
 pub mod plumtree;
 pub mod transport;
 pub mod wire;

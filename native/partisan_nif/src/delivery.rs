@@ -5,8 +5,9 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use partisan_core::calls::Calls;
+use partisan_core::memo::Memo;
 use partisan_core::transport::{Delivery, Event, FrameBuf, Handler, Origin};
-use partisan_core::wire::{is_compressed, parse_pid, uncompressed_term, Target};
+use partisan_core::wire::{is_compressed, parse_pid, uncompressed_term, AtomText, Target};
 use rustler::types::tuple::make_tuple;
 use rustler::{Atom, Encoder, Env, LocalPid, OwnedEnv, Term};
 
@@ -28,9 +29,16 @@ fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
 thread_local! {
     /// One reusable term workspace per I/O thread.
     static SCRATCH: RefCell<OwnedEnv> = RefCell::new(OwnedEnv::new());
+    /// What this I/O thread has decoded before (see `memo`).
+    static MEMO: RefCell<Memo<LocalPid, Atom>> = RefCell::new(Memo::new());
 }
 
+/// Tells engines (handlers) apart, for the memos of the thread that serves one.
+static HANDLERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 pub struct NifHandler {
+    /// Unique among the handlers of this VM's life.
+    id: u64,
     event_pid: LocalPid,
     /// External format of a local pid with number and serial zeroed; filled in per message.
     pid_template: Vec<u8>,
@@ -55,6 +63,7 @@ impl NifHandler {
     ) -> Option<NifHandler> {
         let at = parse_pid(local_pid_etf)?.numbers_at;
         Some(NifHandler {
+            id: HANDLERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             event_pid,
             pid_template: local_pid_etf.to_vec(),
             pid_numbers_at: at,
@@ -77,11 +86,17 @@ impl NifHandler {
         match target {
             // Only names that exist as atoms can be registered: never create one from the wire.
             Target::Name(n) => {
-                let atom = Atom::existing_from_bytes(env, n.as_bytes()).ok()?;
+                let atom = with_memo(self.id, |m| {
+                    m.atom(AtomText::Latin1, n.as_bytes(), || {
+                        Atom::existing_from_bytes(env, n.as_bytes()).ok()
+                    })
+                })?;
                 whereis(env, atom)
             }
             // The engine has checked the creation (a pid of this life of the node).
-            Target::Pid { number, serial, .. } => self.local_pid(env, *number, *serial),
+            Target::Pid { number, serial, .. } => with_memo(self.id, |m| {
+                m.pid(*number, *serial, || self.local_pid(env, *number, *serial))
+            }),
             // Taken here, before the payload is decoded: an answer is delivered at most once,
             // and never after its caller gave up.
             Target::Call(id) => self.calls.take_answered(*id),
@@ -147,6 +162,15 @@ fn courier() -> Option<&'static crossbeam_channel::Sender<(LocalPid, Letter)>> {
             spawned.ok().map(|_| tx)
         })
         .as_ref()
+}
+
+/// Runs `f` on this thread's memos, filled for the handler `owner`.
+fn with_memo<T>(owner: u64, f: impl FnOnce(&mut Memo<LocalPid, Atom>) -> T) -> T {
+    MEMO.with(|cell| {
+        let mut memo = cell.borrow_mut();
+        memo.serve(owner);
+        f(&mut memo)
+    })
 }
 
 fn whereis(env: Env, name: Atom) -> Option<LocalPid> {
