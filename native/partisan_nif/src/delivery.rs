@@ -238,7 +238,10 @@ impl NifHandler {
         payload: &[u8],
     ) -> Result<Term<'a>, Delivery> {
         let term = uncompressed_term(payload, self.max_term).map_err(|_| Delivery::Undecodable)?;
-        decode_term(env, &self.atoms, from, &term).map(|(msg, _)| msg)
+        with_memo(self.id, |memo| {
+            decode_term(env, memo, &self.atoms, from, &term)
+        })
+        .map(|(msg, _)| msg)
     }
 }
 
@@ -288,7 +291,9 @@ impl Handler for NifHandler {
                 return self.decode_copy(env, from, payload);
             }
             in_place::decode(env, *frame, payload_at, &|env, term| {
-                decode_term(env, &self.atoms, from, term)
+                with_memo(self.id, |memo| {
+                    decode_term(env, memo, &self.atoms, from, term)
+                })
             })
         })
     }
