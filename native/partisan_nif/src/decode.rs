@@ -2,9 +2,7 @@
 //! rewritten to name their origin (`partisan_core::wire::term_rewrite`), and atoms a member's
 //! message needs are created, within a budget that protects the atom table.
 //!
-//! The common message is plain (`wire::decode_plain`: atoms, numbers, binaries, tuples, lists,
-//! maps) and holds only atoms this node knows: its terms are made here, its atoms taken from the
-//! thread's memo. Any other message this node can read whole decodes with the VM's safe
+//! The common message holds only atoms this node knows: it decodes with the VM's safe
 //! `binary_to_term` at no extra cost. Only when that fails are the message's atoms looked up;
 //! those not in the table are charged to the budget, and the message is decoded without the
 //! safe flag. Past the budget (or with a budget of 0, the safe mode) the message is refused,
@@ -16,9 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use partisan_core::memo::Memo;
 use partisan_core::transport::{Delivery, Origin};
-use partisan_core::wire::{decode_plain, walk, AtomText, BuildTerm};
+use partisan_core::wire::{walk, AtomText};
 use rustler::types::tuple::make_tuple;
 use rustler::{Atom, Encoder, Env, LocalPid, Term};
 
@@ -152,7 +149,6 @@ impl AtomBudget {
 /// ignored) from `from`; returns it and the number of bytes it used.
 pub fn decode_term<'a>(
     env: Env<'a>,
-    memo: &mut Memo<LocalPid, Atom>,
     budget: &AtomBudget,
     from: &Origin,
     term: &[u8],
@@ -167,24 +163,20 @@ pub fn decode_term<'a>(
             let mut owned = Vec::with_capacity(body.len() + 1);
             owned.push(VERSION);
             owned.extend_from_slice(&body);
-            let (t, _) = decode_known(env, memo, budget, from, &owned)?;
+            let (t, _) = decode_known(env, budget, from, &owned)?;
             return Ok((t, walked.end));
         }
     }
-    decode_known(env, memo, budget, from, term)
+    decode_known(env, budget, from, term)
 }
 
 /// Decodes a term whose pids need no rewriting.
 fn decode_known<'a>(
     env: Env<'a>,
-    memo: &mut Memo<LocalPid, Atom>,
     budget: &AtomBudget,
     from: &Origin,
     term: &[u8],
 ) -> Result<(Term<'a>, usize), Delivery> {
-    if let Some(decoded) = decode_plain(&mut NifTerms { env, memo }, term) {
-        return Ok(decoded);
-    }
     if let Some(decoded) = env.binary_to_term(term) {
         return Ok(decoded);
     }
@@ -227,76 +219,5 @@ fn exists(env: Env, text: &[u8], enc: AtomText) -> bool {
     match enc {
         AtomText::Latin1 => Atom::existing_from_bytes(env, text).is_ok(),
         AtomText::Utf8 => Atom::existing_from_utf8_bytes(env, text).is_ok(),
-    }
-}
-
-/// Makes the terms of a plain message (`wire::decode_plain`) in `env`, with existing atoms only.
-struct NifTerms<'a, 'm> {
-    env: Env<'a>,
-    memo: &'m mut Memo<LocalPid, Atom>,
-}
-
-impl<'a> BuildTerm for NifTerms<'a, '_> {
-    type Term = Term<'a>;
-
-    fn atom(&mut self, enc: AtomText, text: &[u8]) -> Option<Term<'a>> {
-        let env = self.env;
-        let atom = self.memo.atom(enc, text, || match enc {
-            AtomText::Latin1 => Atom::existing_from_bytes(env, text).ok(),
-            AtomText::Utf8 => Atom::existing_from_utf8_bytes(env, text).ok(),
-        })?;
-        Some(atom.to_term(env))
-    }
-
-    fn int(&mut self, v: i64) -> Term<'a> {
-        v.encode(self.env)
-    }
-
-    fn uint(&mut self, v: u64) -> Term<'a> {
-        v.encode(self.env)
-    }
-
-    fn float(&mut self, v: f64) -> Term<'a> {
-        v.encode(self.env)
-    }
-
-    fn binary(&mut self, bytes: &[u8]) -> Term<'a> {
-        let mut b = rustler::types::binary::NewBinary::new(self.env, bytes.len());
-        b.as_mut_slice().copy_from_slice(bytes);
-        b.into()
-    }
-
-    fn string(&mut self, bytes: &[u8]) -> Term<'a> {
-        // SAFETY: `bytes` is live for the call, and the VM copies it into list cells of `env`.
-        unsafe {
-            Term::new(
-                self.env,
-                rustler::sys::enif_make_string_len(
-                    self.env.as_c_arg(),
-                    bytes.as_ptr() as *const _,
-                    bytes.len(),
-                    rustler::sys::ErlNifCharEncoding::ERL_NIF_LATIN1,
-                ),
-            )
-        }
-    }
-
-    fn tuple(&mut self, elems: &[Term<'a>]) -> Term<'a> {
-        make_tuple(self.env, elems)
-    }
-
-    fn list(&mut self, elems: &[Term<'a>], tail: Term<'a>) -> Term<'a> {
-        if tail.is_empty_list() {
-            return elems.encode(self.env);
-        }
-        elems.iter().rev().fold(tail, |t, &e| t.list_prepend(e))
-    }
-
-    fn nil(&mut self) -> Term<'a> {
-        Term::list_new_empty(self.env)
-    }
-
-    fn map(&mut self, keys: &[Term<'a>], values: &[Term<'a>]) -> Option<Term<'a>> {
-        Term::map_from_term_arrays(self.env, keys, values).ok()
     }
 }

@@ -238,10 +238,7 @@ impl NifHandler {
         payload: &[u8],
     ) -> Result<Term<'a>, Delivery> {
         let term = uncompressed_term(payload, self.max_term).map_err(|_| Delivery::Undecodable)?;
-        with_memo(self.id, |memo| {
-            decode_term(env, memo, &self.atoms, from, &term)
-        })
-        .map(|(msg, _)| msg)
+        decode_term(env, &self.atoms, from, &term).map(|(msg, _)| msg)
     }
 }
 
@@ -291,9 +288,7 @@ impl Handler for NifHandler {
                 return self.decode_copy(env, from, payload);
             }
             in_place::decode(env, *frame, payload_at, &|env, term| {
-                with_memo(self.id, |memo| {
-                    decode_term(env, memo, &self.atoms, from, term)
-                })
+                decode_term(env, &self.atoms, from, term)
             })
         })
     }

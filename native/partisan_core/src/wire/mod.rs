@@ -9,7 +9,6 @@ mod etf;
 mod frame;
 mod handshake;
 mod in_place;
-mod plain_term;
 mod target;
 mod term_rewrite;
 
@@ -26,7 +25,6 @@ pub use handshake::{
     read_preamble, AckStatus, Hello, HelloAck, PidNaming, Preamble, CAPABILITIES, PREAMBLE_LEN,
 };
 pub use in_place::{plan as plan_in_place, Shape, MAX_ARITY, MAX_DEPTH, REFERENCE_MIN};
-pub use plain_term::{decode_plain, BuildTerm};
 pub use target::{parse_pid_text, Target};
 pub use term_rewrite::{
     for_each_atom, parse_pid, rewrite_payload, walk, AtomText, Kinds, NodeId, PidParts, Rewrite,
