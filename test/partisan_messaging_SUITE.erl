@@ -34,6 +34,7 @@
 -export([ten_thousand_in_order/1]).
 -export([eight_mib_binary/1]).
 -export([large_terms_of_every_shape_intact/1]).
+-export([small_terms_at_the_edges_intact/1]).
 -export([large_binaries_arrive_in_place/1]).
 -export([not_connected/1]).
 -export([no_disterl_between_peers/1]).
@@ -82,6 +83,7 @@ groups() ->
             ten_thousand_in_order,
             eight_mib_binary,
             large_terms_of_every_shape_intact,
+            small_terms_at_the_edges_intact,
             large_binaries_arrive_in_place,
             not_connected,
             %% last: after all that traffic, still no disterl between peers
@@ -362,6 +364,40 @@ large_terms_of_every_shape_intact(Config) ->
     [GotShared, GotFallback] = ?S:rpc(B, ?S, collected, [inbox]),
     ?assertEqual(Shared, GotShared),
     ?assertEqual(erlang:phash2(Fallback), erlang:phash2(GotFallback)).
+
+
+%% Small messages of every shape, each term at an edge of its encoding
+%% (integer sizes, string and list forms, heap and refc binaries, bit strings,
+%% large tuples, flat and hash maps, deep nesting), arrive equal to what was
+%% sent.
+small_terms_at_the_edges_intact(Config) ->
+    [A, B] = ?config(nodes, Config),
+    Ints = [0, 255, 256, -1, 2147483647, -2147483648, 2147483648, -2147483649,
+            1 bsl 59, 1 bsl 63 - 1, 1 bsl 63, -(1 bsl 63), -(1 bsl 63) - 1,
+            1 bsl 64 - 1, 1 bsl 64, -(1 bsl 64), 1 bsl 200],
+    Floats = [0.0, 1.5, -1.0e308, 5.0e-324, 1.0e300 * 10],
+    Atoms = ['', 'é', '日本語', 'with space', true, inbox],
+    Lists = ["", "abc", [1, 2, 3], [300, 1 | 2], [a | b], [[]], "é",
+             lists:duplicate(65535, $a), lists:duplicate(65536, $a),
+             lists:seq(1, 70000)],
+    Bins = [<<>>, binary:copy(<<0>>, 64), binary:copy(<<1>>, 65), <<1:3>>],
+    Tuples = [{}, {{{}}}, erlang:make_tuple(300, x),
+              lists:foldl(fun(_, Acc) -> {Acc} end, x, lists:seq(1, 200))],
+    Maps = [#{}, #{a => 1, 1 => a, {t} => [#{}]},
+            maps:from_list([{I, I} || I <- lists:seq(1, 40)]),
+            #{<<"k">> => #{nested => [1.5, "s"]}}],
+    Mixed = [{bench_data, binary:copy(<<7>>, 64)}, {seq, fast, 7},
+             {a, 1, [b, {c, <<"d">>}], #{e => f}}],
+    %% Numbered: the default channel may deliver out of order. Each also alone,
+    %% as the whole message.
+    Terms = Ints ++ Floats ++ Atoms ++ Lists ++ Bins ++ Tuples ++ Maps ++ Mixed,
+    Numbered = lists:zip(lists:seq(1, length(Terms)), Terms),
+    [?assertEqual(ok, ?S:rpc(A, ?S, forward, [{inbox, B}, M, #{}]))
+     || M <- Numbered ++ Terms],
+    Got = ?S:wait_for_messages(B, inbox, 2 * length(Terms)),
+    GotNumbered = lists:sort([M || {I, _} = M <- Got, is_integer(I)]),
+    [?assertEqual(Sent, Came) || {Sent, Came} <- lists:zip(Numbered, GotNumbered)],
+    ?assertEqual(2 * length(Terms), length(Got)).
 
 
 %% Large binaries, alone or in (nested) tuples, arrive as parts of the binary
