@@ -299,9 +299,18 @@ fn back_pressure_suspends_and_refuses_when_a_peer_stops_reading() {
 
     let resumed = Arc::new(AtomicBool::new(false));
     let r = resumed.clone();
-    let mode = SendMode::Suspend(Resume::new(move || r.store(true, Ordering::SeqCst)));
+    let mut resume = move || {
+        let r = r.clone();
+        Resume::new(move || r.store(true, Ordering::SeqCst))
+    };
     assert_eq!(
-        a.send(&peer, ch, None, frame.clone().into(), mode),
+        a.send(
+            &peer,
+            ch,
+            None,
+            frame.clone().into(),
+            SendMode::Suspend(&mut resume)
+        ),
         Ok(Queued::Suspended)
     );
     assert!(!resumed.load(Ordering::SeqCst), "nothing drained yet");
@@ -437,9 +446,14 @@ fn mixed_stream_arrives_intact(prefix: &str, pause: Duration) -> Engine {
                 .unwrap()
                 .into()
         };
-        let resume = Resume::new(|| {});
-        a.send(&peer, data, Some(1), frame, SendMode::Suspend(resume))
-            .unwrap();
+        a.send(
+            &peer,
+            data,
+            Some(1),
+            frame,
+            SendMode::Suspend(&mut || Resume::new(|| {})),
+        )
+        .unwrap();
         // Every other pause is skipped, so frames also meet a busy writer or a full socket.
         if i % 2 == 0 {
             std::thread::sleep(pause);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
 use partisan_core::transport::{
     Engine, JoinError, OutFrame, Peer, Queued, Resume, SendError, SendMode, Tls,
 };
@@ -77,17 +77,39 @@ pub struct EngineRes {
 impl rustler::Resource for EngineRes {}
 
 impl EngineRes {
-    fn peer(&self, env: Env, node: Atom) -> Option<Arc<Peer>> {
+    /// The peer `node`, borrowed from the table while the caller uses it (cloning its `Arc`
+    /// would cost every send two read-modify-writes of a line all schedulers share).
+    fn peer(&self, env: Env, node: Atom) -> Option<PeerRef<'_>> {
         let key = node.as_c_arg();
-        if let Some(p) = self.peers.read().get(&key) {
-            if p.is_live() {
-                return Some(p.clone());
-            }
+        let known = RwLockReadGuard::try_map(self.peers.read(), |peers| {
+            peers.get(&key).filter(|p| p.is_live()).map(|p| &**p)
+        });
+        match known {
+            Ok(peer) => return Some(PeerRef::Known(peer)),
+            // The read guard comes back on failure: gone before the write below.
+            Err(guard) => drop(guard),
         }
         let name = node.to_term(env).atom_to_string().ok()?;
         let peer = self.engine.peer(&name)?;
         self.peers.write().insert(key, peer.clone());
-        Some(peer)
+        Some(PeerRef::New(peer))
+    }
+}
+
+/// A peer as `EngineRes::peer` finds it.
+enum PeerRef<'r> {
+    Known(MappedRwLockReadGuard<'r, Peer>),
+    New(Arc<Peer>),
+}
+
+impl std::ops::Deref for PeerRef<'_> {
+    type Target = Peer;
+
+    fn deref(&self) -> &Peer {
+        match self {
+            PeerRef::Known(p) => p,
+            PeerRef::New(p) => p,
+        }
     }
 }
 
@@ -586,22 +608,28 @@ fn do_send<'a>(
         res.engine.count_no_connection();
         return Ok(error_tuple(env, not_yet_connected()));
     };
-    let token = res.next_resume.fetch_add(1, Ordering::Relaxed);
+    // The token and the resumption are made only when the sender must wait.
+    let token = std::cell::Cell::new(0);
+    let caller = env.pid();
+    let mut resume = || {
+        let t = res.next_resume.fetch_add(1, Ordering::Relaxed);
+        token.set(t);
+        Resume::new(move || {
+            send_anywhere(caller, move |e| {
+                make_tuple(e, &[partisan_resume().encode(e), t.encode(e)])
+            })
+        })
+    };
     let send_mode = if mode == nosuspend() {
         SendMode::NoSuspend
     } else if mode == suspend() {
-        let caller = env.pid();
-        SendMode::Suspend(Resume::new(move || {
-            send_anywhere(caller, move |e| {
-                make_tuple(e, &[partisan_resume().encode(e), token.encode(e)])
-            })
-        }))
+        SendMode::Suspend(&mut resume)
     } else {
         return Err(Error::BadArg);
     };
     Ok(match res.engine.send(&peer, ch, key, frame, send_mode) {
         Ok(Queued::Sent | Queued::Written) => ok().encode(env),
-        Ok(Queued::Suspended) => make_tuple(env, &[suspend().encode(env), token.encode(env)]),
+        Ok(Queued::Suspended) => make_tuple(env, &[suspend().encode(env), token.get().encode(env)]),
         Err(SendError::Busy) => error_tuple(env, busy()),
         Err(SendError::UnknownChannel) => error_tuple(env, unknown_channel()),
         Err(SendError::NotConnected) => error_tuple(env, not_yet_connected()),

@@ -159,7 +159,7 @@ impl Engine {
         channel: usize,
         key: Option<u64>,
         frame: OutFrame,
-        mode: SendMode,
+        mode: SendMode<'_>,
     ) -> Result<Queued, SendError> {
         if channel >= self.driver.channels() {
             return Err(SendError::UnknownChannel);

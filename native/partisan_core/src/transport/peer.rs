@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
 use tokio::sync::watch;
 
 use super::close::{CloseCell, CloseReason};
@@ -135,7 +135,7 @@ impl Peer {
         channel: usize,
         key: Option<u64>,
         frame: OutFrame,
-        mode: SendMode,
+        mode: SendMode<'_>,
         limit: usize,
         interactive: &Interactive,
     ) -> Result<Queued, PushError> {
@@ -144,14 +144,20 @@ impl Peer {
             .push(frame, mode, limit, || interactive.syscall_max(conn.id))
     }
 
-    fn pick(&self, channel: usize, key: Option<u64>) -> Option<Arc<Conn>> {
+    /// The connection for the next frame, borrowed from its slot (held through the push: a
+    /// connection being installed or vacated waits that long; cloning the `Arc` instead would
+    /// cost every send two more read-modify-writes of a line the other schedulers share).
+    fn pick(&self, channel: usize, key: Option<u64>) -> Option<MappedRwLockReadGuard<'_, Conn>> {
         let slots = self.slots.get(channel)?;
         let n = slots.len();
         let start = match key {
             Some(k) => (k % n as u64) as usize,
+            None if n == 1 => 0,
             None => self.round_robin[channel].fetch_add(1, Ordering::Relaxed) % n,
         };
-        (0..n).find_map(|i| slots[(start + i) % n].read().clone())
+        (0..n).find_map(|i| {
+            RwLockReadGuard::try_map(slots[(start + i) % n].read(), |c| c.as_deref()).ok()
+        })
     }
 
     pub(crate) fn all_conns(&self) -> Vec<Arc<Conn>> {

@@ -11,7 +11,7 @@
 //! write leaves over goes in `front`, ahead of the channel.
 
 use std::io::IoSlice;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -95,10 +95,11 @@ impl From<Bytes> for OutFrame {
 }
 
 /// How a send behaves when the connection holds more than its byte limit.
-pub enum SendMode {
-    /// Queue the frame; if the connection is now over the limit, keep `Resume` for when it
-    /// drains and report `Suspended`.
-    Suspend(Resume),
+pub enum SendMode<'a> {
+    /// Queue the frame; if the connection is now over the limit, keep the `Resume` the function
+    /// makes for when it drains and report `Suspended`. Made only then: nearly every send goes
+    /// on at once, and a `Resume` is an allocation.
+    Suspend(&'a mut dyn FnMut() -> Resume),
     /// Refuse the frame with `Busy` while the connection is over the limit.
     NoSuspend,
 }
@@ -194,7 +195,7 @@ impl SendQueue {
     pub fn push(
         &self,
         frame: OutFrame,
-        mode: SendMode,
+        mode: SendMode<'_>,
         limit: usize,
         direct_max: impl FnOnce() -> usize,
     ) -> Result<Queued, PushError> {
@@ -208,7 +209,13 @@ impl SendQueue {
         // better gathered by the writers than written one syscall (and one wake-up of the
         // receiving I/O thread) each.
         let thread_quiet = THREAD_LAST_PUSH.with(|t| now.saturating_sub(t.replace(now)) >= idle);
-        let quiet = now.saturating_sub(self.last_push.swap(now, Relaxed)) >= idle && thread_quiet;
+        // A load, and a store only once a microsecond: the line is shared by every sender to
+        // this connection, and a read-modify-write per frame would bounce it between them.
+        let last = self.last_push.load(Relaxed);
+        if now.saturating_sub(last) >= 1_000 {
+            self.last_push.store(now, Relaxed);
+        }
+        let quiet = now.saturating_sub(last) >= idle && thread_quiet;
         let len = frame.len();
         let direct = if len <= SMALL_FRAME_MAX {
             quiet
@@ -234,7 +241,7 @@ impl SendQueue {
         self.enqueue(frame);
         match mode {
             SendMode::Suspend(resume) if total > limit => {
-                self.pressure.wait(resume, limit / 2);
+                self.pressure.wait(resume(), limit / 2);
                 Ok(Queued::Suspended)
             }
             _ => Ok(Queued::Sent),
@@ -249,7 +256,12 @@ impl SendQueue {
 
     /// Wakes the writer task if it sleeps (at most one notification per sleep).
     fn kick(&self) {
-        if self.writer_idle.swap(false, SeqCst) {
+        // Our frame is queued: the fence orders that before the look at `writer_idle`, and
+        // `idle` fences between marking itself idle and looking at the queue, so one of the
+        // two sees the other (no lost wake-up). Looking first, without writing, keeps the line
+        // shared while the writer is busy, instead of every send taking it exclusively.
+        fence(SeqCst);
+        if self.writer_idle.load(SeqCst) && self.writer_idle.swap(false, SeqCst) {
             self.wake.notify_one();
         }
     }
@@ -342,6 +354,7 @@ impl SendQueue {
         }
         // swap (not store) so that a sender's earlier kick is seen: see `kick`.
         self.writer_idle.swap(true, SeqCst);
+        fence(SeqCst);
         if (self.has_work() || self.closed.load(SeqCst)) && self.writer_idle.swap(false, SeqCst) {
             return;
         }
