@@ -4,6 +4,7 @@
 
 use std::cell::Cell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -54,9 +55,9 @@ pub struct EngineRes {
     engine: Engine,
     /// Peer handles by the raw value of the node's atom (atoms never move), so the send path
     /// skips converting the atom to text.
-    peers: RwLock<HashMap<ErlNifTerm, Arc<Peer>>>,
+    peers: RwLock<AtomMap<Arc<Peer>>>,
     /// Channel ids by the raw value of the channel's atom.
-    channels: HashMap<ErlNifTerm, usize>,
+    channels: AtomMap<usize>,
     /// Numbers the resumptions of suspended senders.
     next_resume: AtomicU64,
     /// The most CPU time a sampled `send` call used, in nanoseconds: scheduler health, reported
@@ -75,6 +76,38 @@ pub struct EngineRes {
 
 #[rustler::resource_impl]
 impl rustler::Resource for EngineRes {}
+
+/// A map keyed by the raw value of an atom term. The keys are words this VM assigned to its own
+/// atoms, which no peer chooses, so a keyed hash buys nothing here; SipHash in the two lookups of
+/// every send was 3 % of the senders' scheduler time.
+type AtomMap<V> = HashMap<ErlNifTerm, V, BuildHasherDefault<AtomHasher>>;
+
+#[derive(Default)]
+struct AtomHasher(u64);
+
+impl Hasher for AtomHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = mix(self.0 ^ b as u64);
+        }
+    }
+
+    fn write_usize(&mut self, v: usize) {
+        self.0 = mix(self.0 ^ v as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The finaliser of splitmix64: an atom term's low bits are its tag, the same for every atom, and
+/// the table indexes by low bits, so every bit of the word must reach them.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
 
 impl EngineRes {
     /// The peer `node`, borrowed from the table while the caller uses it (cloning its `Arc`
@@ -169,13 +202,13 @@ fn start<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
             ))
         }
     };
-    let mut channels = HashMap::new();
+    let mut channels = AtomMap::default();
     for (id, c) in engine.local().channels.iter().enumerate() {
         channels.insert(Atom::from_str(env, &c.name)?.as_c_arg(), id);
     }
     let res = ResourceArc::new(EngineRes {
         engine,
-        peers: RwLock::new(HashMap::new()),
+        peers: RwLock::new(AtomMap::default()),
         channels,
         next_resume: AtomicU64::new(1),
         send_max_cpu_ns: AtomicU64::new(0),
