@@ -643,8 +643,8 @@ fn do_send<'a>(
     };
     // The token and the resumption are made only when the sender must wait.
     let token = std::cell::Cell::new(0);
-    let caller = env.pid();
     let mut resume = || {
+        let caller = env.pid();
         let t = res.next_resume.fetch_add(1, Ordering::Relaxed);
         token.set(t);
         Resume::new(move || {
