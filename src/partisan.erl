@@ -977,7 +977,7 @@ forward_message(Pid, Msg, Opts) when erlang:is_pid(Pid), ?IS_OPTS(Opts) ->
             erlang:send(Pid, Msg),
             ok;
         Node ->
-            case Node =:= node() of
+            case Node =:= partisan_send:local_name() of
                 true ->
                     %% A pid of an earlier life of this node (pids of this life
                     %% arrive as local ones): its process is gone, so the
@@ -1028,7 +1028,7 @@ forward_message(ServerRef, Msg, Opts) ->
     forward_result() | no_return().
 
 forward_message(Node, ServerRef, Msg, Opts) when is_atom(Node), ?IS_OPTS(Opts) ->
-    case Node =:= node() of
+    case Node =:= partisan_send:local_name() of
         true ->
             partisan_send:locally(ServerRef, Msg);
         false ->

@@ -71,6 +71,7 @@
 -export([set/2]).
 -export([channel_opts/1]).
 -export([channels/0]).
+-export([channel_encode_opts/0]).
 -export([channel_encode_opts/1]).
 -export([default_channel/0]).
 -export([listen_addrs/0]).
@@ -144,7 +145,9 @@ set(Key0, Value0) when is_atom(Key0) ->
     Key = canonical_key(Key0),
     Value = normalize(Key, Value0),
     store(Key, Value),
-    derive(Key, Value).
+    derive(Key, Value),
+    is_send_setting(Key) andalso partisan_send:refresh_context(),
+    ok.
 
 
 %% -----------------------------------------------------------------------------
@@ -183,7 +186,18 @@ channels() ->
 -spec channel_encode_opts(Channel :: atom()) -> [{compressed, 1..9}].
 
 channel_encode_opts(Channel) ->
-    maps:get(Channel, persistent_term:get(?ENCODE_OPTS_KEY, #{}), []).
+    maps:get(Channel, channel_encode_opts(), []).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Returns the encoding options of every channel (see
+%% {@link channel_encode_opts/1}).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec channel_encode_opts() -> #{atom() => [{compressed, 1..9}]}.
+
+channel_encode_opts() ->
+    persistent_term:get(?ENCODE_OPTS_KEY, #{}).
 
 
 %% -----------------------------------------------------------------------------
@@ -481,6 +495,10 @@ store(Key, Value) ->
     persistent_term:put(?KEY(Key), Value).
 
 
+%% What partisan_send keeps a copy of.
+is_send_setting(Key) -> Key == name orelse Key == forward_options orelse Key == channels.
+
+
 %% Values computed from another option, kept for fast access.
 derive(name, Name) ->
     store(nodestring, atom_to_binary(Name, utf8));
@@ -507,7 +525,7 @@ erase_all() ->
         persistent_term:erase(Key)
         || {{?MODULE, _} = Key, _} <- persistent_term:get()
     ],
-    ok.
+    partisan_send:refresh_context().
 
 
 %% Distributed Erlang's name wins; then the configured one; else a generated

@@ -139,7 +139,8 @@ engine() ->
 -spec put_engine(engine()) -> ok.
 
 put_engine(Engine) ->
-    persistent_term:put(?ENGINE_KEY, Engine).
+    persistent_term:put(?ENGINE_KEY, Engine),
+    partisan_send:refresh_context().
 
 
 %% -----------------------------------------------------------------------------
@@ -151,7 +152,7 @@ put_engine(Engine) ->
 
 erase_engine() ->
     _ = persistent_term:erase(?ENGINE_KEY),
-    ok.
+    partisan_send:refresh_context().
 
 
 

@@ -17,6 +17,13 @@
 -export([call/6]).
 -export([target/1]).
 -export([via/3]).
+-export([local_name/0]).
+-export([refresh_context/0]).
+
+%% What every remote send reads, in one persistent_term lookup:
+%% {Engine, NodeName, ForwardDefaults, EncodeOptsByChannel}. Rebuilt whenever
+%% one of them changes (see refresh_context/0); absent while no engine runs.
+-define(CONTEXT, {?MODULE, context}).
 
 
 
@@ -72,13 +79,13 @@ call(Node, Target, Msg, Opts, Id, Tag) ->
 
 
 remote(Node, Target, Msg, Opts0, Call) ->
-    Opts = with_forward_defaults(Opts0),
+    {Engine, _, Defaults, Encode} = context(),
+    Opts = with_forward_defaults(Defaults, Opts0),
     Channel = maps:get(channel, Opts, ?DEFAULT_CHANNEL),
     Key = maps:get(partition_key, Opts, ?DEFAULT_PARTITION_KEY),
     is_atom(Channel) andalso is_partition_key(Key)
         orelse erlang:error(badarg, [Node, Target, Msg, Opts0]),
-    Payload = partisan_payload:encode(Msg, partisan_config:channel_encode_opts(Channel)),
-    Engine = partisan_nif:engine(),
+    Payload = partisan_payload:encode(Msg, maps:get(Channel, Encode, [])),
     Mode = send_mode(Opts),
     Result = case transmit(Engine, Node, Channel, Key, Target, Payload, Mode, Call) of
         {error, not_yet_connected} = Error when Channel =/= ?DEFAULT_CHANNEL ->
@@ -166,10 +173,52 @@ send_mode(_) -> suspend.
 
 
 %% The `forward_options' option holds defaults for every send.
-with_forward_defaults(Opts) ->
-    case partisan_config:get(forward_options, #{}) of
-        Defaults when map_size(Defaults) =:= 0 -> Opts;
-        Defaults -> maps:merge(Defaults, Opts)
+with_forward_defaults(Defaults, Opts) when map_size(Defaults) =:= 0 -> Opts;
+with_forward_defaults(Defaults, Opts) -> maps:merge(Defaults, Opts).
+
+
+context() ->
+    case persistent_term:get(?CONTEXT, undefined) of
+        undefined -> build_context();
+        Context -> Context
+    end.
+
+
+%% Fails with `partisan_not_started' (from partisan_nif:engine/0) when no
+%% engine runs, and with `badarg' when the node has no name yet.
+build_context() ->
+    {partisan_nif:engine(), partisan_config:get(name),
+     partisan_config:get(forward_options, #{}), partisan_config:channel_encode_opts()}.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc This node's partisan name (as {@link partisan:node/0}), read with the
+%% send path's other settings.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec local_name() -> node().
+
+local_name() ->
+    case persistent_term:get(?CONTEXT, undefined) of
+        undefined -> partisan_config:get(name);
+        {_, Name, _, _} -> Name
+    end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Rebuilds the send path's settings after the engine, the node name, the
+%% `forward_options' or the channels changed. Cheap when nothing did.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec refresh_context() -> ok.
+
+refresh_context() ->
+    try build_context() of
+        Context -> persistent_term:put(?CONTEXT, Context)
+    catch
+        error:_ ->
+            _ = persistent_term:erase(?CONTEXT),
+            ok
     end.
 
 
