@@ -15,9 +15,7 @@ use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
 use partisan_core::transport::{
     Engine, JoinError, OutFrame, Peer, Queued, Resume, SendError, SendMode, Tls,
 };
-use partisan_core::wire::{
-    encode_data_frame, encode_data_head, parse_pid, NodeId, PidNaming, Target, WireError,
-};
+use partisan_core::wire::{encode_data_head, parse_pid, NodeId, PidNaming, Target, WireError};
 
 use crate::pinned::{pin, pin_parts, PIN_MIN, PIN_PART_MIN};
 use rustler::sys::ErlNifTerm;
@@ -681,7 +679,7 @@ fn build_frame(
 ) -> NifResult<Result<OutFrame, WireError>> {
     if let Ok(bin) = Binary::from_term(payload) {
         if bin.len() < PIN_MIN {
-            return Ok(encode_data_frame(target, bin.as_slice(), max).map(OutFrame::from));
+            return Ok(OutFrame::data(target, bin.as_slice(), max));
         }
         let head = match encode_data_head(target, bin.len(), max, 0) {
             Ok(h) => h,
@@ -736,5 +734,8 @@ fn build_frame(
         return Err(Error::BadArg); // unreachable: the header run is never empty
     }
     let head = chunks.remove(0);
-    Ok(Ok(OutFrame { head, body: chunks }))
+    Ok(Ok(OutFrame {
+        head: head.into(),
+        body: chunks,
+    }))
 }

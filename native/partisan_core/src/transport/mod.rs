@@ -21,6 +21,7 @@ mod pacer;
 mod peer;
 mod pressure;
 mod send_queue;
+mod small_frames;
 mod stats;
 mod tls;
 

@@ -22,6 +22,8 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
 use super::pressure::{Pressure, Resume};
+use super::small_frames::{self, Head};
+use crate::wire::{put_data_head, Target, WireError};
 
 /// Frames up to this size are small: a sender writes one itself only after `DIRECT_AFTER_IDLE`.
 const SMALL_FRAME_MAX: usize = 64 * 1024;
@@ -42,13 +44,27 @@ const DIRECT_IOVECS: usize = 512;
 /// (for example large binaries owned by the VM), so they are never copied.
 pub struct OutFrame {
     /// The start of the frame (at least its length and kind), or the whole frame.
-    pub head: Bytes,
+    pub head: Head,
     /// The parts that follow `head`, written in order from where they are; empty for a
     /// frame in one buffer.
     pub body: Vec<Bytes>,
 }
 
 impl OutFrame {
+    /// A data frame (header, target, payload) in one buffer, refusing one over `max` bytes;
+    /// a small one's buffer comes from the pool of [`small_frames`].
+    pub fn data(target: &Target, payload: &[u8], max: usize) -> Result<OutFrame, WireError> {
+        let total = crate::wire::data_frame_len(target, payload.len());
+        match small_frames::take(total) {
+            Some(mut buf) => {
+                put_data_head(target, payload.len(), max, buf.as_vec())?;
+                buf.extend_from_slice(payload);
+                Ok(Head::from(buf).into())
+            }
+            None => crate::wire::encode_data_frame(target, payload, max).map(OutFrame::from),
+        }
+    }
+
     /// The frame's length in bytes, head and parts.
     pub fn len(&self) -> usize {
         self.head.len() + self.body.iter().map(Bytes::len).sum::<usize>()
@@ -67,7 +83,13 @@ impl OutFrame {
     /// What is left of the frame once its first `n` bytes are written; `None` if nothing is.
     fn rest_after(self, mut n: usize) -> Option<OutFrame> {
         let mut rest = Vec::new();
-        for mut part in std::iter::once(self.head).chain(self.body) {
+        if n < self.head.len() {
+            rest.push(self.head.into_bytes_from(n));
+            n = 0;
+        } else {
+            n -= self.head.len();
+        }
+        for mut part in self.body {
             if n >= part.len() {
                 n -= part.len();
                 continue;
@@ -79,7 +101,7 @@ impl OutFrame {
         let mut parts = rest.into_iter();
         let head = parts.next()?;
         Some(OutFrame {
-            head,
+            head: head.into(),
             body: parts.collect(),
         })
     }
@@ -87,6 +109,12 @@ impl OutFrame {
 
 impl From<Bytes> for OutFrame {
     fn from(head: Bytes) -> OutFrame {
+        Head::from(head).into()
+    }
+}
+
+impl From<Head> for OutFrame {
+    fn from(head: Head) -> OutFrame {
         OutFrame {
             head,
             body: Vec::new(),
@@ -376,7 +404,7 @@ mod tests {
 
     fn frame(parts: &[&'static [u8]]) -> OutFrame {
         OutFrame {
-            head: Bytes::from_static(parts[0]),
+            head: Bytes::from_static(parts[0]).into(),
             body: parts[1..].iter().map(|p| Bytes::from_static(p)).collect(),
         }
     }

@@ -98,15 +98,32 @@ fn data_head(
     max: usize,
     extra: usize,
 ) -> Result<Vec<u8>, WireError> {
+    let mut v = Vec::with_capacity(data_frame_len(target, payload_len) - payload_len + extra);
+    put_data_head(target, payload_len, max, &mut v)?;
+    Ok(v)
+}
+
+/// The length of a whole data frame for `target` and a payload of `payload_len` bytes.
+pub fn data_frame_len(target: &Target, payload_len: usize) -> usize {
+    4 + 1 + target.encoded_len() + payload_len
+}
+
+/// Appends the part of a data frame before its payload to `out` (see [`encode_data_head`]),
+/// refusing a frame over `max` bytes.
+pub fn put_data_head(
+    target: &Target,
+    payload_len: usize,
+    max: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), WireError> {
     let len = 1 + target.encoded_len() + payload_len;
     if len > max || len > u32::MAX as usize {
         return Err(WireError::FrameTooLarge { len, max });
     }
-    let mut v = Vec::with_capacity(4 + len - payload_len + extra);
-    v.extend_from_slice(&(len as u32).to_be_bytes());
-    v.push(FrameKind::Data as u8);
-    target.encode_into(&mut v);
-    Ok(v)
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    out.push(FrameKind::Data as u8);
+    target.encode_into(out);
+    Ok(())
 }
 
 /// Splits a byte stream into frames, enforcing the maximum frame size before buffering a body.

@@ -18,8 +18,8 @@ pub use auth::{
 pub use bytes_io::{Reader, Writer};
 pub use etf::{is_compressed, uncompressed_term};
 pub use frame::{
-    encode_data_frame, encode_data_head, encode_frame, Frame, FrameDecoder, FrameKind,
-    FRAME_HEADER_LEN,
+    data_frame_len, encode_data_frame, encode_data_head, encode_frame, put_data_head, Frame,
+    FrameDecoder, FrameKind, FRAME_HEADER_LEN,
 };
 pub use handshake::{
     read_preamble, AckStatus, Hello, HelloAck, PidNaming, Preamble, CAPABILITIES, PREAMBLE_LEN,
