@@ -977,14 +977,14 @@ forward_message(Pid, Msg, Opts) when erlang:is_pid(Pid), ?IS_OPTS(Opts) ->
             erlang:send(Pid, Msg),
             ok;
         Node ->
-            case Node =:= partisan_send:local_name() of
-                true ->
+            case partisan_send:remote_unless_local(Node, Pid, Msg, Opts) of
+                local ->
                     %% A pid of an earlier life of this node (pids of this life
                     %% arrive as local ones): its process is gone, so the
                     %% message is dropped, as Distributed Erlang drops it.
                     ok;
-                false ->
-                    partisan_send:remote(Node, Pid, Msg, partisan_send:opts(Opts))
+                Result ->
+                    Result
             end
     end;
 
@@ -1028,12 +1028,9 @@ forward_message(ServerRef, Msg, Opts) ->
     forward_result() | no_return().
 
 forward_message(Node, ServerRef, Msg, Opts) when is_atom(Node), ?IS_OPTS(Opts) ->
-    case Node =:= partisan_send:local_name() of
-        true ->
-            partisan_send:locally(ServerRef, Msg);
-        false ->
-            Target = partisan_send:target(ServerRef),
-            partisan_send:remote(Node, Target, Msg, partisan_send:opts(Opts))
+    case partisan_send:remote_unless_local(Node, ServerRef, Msg, Opts) of
+        local -> partisan_send:locally(ServerRef, Msg);
+        Result -> Result
     end;
 
 forward_message(Node, ServerRef, Msg, Opts) ->

@@ -17,13 +17,14 @@
 -export([call/6]).
 -export([target/1]).
 -export([via/3]).
--export([local_name/0]).
+-export([remote_unless_local/4]).
 -export([refresh_context/0]).
 
 %% What every remote send reads, in one persistent_term lookup:
 %% {Engine, NodeName, ForwardDefaults, EncodeOptsByChannel}. Rebuilt whenever
 %% one of them changes (see refresh_context/0); absent while no engine runs.
--define(CONTEXT, {?MODULE, context}).
+%% (An atom key: persistent_term hashes it faster than a tuple.)
+-define(CONTEXT, partisan_send_context).
 
 
 
@@ -60,7 +61,33 @@ target(RemoteRef) ->
     partisan:forward_result() | no_return().
 
 remote(Node, Target, Msg, Opts) ->
-    remote(Node, Target, Msg, Opts, undefined).
+    send(context(), Node, Target, Msg, Opts, undefined).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc What `partisan:forward_message/4' does for a node other than this one:
+%% {@link remote/4} with the destination made a {@link target/1} and the
+%% options {@link opts/1}; `local' when `Node' is this node's name, which the
+%% caller then handles. The node's name and the send's settings are read in
+%% one lookup.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec remote_unless_local(node(), partisan:server_ref(), partisan:message(),
+                          partisan:forward_opts()) ->
+    local | partisan:forward_result() | no_return().
+
+remote_unless_local(Node, ServerRef, Msg, Opts) ->
+    case persistent_term:get(?CONTEXT, undefined) of
+        {_, Node, _, _} ->
+            local;
+        undefined ->
+            case Node =:= partisan_config:get(name) of
+                true -> local;
+                false -> remote(Node, target(ServerRef), Msg, opts(Opts))
+            end;
+        Context ->
+            send(Context, Node, target(ServerRef), Msg, opts(Opts), undefined)
+    end.
 
 
 %% -----------------------------------------------------------------------------
@@ -75,11 +102,10 @@ remote(Node, Target, Msg, Opts) ->
     partisan:forward_result() | no_return().
 
 call(Node, Target, Msg, Opts, Id, Tag) ->
-    remote(Node, Target, Msg, Opts, {Id, Tag}).
+    send(context(), Node, Target, Msg, Opts, {Id, Tag}).
 
 
-remote(Node, Target, Msg, Opts0, Call) ->
-    {Engine, _, Defaults, Encode} = context(),
+send({Engine, _, Defaults, Encode}, Node, Target, Msg, Opts0, Call) ->
     Opts = with_forward_defaults(Defaults, Opts0),
     Channel = maps:get(channel, Opts, ?DEFAULT_CHANNEL),
     Key = maps:get(partition_key, Opts, ?DEFAULT_PARTITION_KEY),
@@ -189,20 +215,6 @@ context() ->
 build_context() ->
     {partisan_nif:engine(), partisan_config:get(name),
      partisan_config:get(forward_options, #{}), partisan_config:channel_encode_opts()}.
-
-
-%% -----------------------------------------------------------------------------
-%% @doc This node's partisan name (as {@link partisan:node/0}), read with the
-%% send path's other settings.
-%% @end
-%% -----------------------------------------------------------------------------
--spec local_name() -> node().
-
-local_name() ->
-    case persistent_term:get(?CONTEXT, undefined) of
-        undefined -> partisan_config:get(name);
-        {_, Name, _, _} -> Name
-    end.
 
 
 %% -----------------------------------------------------------------------------
