@@ -315,8 +315,12 @@ connections(_Engine) ->
 %% -----------------------------------------------------------------------------
 %% @doc Enqueues an encoded message for `Target' on `Node'. The payload is
 %% the external format of the message, as one binary or as a list of at most
-%% 256 binaries whose concatenation it is (see {@link partisan_payload});
-%% `badarg' otherwise. Runs on a normal scheduler in constant time for large
+%% 256 binaries whose concatenation it is (see {@link partisan_payload}), or
+%% `{term, Msg}': the message itself, which the NIF encodes when it is small
+%% and plain (at most 16 KiB of external format, no funs, no integers beyond
+%% 64 bits, no bit strings, improper lists or atoms outside Latin-1) and
+%% otherwise answers `encode', nothing sent: the caller then encodes it and
+%% sends again. `badarg' for any other payload. Runs on a normal scheduler in constant time for large
 %% payloads and large parts (they are referenced, not copied). With `suspend',
 %% a send that takes the
 %% connection's queue over its limit (`send_queue_limit') is still queued but
@@ -328,8 +332,8 @@ connections(_Engine) ->
 %% -----------------------------------------------------------------------------
 -spec send(
     engine(), node(), channel(), partition_key(), target(),
-    partisan_payload:t(), send_mode()) ->
-    ok | {suspend, non_neg_integer()} | {error, send_error()}.
+    partisan_payload:t() | {term, term()}, send_mode()) ->
+    ok | encode | {suspend, non_neg_integer()} | {error, send_error()}.
 
 send(_Engine, _Node, _Channel, _PartitionKey, _Target, _Payload, _Mode) ->
     ?NOT_LOADED.
@@ -349,8 +353,8 @@ send(_Engine, _Node, _Channel, _PartitionKey, _Target, _Payload, _Mode) ->
 %% -----------------------------------------------------------------------------
 -spec send_call(
     engine(), node(), channel(), partition_key(), target(),
-    partisan_payload:t(), send_mode(), pos_integer(), reference()) ->
-    ok | {suspend, non_neg_integer()} | {error, send_error() | too_many_calls}.
+    partisan_payload:t() | {term, term()}, send_mode(), pos_integer(), reference()) ->
+    ok | encode | {suspend, non_neg_integer()} | {error, send_error() | too_many_calls}.
 
 send_call(_Engine, _Node, _Channel, _PartitionKey, _Target, _Payload, _Mode, _Id, _Tag) ->
     ?NOT_LOADED.

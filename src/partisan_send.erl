@@ -111,7 +111,11 @@ send({Engine, _, Defaults, Encode}, Node, Target, Msg, Opts0, Call) ->
     Key = maps:get(partition_key, Opts, ?DEFAULT_PARTITION_KEY),
     is_atom(Channel) andalso is_partition_key(Key)
         orelse erlang:error(badarg, [Node, Target, Msg, Opts0]),
-    Payload = partisan_payload:encode(Msg, maps:get(Channel, Encode, [])),
+    Payload = case maps:get(Channel, Encode, []) of
+        %% The engine encodes small plain terms itself (partisan_nif:send/7).
+        [] -> {term, Msg};
+        EncodeOpts -> partisan_payload:encode(Msg, EncodeOpts)
+    end,
     Mode = send_mode(Opts),
     Result = case transmit(Engine, Node, Channel, Key, Target, Payload, Mode, Call) of
         {error, not_yet_connected} = Error when Channel =/= ?DEFAULT_CHANNEL ->
@@ -174,12 +178,18 @@ deliver(Target, Msg) ->
 %% limit the engine has queued the message and asks us to wait (as a sender to
 %% a busy Distributed Erlang port is suspended): the wait is a receive, so the
 %% process neither spins nor holds a scheduler, and the engine always answers.
+%% A message the engine does not encode itself (see partisan_nif:send/7) is
+%% encoded here and sent again.
 transmit(Engine, Node, Channel, Key, Target, Payload, Mode, Call) ->
     case enqueue(Engine, Node, Channel, Key, Target, Payload, Mode, Call) of
         {suspend, Token} ->
             receive
                 {'$partisan_resume', Token} -> ok
             end;
+        encode ->
+            {term, Msg} = Payload,
+            Encoded = partisan_payload:encode(Msg, []),
+            transmit(Engine, Node, Channel, Key, Target, Encoded, Mode, Call);
         Result ->
             Result
     end.

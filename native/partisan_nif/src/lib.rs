@@ -8,6 +8,7 @@
 mod config;
 mod decode;
 mod delivery;
+mod encode;
 mod in_place;
 mod nifs;
 mod pinned;

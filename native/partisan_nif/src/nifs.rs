@@ -46,6 +46,7 @@ fn thread_cpu_ns() -> Option<u64> {
 rustler::atoms! {
     ok, error, undefined, atoms_created, atoms_refused, messages_refused, self_join, not_started, not_yet_connected, message_too_large,
     unknown_channel, too_many_calls, listen, busy, suspend, nosuspend, partisan_resume = "$partisan_resume", eaddrinuse, eaddrnotavail, eacces, einval, tls, any_channel = "_", unknown_module,
+    term, encode,
 }
 
 /// The engine as a BEAM resource; freed (and its threads stopped) when the last term is gone.
@@ -459,7 +460,8 @@ fn peer_stats(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Term> {
 
 /// `send(Engine, Node, Channel, PartitionKey, Target, Payload, Mode)`: `Payload` is the external
 /// format of the message, as one binary or as a list of binaries (at most `MAX_PARTS`) whose
-/// concatenation it is; `Mode` is `suspend` or
+/// concatenation it is, or `{term, Msg}`: the message itself, encoded here if it is small and
+/// plain (see `encode`), else answered with `encode` and nothing sent. `Mode` is `suspend` or
 /// `nosuspend`. Returns `ok`; `{suspend, Token}` when the frame was queued but the connection is
 /// over its limit (the caller then waits for `{'$partisan_resume', Token}`, which always comes);
 /// `{error, busy}` when `nosuspend` and over the limit (nothing queued); or another error.
@@ -520,8 +522,8 @@ fn send_call<'a>(
         mode,
     };
     let result = timed_send(env, &res, route, target, payload);
-    // `ok` and `{suspend, Token}` mean the request went.
-    if matches!(&result, Ok(t) if !is_error(*t)) {
+    // `ok` and `{suspend, Token}` mean the request went (`encode`: it did not, see `send`).
+    if matches!(&result, Ok(t) if !is_error(*t) && *t != encode().to_term(env)) {
         return result;
     }
     if res.calls.take(id).is_none() {
@@ -628,7 +630,16 @@ fn do_send<'a>(
         Some(key.decode::<u64>()?)
     };
     let target = decode_target(target)?;
-    let frame = match build_frame(&target, payload, res.engine.max_frame_size())? {
+    let max = res.engine.max_frame_size();
+    let built = match unencoded(payload) {
+        Some(msg) => match encode_frame(&target, msg, max) {
+            Some(built) => built,
+            // Not a term the NIF writes itself: the caller encodes it and sends again.
+            None => return Ok(encode().encode(env)),
+        },
+        None => build_frame(&target, payload, max)?,
+    };
+    let frame = match built {
         Ok(f) => f,
         Err(_) => {
             res.engine.count_too_large();
@@ -664,6 +675,32 @@ fn do_send<'a>(
         Err(SendError::Busy) => error_tuple(env, busy()),
         Err(SendError::UnknownChannel) => error_tuple(env, unknown_channel()),
         Err(SendError::NotConnected) => error_tuple(env, not_yet_connected()),
+    })
+}
+
+/// The message of a payload `{term, Msg}`: a message the caller left for the NIF to encode.
+fn unencoded(payload: Term) -> Option<Term> {
+    let env = payload.get_env();
+    match crate::encode::tuple(payload)? {
+        &[tag, msg] if tag == term().to_term(env).as_c_arg() => {
+            // SAFETY: an element of the live tuple `payload` of `env`.
+            Some(unsafe { Term::new(env, msg) })
+        }
+        _ => None,
+    }
+}
+
+thread_local! {
+    /// Where a scheduler thread writes the external format of the messages it sends.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The data frame of `msg` encoded here (see `encode`), or `None` if it is not a term encoded
+/// here. The inner error means the frame is too large.
+fn encode_frame(target: &Target, msg: Term, max: usize) -> Option<Result<OutFrame, WireError>> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        crate::encode::encode(msg, &mut scratch).then(|| OutFrame::data(target, &scratch, max))
     })
 }
 
