@@ -105,33 +105,36 @@ fn put(term: Term, out: &mut Vec<u8>, depth: usize, terms: &mut usize) -> bool {
                 out.push(NIL_EXT);
                 return true;
             }
-            // Improper lists have no length: left to term_to_binary.
-            let Ok(n) = term.list_length() else {
-                return false;
-            };
-            if n > *terms {
-                return false;
-            }
+            // The length is patched in after the walk: asking the VM for it would walk the
+            // whole list first, however long it is.
             out.push(LIST_EXT);
-            out.extend_from_slice(&(n as u32).to_be_bytes());
-            let Ok(cells) = term.into_list_iterator() else {
-                return false;
-            };
-            for e in cells {
-                if !put(e, out, depth + 1, terms) {
+            let at = out.len();
+            out.extend_from_slice(&[0; 4]);
+            let mut n: u32 = 0;
+            let mut rest = term;
+            while let Ok((head, tail)) = rest.list_get_cell() {
+                if !put(head, out, depth + 1, terms) {
                     return false;
                 }
+                n += 1;
+                rest = tail;
             }
+            // An improper list is left to term_to_binary.
+            if !rest.is_empty_list() {
+                return false;
+            }
+            out[at..at + 4].copy_from_slice(&n.to_be_bytes());
             out.push(NIL_EXT);
             true
         }
         TermType::Map => {
-            let (Ok(n), Some(pairs)) = (term.map_size(), MapIterator::new(term)) else {
+            let n = match term.map_size() {
+                Ok(n) if 2 * n <= *terms => n,
+                _ => return false,
+            };
+            let Some(pairs) = MapIterator::new(term) else {
                 return false;
             };
-            if 2 * n > *terms {
-                return false;
-            }
             out.push(MAP_EXT);
             out.extend_from_slice(&(n as u32).to_be_bytes());
             for (k, v) in pairs {
