@@ -465,11 +465,13 @@ fn peer_stats(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Term> {
 /// `nosuspend`. Returns `ok`; `{suspend, Token}` when the frame was queued but the connection is
 /// over its limit (the caller then waits for `{'$partisan_resume', Token}`, which always comes);
 /// `{error, busy}` when `nosuspend` and over the limit (nothing queued); or another error.
+/// The engine is borrowed, not counted (`&EngineRes`, not `ResourceArc`): the argument keeps it
+/// alive through the call, and its count would be one more cache line every sender writes.
 #[rustler::nif]
 #[allow(clippy::too_many_arguments)] // mirrors the Erlang call
 fn send<'a>(
     env: Env<'a>,
-    res: ResourceArc<EngineRes>,
+    res: &'a EngineRes,
     node: Atom,
     channel: Atom,
     key: Term<'a>,
@@ -483,7 +485,7 @@ fn send<'a>(
         key,
         mode,
     };
-    timed_send(env, &res, route, target, payload)
+    timed_send(env, res, route, target, payload)
 }
 
 /// `send_call(Engine, Node, Channel, PartitionKey, Target, Payload, Mode, Id, Tag)`: `send/7`
@@ -497,7 +499,7 @@ fn send<'a>(
 #[allow(clippy::too_many_arguments)] // mirrors the Erlang call
 fn send_call<'a>(
     env: Env<'a>,
-    res: ResourceArc<EngineRes>,
+    res: &'a EngineRes,
     node: Atom,
     channel: Atom,
     key: Term<'a>,
@@ -521,7 +523,7 @@ fn send_call<'a>(
         key,
         mode,
     };
-    let result = timed_send(env, &res, route, target, payload);
+    let result = timed_send(env, res, route, target, payload);
     // `ok` and `{suspend, Token}` mean the request went (`encode`: it did not, see `send`).
     if matches!(&result, Ok(t) if !is_error(*t) && *t != encode().to_term(env)) {
         return result;
@@ -571,7 +573,7 @@ fn timed_send<'a>(
     });
     let started = if sampled { thread_cpu_ns() } else { None };
     let wall = Instant::now();
-    let result = do_send(env, res, route, target, payload);
+    let result = do_send(env, res, route, target, payload, wall);
     if let (Some(start), Some(end)) = (started, started.and_then(|_| thread_cpu_ns())) {
         res.send_max_cpu_ns
             .fetch_max(end.saturating_sub(start), Ordering::Relaxed);
@@ -613,6 +615,7 @@ fn do_send<'a>(
     route: Route<'a>,
     target: Term<'a>,
     payload: Term<'a>,
+    now: Instant,
 ) -> NifResult<Term<'a>> {
     let Route {
         node,
@@ -669,13 +672,17 @@ fn do_send<'a>(
     } else {
         return Err(Error::BadArg);
     };
-    Ok(match res.engine.send(&peer, ch, key, frame, send_mode) {
-        Ok(Queued::Sent | Queued::Written) => ok().encode(env),
-        Ok(Queued::Suspended) => make_tuple(env, &[suspend().encode(env), token.get().encode(env)]),
-        Err(SendError::Busy) => error_tuple(env, busy()),
-        Err(SendError::UnknownChannel) => error_tuple(env, unknown_channel()),
-        Err(SendError::NotConnected) => error_tuple(env, not_yet_connected()),
-    })
+    Ok(
+        match res.engine.send_at(&peer, ch, key, frame, send_mode, now) {
+            Ok(Queued::Sent | Queued::Written) => ok().encode(env),
+            Ok(Queued::Suspended) => {
+                make_tuple(env, &[suspend().encode(env), token.get().encode(env)])
+            }
+            Err(SendError::Busy) => error_tuple(env, busy()),
+            Err(SendError::UnknownChannel) => error_tuple(env, unknown_channel()),
+            Err(SendError::NotConnected) => error_tuple(env, not_yet_connected()),
+        },
+    )
 }
 
 /// The message of a payload `{term, Msg}`: a message the caller left for the NIF to encode.

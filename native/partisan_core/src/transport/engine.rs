@@ -4,7 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -161,6 +161,20 @@ impl Engine {
         frame: OutFrame,
         mode: SendMode<'_>,
     ) -> Result<Queued, SendError> {
+        self.send_at(peer, channel, key, frame, mode, Instant::now())
+    }
+
+    /// [`Engine::send`] for a caller that has just read the clock: `now` tells the connection
+    /// whether it has been quiet (a clock read is a sizeable part of a small send).
+    pub fn send_at(
+        &self,
+        peer: &Peer,
+        channel: usize,
+        key: Option<u64>,
+        frame: OutFrame,
+        mode: SendMode<'_>,
+        now: Instant,
+    ) -> Result<Queued, SendError> {
         if channel >= self.driver.channels() {
             return Err(SendError::UnknownChannel);
         }
@@ -173,6 +187,7 @@ impl Engine {
             mode,
             self.driver.config().send_queue_limit,
             self.driver.interactive(),
+            now,
         ) {
             Ok(queued) => {
                 stats.sent.fetch_add(1, Ordering::Relaxed);

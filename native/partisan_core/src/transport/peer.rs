@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
@@ -130,6 +131,7 @@ impl Peer {
 
     /// Queues a frame on `channel`: on the slot picked by `key` if given (so one key keeps one
     /// order), else round robin; a slot that is down passes the frame to the next live one.
+    #[allow(clippy::too_many_arguments)] // one send's arguments, passed through to the queue
     pub(crate) fn push(
         &self,
         channel: usize,
@@ -138,10 +140,11 @@ impl Peer {
         mode: SendMode<'_>,
         limit: usize,
         interactive: &Interactive,
+        now: Instant,
     ) -> Result<Queued, PushError> {
         let conn = self.pick(channel, key).ok_or(PushError::Closed)?;
         conn.queue
-            .push(frame, mode, limit, || interactive.syscall_max(conn.id))
+            .push(frame, mode, limit, || interactive.syscall_max(conn.id), now)
     }
 
     /// The connection for the next frame, borrowed from its slot (held through the push: a

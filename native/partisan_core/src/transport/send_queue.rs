@@ -180,9 +180,11 @@ thread_local! {
     static THREAD_LAST_PUSH: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-fn clock_ns() -> u64 {
+/// `t` in nanoseconds since a fixed moment, without reading the clock.
+fn clock_ns(t: Instant) -> u64 {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    t.saturating_duration_since(*ORIGIN.get_or_init(Instant::now))
+        .as_nanos() as u64
 }
 
 impl SendQueue {
@@ -217,7 +219,8 @@ impl SendQueue {
         true
     }
 
-    /// Queues (or writes) a user frame, applying back-pressure at `limit` bytes. A large frame
+    /// Queues (or writes) a user frame, applying back-pressure at `limit` bytes; `now` is the
+    /// time of the send, which tells whether the connection was quiet. A large frame
     /// of at most `direct_max()` bytes may be written on the caller's thread (asked only for
     /// large frames: small sends are the hot path).
     pub fn push(
@@ -226,11 +229,12 @@ impl SendQueue {
         mode: SendMode<'_>,
         limit: usize,
         direct_max: impl FnOnce() -> usize,
+        now: Instant,
     ) -> Result<Queued, PushError> {
         if self.closed.load(SeqCst) {
             return Err(PushError::Closed);
         }
-        let now = clock_ns();
+        let now = clock_ns(now);
         let idle = DIRECT_AFTER_IDLE.as_nanos() as u64;
         // Quiet means this connection and this thread: a sender that sends to many
         // connections in turn (all-to-all) finds each one quiet, yet its frames are a stream,
