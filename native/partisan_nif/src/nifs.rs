@@ -374,7 +374,7 @@ fn is_connected(res: ResourceArc<EngineRes>, node: Term, channel: Atom) -> NifRe
 #[rustler::nif]
 fn up_generation<'a>(
     env: Env<'a>,
-    res: ResourceArc<EngineRes>,
+    res: &'a EngineRes, // borrowed, as in `send`: asked on every remote call
     node: Term<'a>,
 ) -> NifResult<Term<'a>> {
     Ok(match res.engine.up_generation(&atom_text(node)?) {
