@@ -375,9 +375,10 @@ fn is_connected(res: ResourceArc<EngineRes>, node: Term, channel: Atom) -> NifRe
 fn up_generation<'a>(
     env: Env<'a>,
     res: &'a EngineRes, // borrowed, as in `send`: asked on every remote call
-    node: Term<'a>,
+    node: Atom,
 ) -> NifResult<Term<'a>> {
-    Ok(match res.engine.up_generation(&atom_text(node)?) {
+    // The send path's table of peers by atom: no text of the name, no lock of the routes.
+    Ok(match res.peer(env, node).and_then(|p| p.up_life()) {
         Some(g) => g.encode(env),
         None => false.encode(env),
     })

@@ -279,11 +279,6 @@ impl Engine {
             .is_some_and(|p| p.is_connected(channel))
     }
 
-    /// While the node is up, the number of times it came up (its current connection life).
-    pub fn up_generation(&self, name: &str) -> Option<u64> {
-        self.driver.route(name)?.up_life()
-    }
-
     /// Whether every (channel, index) slot to `name` holds a live connection.
     pub fn is_fully_connected(&self, name: &str) -> bool {
         self.driver

@@ -98,8 +98,8 @@ impl Peer {
         self.up_life.store(0, Ordering::Release);
     }
 
-    /// The generation of the current connection life while the peer is up.
-    pub(crate) fn up_life(&self) -> Option<u64> {
+    /// While the peer is up, the number of times it came up (its current connection life).
+    pub fn up_life(&self) -> Option<u64> {
         Some(self.up_life.load(Ordering::Acquire)).filter(|g| *g != 0)
     }
 
