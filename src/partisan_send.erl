@@ -111,6 +111,7 @@ send({Engine, _, Defaults, Encode}, Node, Target, Msg, Opts0, Call) ->
     Key = maps:get(partition_key, Opts, ?DEFAULT_PARTITION_KEY),
     is_atom(Channel) andalso is_partition_key(Key)
         orelse erlang:error(badarg, [Node, Target, Msg, Opts0]),
+    Engine =/= undefined orelse erlang:error(partisan_not_started),
     Payload = case maps:get(Channel, Encode, []) of
         %% The engine encodes small plain terms itself (partisan_nif:send/7).
         [] -> {term, Msg};
@@ -220,10 +221,15 @@ context() ->
     end.
 
 
-%% Fails with `partisan_not_started' (from partisan_nif:engine/0) when no
-%% engine runs, and with `badarg' when the node has no name yet.
+%% The engine is `undefined' while none runs: a send then still checks its
+%% options first (`badarg'), and fails with `partisan_not_started' after.
+%% Fails with `badarg' when the node has no name yet.
 build_context() ->
-    {partisan_nif:engine(), partisan_config:get(name),
+    Engine =
+        try partisan_nif:engine()
+        catch error:partisan_not_started -> undefined
+        end,
+    {Engine, partisan_config:get(name),
      partisan_config:get(forward_options, #{}), partisan_config:channel_encode_opts()}.
 
 
@@ -236,12 +242,19 @@ build_context() ->
 
 refresh_context() ->
     try build_context() of
-        Context -> persistent_term:put(?CONTEXT, Context)
+        {Engine, _, _, _} = Context when Engine =/= undefined ->
+            persistent_term:put(?CONTEXT, Context);
+        _ ->
+            forget_context()
     catch
         error:_ ->
-            _ = persistent_term:erase(?CONTEXT),
-            ok
+            forget_context()
     end.
+
+
+forget_context() ->
+    _ = persistent_term:erase(?CONTEXT),
+    ok.
 
 
 channel_fallback(#{channel_fallback := Flag}) when is_boolean(Flag) ->
