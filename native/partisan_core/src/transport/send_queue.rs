@@ -189,6 +189,8 @@ fn clock_ns(t: Instant) -> u64 {
 
 impl SendQueue {
     pub fn new() -> SendQueue {
+        // Fixes the clock's origin before any send's time is measured from it.
+        let _ = clock_ns(Instant::now());
         let (tx, rx) = crossbeam_channel::unbounded();
         SendQueue {
             tx,
