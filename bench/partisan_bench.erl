@@ -354,12 +354,47 @@ with_probes(#{a := A, b := B}, Fun) ->
 
 
 %% CPU time (user + system, all threads) the OS processes of both nodes used,
-%% in µs, from /proc/PID/stat (0 where /proc is missing).
+%% in µs: the nanosecond run time of each thread (/proc/PID/task/*/schedstat),
+%% or, where that is missing, the process's clock ticks (/proc/PID/stat, 10 ms
+%% each: too coarse for the short rows); 0 where /proc is missing.
 cpu_us(OsPids) ->
     lists:sum([process_cpu_us(P) || P <- OsPids]).
 
 
 process_cpu_us(OsPid) ->
+    case threads_cpu_ns(OsPid) of
+        {ok, Ns} -> Ns div 1000;
+        error -> ticks_cpu_us(OsPid)
+    end.
+
+
+threads_cpu_ns(OsPid) ->
+    Dir = "/proc/" ++ OsPid ++ "/task",
+    case file:list_dir(Dir) of
+        {ok, Tids} ->
+            Times = [thread_cpu_ns(Dir ++ "/" ++ Tid ++ "/schedstat") || Tid <- Tids],
+            case [T || {ok, T} <- Times] of
+                [] -> error;
+                Known -> {ok, lists:sum(Known)}
+            end;
+        {error, _} ->
+            error
+    end.
+
+
+%% The first field of schedstat: time on a CPU, in ns (a thread that ended
+%% meanwhile is skipped).
+thread_cpu_ns(File) ->
+    case file:read_file(File) of
+        {ok, Line} ->
+            [OnCpu | _] = string:lexemes(Line, " \n"),
+            {ok, binary_to_integer(OnCpu)};
+        {error, _} ->
+            error
+    end.
+
+
+ticks_cpu_us(OsPid) ->
     case file:read_file("/proc/" ++ OsPid ++ "/stat") of
         {ok, Stat} ->
             %% The fields after the command name, which is in parentheses.
