@@ -171,8 +171,8 @@ all_workloads(Config, Ctx) ->
           bulk => #{size => 8 * ?MiB, window => 4}}]
     ++ [#{id => {call, Via, N}, kind => call,
           params => (maps:get(call, Config))#{via => Via, callers => N},
-          available => maps:get(gen_server, Ctx)}
-        || Via <- [gen_server, rpc], N <- [1, 16]].
+          available => Via =:= message orelse maps:get(gen_server, Ctx)}
+        || Via <- [message, gen_server, rpc], N <- [1, 16]].
 
 
 %% A flow-controlled workload; Message is what the senders send (see
@@ -521,11 +521,12 @@ run_workload(#{a := A, b := B} = Ctx, #{kind := call, params := Params}, Transpo
     NodeB = node_name(Transport, Ctx, B),
     Server = case Via of
         gen_server -> {ok, S} = rpc(B, ?LOAD, start_echo, [Api]), [S];
+        message -> {ok, S} = rpc(B, ?LOAD, start_message_echo, [Api]), [S];
         rpc -> []
     end,
     Target = case Via of
-        gen_server -> {rpc(A, ?LOAD, echo_name, [Api]), NodeB};
-        rpc -> NodeB
+        rpc -> NodeB;
+        _ -> {rpc(A, ?LOAD, echo_name, [Api]), NodeB}
     end,
     Ref = make_ref(),
     Callers = [rpc(A, ?LOAD, spawn_caller, [Api, Params, rand:bytes(64), {self(), Ref}])
@@ -539,7 +540,9 @@ run_workload(#{a := A, b := B} = Ctx, #{kind := call, params := Params}, Transpo
 
 
 %% What a caller calls: the behaviour's call over Distributed Erlang or
-%% partisan, or an rpc to the echo function.
+%% partisan, an rpc to the echo function, or a bare request and reply.
+call_api(message, disterl) -> message_disterl;
+call_api(message, partisan) -> message_partisan;
 call_api(gen_server, disterl) -> gen_server;
 call_api(gen_server, partisan) -> partisan_gen_server;
 call_api(rpc, disterl) -> rpc;

@@ -44,6 +44,7 @@
 
 %% gen_server:call
 -export([start_echo/1]).
+-export([start_message_echo/1]).
 -export([echo_name/1]).
 -export([spawn_caller/4]).
 
@@ -478,16 +479,43 @@ start_echo(Behaviour) ->
     end.
 
 
-%% @doc The registered name of the echo server of `Behaviour'.
--spec echo_name(gen_server | partisan_gen_server) -> atom().
+%% @doc Starts the echo process of the request/reply rows: a plain process,
+%% no behaviour and no relay, that answers `{bench_echo, From, Tag, Req}' with
+%% `{Tag, Req}' over Distributed Erlang or partisan; registered as
+%% {@link echo_name/1}. Those rows tell the transport's part of a call from
+%% the behaviour's.
+-spec start_message_echo(message_disterl | message_partisan) -> {ok, pid()}.
+start_message_echo(Api) ->
+    Pid = spawn(fun() -> message_echo(Api) end),
+    true = register(echo_name(Api), Pid),
+    {ok, Pid}.
+
+
+message_echo(Api) ->
+    receive
+        {bench_echo, From, Tag, Req} ->
+            _ = case Api of
+                message_disterl -> From ! {Tag, Req};
+                message_partisan -> partisan:forward_message(From, {Tag, Req})
+            end,
+            message_echo(Api)
+    end.
+
+
+%% @doc The registered name of the echo server of `Behaviour' (or of the
+%% request/reply rows' echo process).
+-spec echo_name(gen_server | partisan_gen_server | message_disterl | message_partisan) -> atom().
 echo_name(gen_server) -> bench_echo_gen_server;
-echo_name(partisan_gen_server) -> bench_echo_partisan_gen_server.
+echo_name(partisan_gen_server) -> bench_echo_partisan_gen_server;
+echo_name(message_disterl) -> bench_echo_message_disterl;
+echo_name(message_partisan) -> bench_echo_message_partisan.
 
 
 %% @doc A parked caller: once released (with the server ref, or the node for
 %% an rpc), makes up to `count' calls `{bench_echo, Payload}' within `cap_ms'
 %% and sends `{bench_result, Ref, #{calls, elapsed_us, rtt_p50_us}}' to `Owner'.
--spec spawn_caller(gen_server | partisan_gen_server | rpc | partisan_rpc, map(), binary(),
+-spec spawn_caller(gen_server | partisan_gen_server | rpc | partisan_rpc
+                   | message_disterl | message_partisan, map(), binary(),
                    {pid(), reference()}) -> pid().
 spawn_caller(Api, #{count := Count, cap_ms := CapMs}, Payload, {Owner, Ref}) ->
     spawn_parked(fun(Server) ->
@@ -515,6 +543,14 @@ call_loop(Api, Server, Req, Count, Deadline, N, Rtts) ->
     end.
 
 
+call_once(message_disterl, To, Req) ->
+    Tag = make_ref(),
+    To ! {bench_echo, self(), Tag, Req},
+    receive {Tag, Reply} -> Reply after 5000 -> exit(timeout) end;
+call_once(message_partisan, To, Req) ->
+    Tag = make_ref(),
+    ok = partisan:forward_message(To, {bench_echo, self(), Tag, Req}),
+    receive {Tag, Reply} -> Reply after 5000 -> exit(timeout) end;
 call_once(rpc, Node, Req) -> rpc:call(Node, ?MODULE, echo, [Req], 5000);
 call_once(partisan_rpc, Node, Req) -> partisan_rpc:call(Node, ?MODULE, echo, [Req], 5000);
 call_once(Behaviour, Server, Req) -> Behaviour:call(Server, Req, 5000).

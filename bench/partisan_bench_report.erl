@@ -36,6 +36,7 @@ workload_label({burst, N, M}) ->
 workload_label(latency) -> "latency 64 B ping-pong";
 workload_label({sparse, Gap}) -> flat("sparse 64 B ping-pong, ~b ms gaps", [Gap]);
 workload_label(hol) -> "HOL: 64 B ping-pong beside 8 MiB stream";
+workload_label({call, message, N}) -> flat("request/reply ~b×64 B", [N]);
 workload_label({call, gen_server, N}) -> flat("gen_server:call ~b×64 B", [N]);
 workload_label({call, rpc, N}) -> flat("rpc:call ~b×64 B", [N]);
 workload_label(warm_up) -> "warm-up".
