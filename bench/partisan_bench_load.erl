@@ -494,12 +494,13 @@ start_message_echo(Api) ->
 message_echo(Api) ->
     receive
         {bench_echo, From, Tag, Req} ->
-            _ = case Api of
-                message_disterl -> From ! {Tag, Req};
-                message_partisan -> partisan:forward_message(From, {Tag, Req})
-            end,
+            message_send(Api, From, {Tag, Req}),
             message_echo(Api)
     end.
+
+
+message_send(message_disterl, To, Msg) -> To ! Msg, ok;
+message_send(message_partisan, To, Msg) -> ok = partisan:forward_message(To, Msg).
 
 
 %% @doc The registered name of the echo server of `Behaviour' (or of the
@@ -543,13 +544,9 @@ call_loop(Api, Server, Req, Count, Deadline, N, Rtts) ->
     end.
 
 
-call_once(message_disterl, To, Req) ->
+call_once(Api, To, Req) when Api =:= message_disterl; Api =:= message_partisan ->
     Tag = make_ref(),
-    To ! {bench_echo, self(), Tag, Req},
-    receive {Tag, Reply} -> Reply after 5000 -> exit(timeout) end;
-call_once(message_partisan, To, Req) ->
-    Tag = make_ref(),
-    ok = partisan:forward_message(To, {bench_echo, self(), Tag, Req}),
+    message_send(Api, To, {bench_echo, self(), Tag, Req}),
     receive {Tag, Reply} -> Reply after 5000 -> exit(timeout) end;
 call_once(rpc, Node, Req) -> rpc:call(Node, ?MODULE, echo, [Req], 5000);
 call_once(partisan_rpc, Node, Req) -> partisan_rpc:call(Node, ?MODULE, echo, [Req], 5000);
