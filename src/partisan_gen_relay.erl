@@ -187,10 +187,11 @@ handle_info({'$partisan_forward', Dest, Msg, Opts}, State) ->
 
 %% A message sent with the `transitive' option, for this node or to pass on.
 handle_info({'$partisan_relay', Node, Target, Msg, Opts}, State) ->
-    _ = case Node =:= partisan:node() of
+    Result = case Node =:= partisan:node() of
         true -> catch partisan_send:deliver(Target, Msg);
         false -> catch partisan_send:remote(Node, Target, Msg, Opts)
     end,
+    ok = relayed(Node, Result),
     {noreply, State};
 
 handle_info({'$partisan_cast_apply', M, F, A}, State) ->
@@ -359,6 +360,16 @@ answer(Caller, {Id, Tag}, Result) when is_integer(Id) ->
 
 answer(Caller, Key, Result) ->
     _ = partisan:forward_message({?SERVER, Caller}, {'$partisan_answer', Key, Result}),
+    ok.
+
+
+%% A relayed message that could go no further is logged, never dropped
+%% unseen.
+relayed(_, ok) ->
+    ok;
+
+relayed(Node, Other) ->
+    logger:warning("partisan: a message relayed for ~p was dropped here: ~p", [Node, Other]),
     ok.
 
 

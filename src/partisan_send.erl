@@ -147,7 +147,9 @@ send({Engine, _, Defaults, Encode}, Node, Target, Msg, Opts0, Call) ->
 %% the hops are spent. Like Partisan 5's relay, delivery is not confirmed.
 relay(Engine, Node, Target, Msg, Opts) ->
     TTL = maps:get(relay_ttl, Opts, partisan_config:get(relay_ttl)),
-    Via = [N || N <- partisan_nif:nodes(Engine), N =/= Node],
+    %% Not back to the hop it came from: a walk that returns wastes a hop.
+    From = maps:get(relay_from, Opts, undefined),
+    Via = [N || N <- partisan_nif:nodes(Engine), N =/= Node, N =/= From],
     case Via of
         _ when TTL =< 0 ->
             {error, no_route};
@@ -156,7 +158,7 @@ relay(Engine, Node, Target, Msg, Opts) ->
         _ ->
             Next = lists:nth(rand:uniform(length(Via)), Via),
             Relayed = {'$partisan_relay', Node, Target, Msg,
-                       Opts#{relay_ttl => TTL - 1}},
+                       Opts#{relay_ttl => TTL - 1, relay_from => partisan:node()}},
             remote(Next, partisan_gen_relay, Relayed, maps:remove(transitive, Opts))
     end.
 
