@@ -35,6 +35,8 @@
 -export([apply/5]).
 -export([cast_apply/4]).
 -export([run/3]).
+-export([first_sight/1]).
+-export([stats/0]).
 
 -export([init/1]).
 -export([handle_call/3]).
@@ -46,13 +48,21 @@
     waiting = #{} :: #{reference() => {gen_server:from(), node(), pos_integer()}},
     %% Calls this node makes for other nodes: our monitor of the server
     %% (also the tag of our request) to the caller's key and node.
-    serving = #{} :: #{reference() => {reference(), node(), pos_integer() | false}}
+    serving = #{} :: #{reference() => {reference(), node(), pos_integer() | false}},
+    %% What became of the `transitive' messages that reached us.
+    relayed = #{delivered => 0, passed_on => 0, duplicates => 0, dead_ends => 0}
+        :: #{atom() => non_neg_integer()}
 }).
 
 -define(SERVER, ?MODULE).
 %% How long a caller that timed out waits for an answer the engine has already
 %% taken (taken and sent by one thread in one go: in practice at once).
 -define(CLAIMED_MS, 1000).
+%% The ids of the relayed messages seen here (see first_sight/1), kept for
+%% ?SEEN_S seconds, far longer than a flood takes, and swept every ?SWEEP_MS.
+-define(SEEN, partisan_relay_seen).
+-define(SEEN_S, 60).
+-define(SWEEP_MS, 10000).
 
 
 
@@ -122,6 +132,38 @@ cast_apply(Node, M, F, A) ->
 
 
 
+%% -----------------------------------------------------------------------------
+%% @doc Records the id of a relayed message (a `transitive' send) as seen on
+%% this node: `true' the first time, `false' after, so that a flood is
+%% handled once per node. `true' while the relay is not running.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec first_sight(reference()) -> boolean().
+
+first_sight(Id) ->
+    try
+        ets:insert_new(?SEEN, {Id, erlang:monotonic_time(second)})
+    catch
+        error:badarg -> true
+    end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc What became of the relayed messages that reached this node:
+%% `delivered' here, `passed_on' towards their destination, `duplicates'
+%% (a flood reaches a node once per path; each is handled once), and
+%% `dead_ends' (no neighbour left to pass it to, or its hops spent: another
+%% path of the flood may still reach the destination), and `seen', the ids
+%% remembered.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec stats() -> #{atom() => non_neg_integer()}.
+
+stats() ->
+    gen_server:call(?SERVER, stats).
+
+
+
 %% =============================================================================
 %% GEN_SERVER
 %% =============================================================================
@@ -131,6 +173,8 @@ cast_apply(Node, M, F, A) ->
 %% @private
 init([]) ->
     ok = partisan:monitor_nodes(true),
+    ?SEEN = ets:new(?SEEN, [named_table, public, set, {write_concurrency, true}]),
+    _ = erlang:send_after(?SWEEP_MS, self(), sweep),
     {ok, #state{}}.
 
 
@@ -151,6 +195,9 @@ handle_call({stop, Node, Target, Reason, Timeout}, From, State) ->
     expire(Key, Timeout),
     ask(Node, {'$partisan_stop', Key, Target, Reason, Timeout, partisan:node()},
         #{}, From, State);
+
+handle_call(stats, _From, #state{relayed = Relayed} = State) ->
+    {reply, Relayed#{seen => ets:info(?SEEN, size)}, State};
 
 handle_call(_, _From, State) ->
     {reply, {error, unknown_call}, State}.
@@ -185,13 +232,24 @@ handle_info({'$partisan_forward', Dest, Msg, Opts}, State) ->
     _ = catch partisan:forward_message(Dest, Msg, Opts),
     {noreply, State};
 
-%% A message sent with the `transitive' option, for this node or to pass on.
+%% A message sent with the `transitive' option, for this node or to pass on:
+%% each once, however many paths of its flood reach us.
 handle_info({'$partisan_relay', Node, Target, Msg, Opts}, State) ->
-    Result = case Node =:= partisan:node() of
-        true -> catch partisan_send:deliver(Target, Msg);
-        false -> catch partisan_send:remote(Node, Target, Msg, Opts)
-    end,
-    ok = relayed(Node, Result),
+    case first_sight(maps:get(relay_id, Opts, make_ref())) of
+        true ->
+            Outcome = case Node =:= partisan:node() of
+                true -> {delivered, catch partisan_send:deliver(Target, Msg)};
+                false -> {passed_on, catch partisan_send:pass_on(Node, Target, Msg, Opts)}
+            end,
+            {noreply, relayed(Node, Outcome, State)};
+        false ->
+            {noreply, count(duplicates, State)}
+    end;
+
+handle_info(sweep, State) ->
+    Old = erlang:monotonic_time(second) - ?SEEN_S,
+    _ = ets:select_delete(?SEEN, [{{'_', '$1'}, [{'<', '$1', Old}], [true]}]),
+    _ = erlang:send_after(?SWEEP_MS, self(), sweep),
     {noreply, State};
 
 handle_info({'$partisan_cast_apply', M, F, A}, State) ->
@@ -363,14 +421,24 @@ answer(Caller, Key, Result) ->
     ok.
 
 
-%% A relayed message that could go no further is logged, never dropped
-%% unseen.
-relayed(_, ok) ->
-    ok;
+%% A relayed message is counted by what became of it. One this node could
+%% not pass on is logged too: a dead end of a flood is common (other paths go
+%% on), a failed delivery here is not.
+relayed(_, {Kind, ok}, State) ->
+    count(Kind, State);
 
-relayed(Node, Other) ->
-    logger:warning("partisan: a message relayed for ~p was dropped here: ~p", [Node, Other]),
-    ok.
+relayed(Node, {passed_on, {error, no_route}}, State) ->
+    logger:debug("partisan: a flood for ~p ends here", [Node]),
+    count(dead_ends, State);
+
+relayed(Node, {Kind, Other}, State) ->
+    logger:warning("partisan: a message relayed for ~p was dropped here (~p): ~p",
+                   [Node, Kind, Other]),
+    count(dead_ends, State).
+
+
+count(Kind, #state{relayed = Relayed} = State) ->
+    State#state{relayed = maps:update_with(Kind, fun(N) -> N + 1 end, Relayed)}.
 
 
 stop_target(Target) ->

@@ -14,6 +14,7 @@
 -export([locally/2]).
 -export([opts/1]).
 -export([remote/4]).
+-export([pass_on/4]).
 -export([call/6]).
 -export([target/1]).
 -export([via/3]).
@@ -141,14 +142,27 @@ send({Engine, _, Defaults, Encode}, Node, Target, Msg, Opts0, Call) ->
 
 
 %% The `transitive' option: a node we have no connection to (HyParView keeps
-%% only a few neighbours) is reached through a random neighbour, whose relay
-%% (partisan_gen_relay) delivers or passes the message on, at most
-%% `relay_ttl' hops in all. `{error, no_route}' when no neighbour is left or
-%% the hops are spent. Like Partisan 5's relay, delivery is not confirmed.
+%% only a few neighbours) is reached by flooding. The message goes to every
+%% neighbour but the hop it came from, each of whose relays
+%% (partisan_gen_relay) delivers it, sends it straight to its destination, or
+%% floods it on, at most `relay_ttl' hops from its origin. The message's id
+%% (`relay_id') is remembered by every node it passes
+%% (partisan_gen_relay:first_sight/1), so each node handles it once and the
+%% destination delivers it once; a random walk (Partisan 5's relay, and ours
+%% before) could miss a target that flooding within the hops always reaches.
+%% `{error, no_route}' when no neighbour is left or the hops are spent.
 relay(Engine, Node, Target, Msg, Opts) ->
     TTL = maps:get(relay_ttl, Opts, partisan_config:get(relay_ttl)),
-    %% Not back to the hop it came from: a walk that returns wastes a hop.
     From = maps:get(relay_from, Opts, undefined),
+    Id = case Opts of
+        #{relay_id := Seen} ->
+            Seen;
+        #{} ->
+            New = make_ref(),
+            %% Ours: the flood must not come back through us.
+            _ = partisan_gen_relay:first_sight(New),
+            New
+    end,
     Via = [N || N <- partisan_nif:nodes(Engine), N =/= Node, N =/= From],
     case Via of
         _ when TTL =< 0 ->
@@ -156,11 +170,39 @@ relay(Engine, Node, Target, Msg, Opts) ->
         [] ->
             {error, no_route};
         _ ->
-            Next = lists:nth(rand:uniform(length(Via)), Via),
-            Relayed = {'$partisan_relay', Node, Target, Msg,
-                       Opts#{relay_ttl => TTL - 1, relay_from => partisan:node()}},
-            remote(Next, partisan_gen_relay, Relayed, maps:remove(transitive, Opts))
+            Relayed = relayed(Node, Target, Msg, Opts#{relay_ttl => TTL - 1, relay_id => Id}),
+            Direct = maps:remove(transitive, Opts),
+            Sent = [remote(Next, partisan_gen_relay, Relayed, Direct) || Next <- Via],
+            case lists:member(ok, Sent) of
+                true -> ok;
+                false -> {error, no_route}
+            end
     end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Passes on a message relayed to this node for `Node' (see
+%% `partisan_gen_relay'): to the relay of `Node' when it is a neighbour (the
+%% relay there delivers each message once, however many neighbours pass it
+%% on), by flooding on otherwise.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec pass_on(node(), term(), partisan:message(), map()) ->
+    partisan:forward_result() | no_return().
+
+pass_on(Node, Target, Msg, Opts) ->
+    Direct = maps:remove(transitive, Opts),
+    case remote(Node, partisan_gen_relay, relayed(Node, Target, Msg, Opts), Direct) of
+        {error, not_yet_connected} ->
+            {Engine, _, _, _} = context(),
+            relay(Engine, Node, Target, Msg, Opts);
+        Other ->
+            Other
+    end.
+
+
+relayed(Node, Target, Msg, Opts) ->
+    {'$partisan_relay', Node, Target, Msg, Opts#{relay_from => partisan:node()}}.
 
 
 %% @doc Delivers a relayed message on its destination node: `Target' is what

@@ -4,7 +4,8 @@
 %% bounds, symmetric, and exactly the nodes that are up; messages reach
 %% neighbours, and other nodes with `transitive'; a small active view forces
 %% nodes to drop peers and the views stay symmetric with nobody left alone;
-%% three nodes stopped, the rest heal.
+%% three nodes stopped, the rest heal. With a small active view, `transitive'
+%% messages between every pair of nodes all arrive, each once.
 %% @end
 %% -----------------------------------------------------------------------------
 -module(partisan_hyparview_SUITE).
@@ -89,7 +90,28 @@ a_small_active_view_stays_symmetric(Config) ->
     ok = settled(Nodes, 2, 3),
     %% And settles so again after a few rounds of shuffles and promotions.
     timer:sleep(5000),
-    ok = settled(Nodes, 2, 3).
+    ok = settled(Nodes, 2, 3),
+    %% With three neighbours of seven, most nodes are reached only by relay:
+    %% every `transitive' message arrives, once.
+    [partisan_ct_support:rpc(N, partisan_ct_support, start_collector, [hv_far])
+     || N <- Nodes],
+    Sent = [{From, To, I} || From <- Nodes, To <- Nodes, To =/= From, I <- lists:seq(1, 5)],
+    [ok = rpc(From, partisan, forward_message, [To, hv_far, M, #{transitive => true}])
+     || {From, To, _} = M <- Sent],
+    lists:foreach(
+        fun(To) ->
+            Expected = lists:sort([M || {_, T, _} = M <- Sent, T =:= To]),
+            _ = partisan_ct_support:wait_for_messages(To, hv_far, length(Expected)),
+            timer:sleep(200),
+            ?assertEqual(Expected,
+                         lists:sort(partisan_ct_support:rpc(To, partisan_ct_support,
+                                                            collected, [hv_far])))
+        end,
+        Nodes
+    ),
+    Stats = [rpc(N, partisan_gen_relay, stats, []) || N <- Nodes],
+    ct:comment("relays: ~p", [Stats]),
+    ?assert(lists:sum([D || #{delivered := D} <- Stats]) > 0).
 
 the_rest_heal_when_three_stop(Config) ->
     Nodes = start(8, #{}, Config),
