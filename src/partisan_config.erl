@@ -74,6 +74,9 @@
 -export([channel_encode_opts/0]).
 -export([channel_encode_opts/1]).
 -export([default_channel/0]).
+-export([default_channel_opts/0]).
+-export([seed/0]).
+-export([seed/1]).
 -export([listen_addrs/0]).
 -export([parallelism/0]).
 -export([accepted/1]).
@@ -884,6 +887,36 @@ to_channels(Arg) when is_list(Arg); is_map(Arg) ->
 to_channels(Arg) ->
     invalid(channels, Arg).
 
+
+%% -----------------------------------------------------------------------------
+%% @doc Seeds the calling process's `rand' with the `random_seed' option, as
+%% Partisan 5 does (for reproducible runs), or from the clock when it is not
+%% set. Returns the new state.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec seed() -> rand:state().
+
+seed() ->
+    %% Accepted as Partisan 5's without being validated at start: read here.
+    case application:get_env(partisan, random_seed, undefined) of
+        undefined -> rand:seed(exsss);
+        Seed -> seed(Seed)
+    end.
+
+
+%% @doc Seeds the calling process's `rand' with `Seed' (an integer or a
+%% three-tuple of integers).
+-spec seed(integer() | {integer(), integer(), integer()}) -> rand:state().
+
+seed(Seed) when is_integer(Seed); is_tuple(Seed), tuple_size(Seed) =:= 3 ->
+    rand:seed(exsss, Seed);
+
+seed(Seed) ->
+    erlang:error(badarg, [Seed]).
+
+
+%% @doc The options a channel has unless it says otherwise.
+-spec default_channel_opts() -> channel_opts().
 
 default_channel_opts() ->
     #{parallelism => parallelism(), monotonic => false, compression => false}.

@@ -40,7 +40,47 @@
 %% A timeout, or Partisan's options: `timeout' and `channel'.
 -type call_opts() :: timeout() | [{timeout, timeout()} | {channel, atom()}].
 
--export_type([server_ref/0, request_id/0, call_opts/0]).
+-export_type([server_ref/0, request_id/0, call_opts/0, from/0]).
+
+%% The callbacks are `gen_server''s (servers run on it unchanged), declared
+%% here so that a module with `-behaviour(partisan_gen_server)' is checked
+%% against them, as Partisan 5's are.
+-callback init(Args :: term()) ->
+    {ok, State :: term()}
+    | {ok, State :: term(), timeout() | hibernate | {continue, term()}}
+    | {stop, Reason :: term()}
+    | ignore.
+-callback handle_call(Request :: term(), From :: from(), State :: term()) ->
+    {reply, Reply :: term(), NewState :: term()}
+    | {reply, Reply :: term(), NewState :: term(),
+       timeout() | hibernate | {continue, term()}}
+    | {noreply, NewState :: term()}
+    | {noreply, NewState :: term(), timeout() | hibernate | {continue, term()}}
+    | {stop, Reason :: term(), Reply :: term(), NewState :: term()}
+    | {stop, Reason :: term(), NewState :: term()}.
+-callback handle_cast(Request :: term(), State :: term()) ->
+    {noreply, NewState :: term()}
+    | {noreply, NewState :: term(), timeout() | hibernate | {continue, term()}}
+    | {stop, Reason :: term(), NewState :: term()}.
+-callback handle_info(Info :: timeout | term(), State :: term()) ->
+    {noreply, NewState :: term()}
+    | {noreply, NewState :: term(), timeout() | hibernate | {continue, term()}}
+    | {stop, Reason :: term(), NewState :: term()}.
+-callback handle_continue(Info :: term(), State :: term()) ->
+    {noreply, NewState :: term()}
+    | {noreply, NewState :: term(), timeout() | hibernate | {continue, term()}}
+    | {stop, Reason :: term(), NewState :: term()}.
+-callback terminate(Reason :: normal | shutdown | {shutdown, term()} | term(),
+                    State :: term()) -> term().
+-callback code_change(OldVsn :: term() | {down, term()}, State :: term(),
+                      Extra :: term()) ->
+    {ok, NewState :: term()} | {error, Reason :: term()}.
+-callback format_status(Opt :: normal | terminate, StatusData :: [term()]) ->
+    Status :: term().
+-callback format_status(Status :: map()) -> NewStatus :: map().
+
+-optional_callbacks([handle_info/2, handle_continue/2, terminate/2,
+                     code_change/3, format_status/1, format_status/2]).
 
 -define(DEFAULT_TIMEOUT, 5000).
 

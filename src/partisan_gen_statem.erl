@@ -42,6 +42,58 @@
 
 -export_type([server_ref/0, request_id/0, call_opts/0]).
 
+%% `gen_statem''s types under our name, so that specs written against Partisan
+%% 5's module keep their meaning.
+-type event_type() :: gen_statem:event_type().
+-type from() :: gen_statem:from().
+-type callback_mode_result() :: gen_statem:callback_mode_result().
+-type init_result(State) :: gen_statem:init_result(State).
+-type init_result(State, Data) :: gen_statem:init_result(State, Data).
+-type state_enter_result(State) :: gen_statem:state_enter_result(State).
+-type state_enter_result(State, Data) :: gen_statem:state_enter_result(State, Data).
+-type event_handler_result(State) :: gen_statem:event_handler_result(State).
+-type event_handler_result(State, Data) :: gen_statem:event_handler_result(State, Data).
+-type state_function_result() :: gen_statem:state_function_result().
+-type handle_event_result() :: gen_statem:handle_event_result().
+-type reply_action() :: gen_statem:reply_action().
+-type enter_action() :: gen_statem:enter_action().
+-type action() :: gen_statem:action().
+-type transition_option() :: gen_statem:transition_option().
+-type server_name() :: gen_statem:server_name().
+-type start_opt() :: gen_statem:start_opt().
+-type start_ret() :: gen_statem:start_ret().
+-type enter_loop_opt() :: gen_statem:enter_loop_opt().
+
+-export_type([event_type/0, from/0, callback_mode_result/0,
+              init_result/1, init_result/2,
+              state_enter_result/1, state_enter_result/2,
+              event_handler_result/1, event_handler_result/2,
+              state_function_result/0, handle_event_result/0,
+              reply_action/0, enter_action/0, action/0, transition_option/0,
+              server_name/0, start_opt/0, start_ret/0, enter_loop_opt/0]).
+
+%% The callbacks are `gen_statem''s (machines run on it unchanged), declared
+%% here so that a module with `-behaviour(partisan_gen_statem)' is checked
+%% against them, as Partisan 5's are.
+-callback init(Args :: term()) -> init_result(term()).
+-callback callback_mode() -> callback_mode_result().
+-callback state_name(event_type(), EventContent :: term(), Data :: term()) ->
+    state_enter_result(state_name) | event_handler_result(gen_statem:state_name()).
+-callback handle_event(event_type() | enter, EventContent :: term(),
+                       State :: term(), Data :: term()) ->
+    state_enter_result(term()) | event_handler_result(term()).
+-callback terminate(Reason :: normal | shutdown | {shutdown, term()} | term(),
+                    State :: term(), Data :: term()) -> term().
+-callback code_change(OldVsn :: term() | {down, term()}, OldState :: term(),
+                      OldData :: term(), Extra :: term()) ->
+    {ok, NewState :: term(), NewData :: term()} | (Reason :: term()).
+-callback format_status(Opt :: normal | terminate,
+                        StatusData :: [term()]) -> Status :: term().
+-callback format_status(Status :: map()) -> NewStatus :: map().
+
+-optional_callbacks([state_name/3, handle_event/4, terminate/3, code_change/4,
+                     format_status/1, format_status/2]).
+
 
 
 %% =============================================================================

@@ -43,6 +43,9 @@
 -export_type([on_event_fun/0]).
 -export_type([server_ref/0]).
 
+-export([mynode/0]).
+-export([myself/0]).
+
 
 -callback start_link() -> {ok, pid()} | ignore | {error, term()}.
 
@@ -99,3 +102,20 @@
 -callback supports_capability(Capability :: atom()) -> boolean().
 
 -optional_callbacks([on_up/3, on_down/3, supports_capability/1]).
+
+
+
+%% @doc This node's name (Partisan 3 and 4's name for `partisan:node/0',
+%% kept by Partisan 5 for old code).
+-spec mynode() -> node().
+
+mynode() ->
+    partisan:node().
+
+
+%% @doc This node's specification (Partisan 3 and 4's name for
+%% `partisan:node_spec/0').
+-spec myself() -> partisan:node_spec().
+
+myself() ->
+    partisan:node_spec().

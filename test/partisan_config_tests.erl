@@ -34,7 +34,8 @@ config_test_() ->
         {"connection_ping", fun connection_ping/0},
         {"invalid values", fun invalid_values/0},
         {"unknown keys and their nearest known key", fun unknown_keys/0},
-        {"init is idempotent", fun idempotent/0}
+        {"init is idempotent", fun idempotent/0},
+        {"seed: random_seed makes runs repeat", fun seed/0}
     ]}.
 
 
@@ -391,3 +392,13 @@ snapshot() ->
     [partisan_config:get(Key)
         || Key <- [name, nodestring, channels, listen_addrs, listen_ip,
                    listen_port, parallelism, connection_ping]].
+
+
+seed() ->
+    init_with([{name, ?NODE}, {random_seed, {1, 2, 3}}]),
+    _ = partisan_config:seed(),
+    First = [rand:uniform(1000000) || _ <- lists:seq(1, 5)],
+    _ = partisan_config:seed(),
+    ?assertEqual(First, [rand:uniform(1000000) || _ <- lists:seq(1, 5)]),
+    _ = partisan_config:seed(7),
+    ?assertError(badarg, partisan_config:seed(not_a_seed)).

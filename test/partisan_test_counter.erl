@@ -6,7 +6,7 @@
 %% -----------------------------------------------------------------------------
 -module(partisan_test_counter).
 
--behaviour(gen_server).
+-behaviour(partisan_gen_server).
 
 -export([start/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, handle_continue/2,

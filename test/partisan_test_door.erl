@@ -8,7 +8,7 @@
 %% -----------------------------------------------------------------------------
 -module(partisan_test_door).
 
--behaviour(gen_statem).
+-behaviour(partisan_gen_statem).
 
 -export([start/2]).
 -export([init/1, callback_mode/0, terminate/3, code_change/4]).

@@ -227,3 +227,18 @@ next() ->
     after 100 ->
         nothing
     end.
+
+
+%% A module with `-behaviour(partisan_gen_server)' or
+%% `-behaviour(partisan_gen_statem)' is checked against OTP's callbacks (the
+%% test callback modules declare them, and tests compile with
+%% warnings_as_errors).
+behaviours_test() ->
+    Server = partisan_gen_server:behaviour_info(callbacks),
+    ?assertEqual([], [{init, 1}, {handle_call, 3}, {handle_cast, 2}, {handle_info, 2}] -- Server),
+    ?assert(lists:member({handle_info, 2},
+                         partisan_gen_server:behaviour_info(optional_callbacks))),
+    Statem = partisan_gen_statem:behaviour_info(callbacks),
+    ?assertEqual([], [{init, 1}, {callback_mode, 0}, {handle_event, 4}, {state_name, 3}] -- Statem),
+    ?assertEqual([], [{init, 1}, {callback_mode, 0}]
+                     -- (Statem -- partisan_gen_statem:behaviour_info(optional_callbacks))).
