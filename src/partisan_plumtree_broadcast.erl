@@ -23,16 +23,24 @@
 -export([start_link/0]).
 -export([broadcast/2]).
 -export([broadcast_members/0, broadcast_members/1]).
--export([exchanges/0, exchanges/1, cancel_exchanges/1]).
+-export([exchanges/0, exchanges/1, exchanges/2, cancel_exchanges/1]).
 -export([get_peers/1, get_peers/2]).
+-export([get_eager_peers/1, get_lazy_peers/1]).
+-export([debug_get_peers/2, debug_get_peers/3, debug_get_peers/4]).
+-export([debug_get_tree/2, debug_get_tree/3, debug_get_tree/4]).
+-export([node_info/1]).
 -export([deliver/4]).
 
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -type exchange() :: {module(), node(), reference(), pid()}.
 -type selector() :: all | {peer, node()} | {mod, module()} | reference() | pid().
+-type nodeset() :: [node()].
+%% What get_peers/2 tells of the root besides its peers (Partisan 5's names).
+-type info_opt() :: name | channels | listen_addrs | listen_ip | listen_port
+                  | metadata | connection_count.
 
--export_type([exchange/0, selector/0]).
+-export_type([exchange/0, selector/0, nodeset/0, info_opt/0]).
 
 -record(state, {
     mods :: [module()],
@@ -96,11 +104,17 @@ exchanges() ->
 %% @doc The exchanges running on `Node' (asked through our transport).
 -spec exchanges(node()) -> {ok, [exchange()]} | {error, term()}.
 exchanges(Node) ->
+    exchanges(Node, 5000).
+
+
+%% @doc The exchanges running on `Node', waiting at most `Timeout' for them.
+-spec exchanges(node(), timeout()) -> {ok, [exchange()]} | {error, term()}.
+exchanges(Node, Timeout) ->
     case Node =:= partisan:node() of
         true ->
             exchanges();
         false ->
-            case partisan_rpc:call(Node, ?MODULE, exchanges, [], 5000) of
+            case partisan_rpc:call(Node, ?MODULE, exchanges, [], Timeout) of
                 {badrpc, Reason} -> {error, Reason};
                 Result -> Result
             end
@@ -113,21 +127,119 @@ cancel_exchanges(Selector) ->
     gen_server:call(?SERVER, {cancel_exchanges, Selector}, infinity).
 
 
-%% @doc The eager and the lazy peers of `Root''s tree, for every handler.
--spec get_peers(node()) -> [{module(), {[node()], [node()]}}].
+%% -----------------------------------------------------------------------------
+%% @doc The eager and the lazy peers of this node in `Root''s tree, as
+%% Partisan 5 returns them. The engine keeps a tree per handler module (see
+%% get_peers/2 with a module); here they are merged: a peer eager in any of
+%% them is eager, the others lazy. With one handler, as is usual, that is its
+%% tree.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec get_peers(node()) -> {nodeset(), nodeset()}.
 get_peers(Root) ->
-    [{Mod, get_peers(Root, Mod)} || Mod <- partisan_config:get(broadcast_mods)].
+    Trees = [get_peers(Root, Mod) || Mod <- partisan_config:get(broadcast_mods)],
+    Eager = lists:usort(lists:append([E || {E, _} <- Trees])),
+    Lazy = lists:usort(lists:append([L || {_, L} <- Trees])) -- Eager,
+    {Eager, Lazy}.
 
 
-%% @doc The eager and the lazy peers of `Root''s tree for handler `Mod'.
--spec get_peers(node(), module()) -> {[node()], [node()]}.
-get_peers(Root, Mod) ->
+%% -----------------------------------------------------------------------------
+%% @doc With a handler module: the eager and the lazy peers of `Root''s tree
+%% for that handler. With a list of {@link info_opt()} (Partisan 5's form):
+%% the peers of get_peers/1 and a map of what the options ask of `Root'
+%% ({@link node_info/1} there; empty when it cannot be asked).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec get_peers(node(), module() | [info_opt()]) ->
+    {nodeset(), nodeset()} | {nodeset(), nodeset(), map()}.
+get_peers(Root, Opts) when is_list(Opts) ->
+    {Eager, Lazy} = get_peers(Root),
+    {Eager, Lazy, root_info(Root, Opts)};
+
+get_peers(Root, Mod) when is_atom(Mod) ->
     {Eager, Lazy} = partisan_nif:broadcast_peers(
         partisan_nif:engine(), atom_to_binary(Mod, utf8), atom_to_binary(Root, utf8)
     ),
     %% Tree peers are neighbours, hence members: their atoms exist.
     Atoms = fun(Names) -> [binary_to_atom(N, utf8) || N <- Names] end,
     {Atoms(Eager), Atoms(Lazy)}.
+
+
+%% @doc The eager peers of this node in `Root''s tree (see get_peers/1).
+-spec get_eager_peers(node()) -> nodeset().
+get_eager_peers(Root) ->
+    element(1, get_peers(Root)).
+
+
+%% @doc The lazy peers of this node in `Root''s tree (see get_peers/1).
+-spec get_lazy_peers(node()) -> nodeset().
+get_lazy_peers(Root) ->
+    element(2, get_peers(Root)).
+
+
+%% @doc The peers of `Node' in `Root''s tree (asked through our transport),
+%% waiting as long as it takes.
+-spec debug_get_peers(node(), node()) -> {nodeset(), nodeset()}.
+debug_get_peers(Node, Root) ->
+    debug_get_peers(Node, Root, infinity).
+
+
+%% @doc The peers of `Node' in `Root''s tree, waiting at most `Timeout'.
+%% Fails with the reason when `Node' cannot answer.
+-spec debug_get_peers(node(), node(), timeout()) -> {nodeset(), nodeset()}.
+debug_get_peers(Node, Root, Timeout) ->
+    ask(Node, get_peers, [Root], Timeout).
+
+
+%% @doc {@link get_peers/2} with info options, on `Node'.
+-spec debug_get_peers(node(), node(), [info_opt()], timeout()) ->
+    {nodeset(), nodeset(), map()}.
+debug_get_peers(Node, Root, Opts, Timeout) when is_list(Opts) ->
+    ask(Node, get_peers, [Root, Opts], Timeout).
+
+
+%% @doc The peers of each of `Nodes' in `Root''s tree; `down' for a node
+%% that could not answer.
+-spec debug_get_tree(node(), [node()]) -> [{node(), {nodeset(), nodeset()} | down}].
+debug_get_tree(Root, Nodes) ->
+    debug_get_tree(Root, Nodes, infinity).
+
+
+%% @doc {@link debug_get_tree/2}, waiting at most `Timeout' for each node.
+-spec debug_get_tree(node(), [node()], timeout()) ->
+    [{node(), {nodeset(), nodeset()} | down}].
+debug_get_tree(Root, Nodes, Timeout) ->
+    [{Node, tree_peers(fun() -> debug_get_peers(Node, Root, Timeout) end)} || Node <- Nodes].
+
+
+%% @doc {@link debug_get_tree/3} with info options (see get_peers/2).
+-spec debug_get_tree(node(), [node()], [info_opt()], timeout()) ->
+    [{node(), {nodeset(), nodeset(), map()} | down}].
+debug_get_tree(Root, Nodes, Opts, Timeout) when is_list(Opts) ->
+    [{Node, tree_peers(fun() -> debug_get_peers(Node, Root, Opts, Timeout) end)}
+     || Node <- Nodes].
+
+
+%% @private
+%% What the options ask of this node (for get_peers/2 on other nodes).
+-spec node_info([info_opt()]) -> map().
+node_info(Opts) when is_list(Opts) ->
+    Spec = partisan:node_spec(),
+    Addrs = maps:get(listen_addrs, Spec, []),
+    lists:foldl(
+        fun
+            (name, Acc) -> Acc#{name => partisan:node()};
+            (channels, Acc) -> Acc#{channels => maps:get(channels, Spec, #{})};
+            (listen_addrs, Acc) -> Acc#{listen_addrs => Addrs};
+            (listen_ip, Acc) when Addrs =/= [] -> Acc#{listen_ip => maps:get(ip, hd(Addrs))};
+            (listen_port, Acc) when Addrs =/= [] -> Acc#{listen_port => maps:get(port, hd(Addrs))};
+            (metadata, Acc) -> Acc#{metadata => partisan_config:get(metadata, #{})};
+            (connection_count, Acc) -> Acc#{connection_count => length(partisan:nodes())};
+            (_, Acc) -> Acc
+        end,
+        #{},
+        Opts
+    ).
 
 
 %% @private
@@ -269,3 +381,33 @@ selected({mod, Mod}, {Mod, _, _, _}) -> true;
 selected(Ref, {_, _, Ref, _}) when is_reference(Ref) -> true;
 selected(Pid, {_, _, _, Pid}) when is_pid(Pid) -> true;
 selected(_, _) -> false.
+
+
+%% Runs get_peers here, or on `Node' through our transport.
+ask(Node, F, Args, Timeout) ->
+    case Node =:= partisan:node() of
+        true ->
+            erlang:apply(?MODULE, F, Args);
+        false ->
+            case partisan_rpc:call(Node, ?MODULE, F, Args, Timeout) of
+                {badrpc, Reason} -> erlang:error(Reason);
+                Result -> Result
+            end
+    end.
+
+
+tree_peers(Ask) ->
+    try
+        Ask()
+    catch
+        _:Reason ->
+            ?LOG_INFO(#{description => "the tree peers of a node could not be asked",
+                        reason => Reason}),
+            down
+    end.
+
+
+root_info(Root, Opts) ->
+    try ask(Root, node_info, [Opts], 5000)
+    catch _:_ -> #{}
+    end.

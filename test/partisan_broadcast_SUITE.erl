@@ -58,7 +58,23 @@ end_per_testcase(_Case, _Config) ->
 a_broadcast_reaches_every_node_of_a_full_mesh(Config) ->
     Nodes = start(4, #{}, Config),
     ok = partisan_ct_support:wait_until_converged(Nodes),
-    everyone_hears_everyone(Nodes).
+    everyone_hears_everyone(Nodes),
+    %% Partisan 5's views of the tree: every node's peers in A's tree are
+    %% the other members, split into eager and lazy, asked over our transport.
+    [A | _] = Nodes,
+    Tree = rpc(A, partisan_plumtree_broadcast, debug_get_tree, [A, Nodes, 5000]),
+    ?assertEqual(Nodes, [N || {N, _} <- Tree]),
+    [begin
+         ?assertEqual(lists:sort(Nodes -- [N]), lists:sort(Eager ++ Lazy)),
+         ?assertEqual([], [X || X <- Eager, lists:member(X, Lazy)])
+     end || {N, {Eager, Lazy}} <- Tree],
+    {AEager, ALazy} = rpc(A, partisan_plumtree_broadcast, get_peers, [A]),
+    ?assertNotEqual([], AEager),
+    ?assertEqual(AEager, rpc(A, partisan_plumtree_broadcast, get_eager_peers, [A])),
+    ?assertEqual(ALazy, rpc(A, partisan_plumtree_broadcast, get_lazy_peers, [A])),
+    [_, B | _] = Nodes,
+    ?assertMatch({_, _, #{name := B}},
+                 rpc(A, partisan_plumtree_broadcast, debug_get_peers, [B, B, [name], 5000])).
 
 a_broadcast_reaches_every_node_of_a_hyparview_overlay(Config) ->
     Env = #{
