@@ -8,6 +8,7 @@
 
 -include("partisan.hrl").
 
+-export([add_sup_callback/1]).
 -export([broadcast_members/0]).
 -export([broadcast_members/1]).
 -export([cancel_exchanges/1]).
@@ -15,6 +16,7 @@
 -export([exchanges/0]).
 -export([exchanges/1]).
 -export([get_local_state/0]).
+-export([inject_partition/2]).
 -export([join/1]).
 -export([leave/0]).
 -export([leave/1]).
@@ -26,6 +28,9 @@
 -export([on_down/3]).
 -export([on_up/2]).
 -export([on_up/3]).
+-export([partitions/0]).
+-export([reserve/1]).
+-export([resolve_partition/1]).
 -export([stop/0]).
 -export([node_name/1]).
 -export([stop/1]).
@@ -248,6 +253,66 @@ on_down(Node, Fun) ->
 
 on_down(Node, Fun, Opts) ->
     call_optional(on_down, [Node, Fun, Opts]).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Calls `Fun(Members)', with the members' specifications, on every
+%% change of the membership, until the calling process exits (see
+%% {@link partisan_peer_service_events}).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec add_sup_callback(partisan_peer_service_events:callback()) ->
+    ok | {error, term()}.
+
+add_sup_callback(Fun) when is_function(Fun, 1) ->
+    partisan_peer_service_events:add_sup_callback(Fun).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc The partitions injected with {@link inject_partition/2}, for a
+%% manager that can inject them (Partisan 5's fault injection); none of
+%% this project's managers can: `{error, not_implemented}', as Partisan 5's
+%% default manager answers.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec partitions() -> {ok, [{reference(), partisan:node_spec()}]} | {error, not_implemented}.
+
+partitions() ->
+    call_optional(partitions, []).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Injects a partition from `Origin' for `TTL' hops, for a manager that
+%% can (see {@link partitions/0}).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec inject_partition(partisan:node_spec(), non_neg_integer()) ->
+    {ok, reference()} | {error, not_implemented}.
+
+inject_partition(Origin, TTL) ->
+    call_optional(inject_partition, [Origin, TTL]).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Ends a partition made by {@link inject_partition/2}.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec resolve_partition(reference()) -> ok | {error, not_implemented}.
+
+resolve_partition(Reference) ->
+    call_optional(resolve_partition, [Reference]).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Reserves a slot of the active view for nodes tagged `Tag', for a
+%% manager that keeps such slots (Partisan 5's HyParView manager does; this
+%% project's managers do not: `{error, not_implemented}').
+%% @end
+%% -----------------------------------------------------------------------------
+-spec reserve(atom()) -> ok | {error, no_available_slots | not_implemented}.
+
+reserve(Tag) ->
+    call_optional(reserve, [Tag]).
 
 
 %% -----------------------------------------------------------------------------

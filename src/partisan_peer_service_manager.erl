@@ -43,8 +43,12 @@
 -export_type([on_event_fun/0]).
 -export_type([server_ref/0]).
 
+-export([deliver/2]).
+-export([disconnect/1]).
+-export([disconnect/2]).
 -export([mynode/0]).
 -export([myself/0]).
+-export([supports_capability/2]).
 
 
 -callback start_link() -> {ok, pid()} | ignore | {error, term()}.
@@ -119,3 +123,81 @@ mynode() ->
 
 myself() ->
     partisan:node_spec().
+
+
+%% @doc Whether the manager module `Mod' supports `Capability' (`false' for
+%% a manager without the optional callback).
+-spec supports_capability(module(), atom()) -> boolean().
+
+supports_capability(Mod, Capability) when is_atom(Mod), is_atom(Capability) ->
+    _ = code:ensure_loaded(Mod),
+    case erlang:function_exported(Mod, supports_capability, 1) of
+        true -> Mod:supports_capability(Capability) =:= true;
+        false -> false
+    end.
+
+
+%% @doc Closes every connection to each node of `Nodes' (this node is
+%% skipped). They stay members: the engine dials them again.
+-spec disconnect([node()]) -> ok.
+
+disconnect(Nodes) when is_list(Nodes) ->
+    disconnect(Nodes, fun(_) -> ok end).
+
+
+%% @doc As {@link disconnect/1}, then calls `Fun(Node)' for each node whose
+%% connections were closed; what `Fun' raises is ignored.
+-spec disconnect([node()], fun((node()) -> any())) -> ok.
+
+disconnect(Nodes, Fun) when is_list(Nodes), is_function(Fun, 1) ->
+    Others = [N || N <- Nodes, is_atom(N), N =/= partisan:node()],
+    ok = partisan:kill_connections(Others),
+    lists:foreach(fun(N) -> catch Fun(N) end, Others).
+
+
+%% @doc Delivers `Message' to a process of this node named by `ServerRef':
+%% a local pid or registered name, `{global, Name}', `{via, Mod, Name}', or
+%% a remote reference of this node. Used by managers for what arrives for
+%% local processes; a destination that names no process drops the message,
+%% as `erlang:send/2' to a dead pid does, and that is logged at debug level.
+-spec deliver(server_ref(), term()) -> ok.
+
+deliver(ServerRef, Message) ->
+    try local_process(ServerRef) of
+        undefined ->
+            dropped(ServerRef, noproc);
+        Dest ->
+            _ = erlang:send(Dest, Message),
+            ok
+    catch
+        error:Reason ->
+            dropped(ServerRef, Reason)
+    end.
+
+
+local_process({global, Name}) ->
+    global:whereis_name(Name);
+
+local_process({via, Mod, Name}) ->
+    Mod:whereis_name(Name);
+
+local_process(Pid) when is_pid(Pid) ->
+    %% (A pid of another node would go out over Distributed Erlang.)
+    case erlang:node(Pid) =:= erlang:node() of
+        true -> Pid;
+        false -> erlang:error(not_local)
+    end;
+
+local_process(Name) when is_atom(Name) ->
+    whereis(Name);
+
+local_process(RemoteRef) ->
+    local_process(partisan_remote_ref:to_pid_or_name(RemoteRef)).
+
+
+dropped(ServerRef, Reason) ->
+    logger:debug(#{
+        description => "no local process for a delivery, message dropped",
+        to => ServerRef, reason => Reason
+    }),
+    ok.

@@ -389,6 +389,9 @@ handle_info({partisan_event, {broadcast, Mod, Root, Id, Data}}, State) ->
     {noreply, State};
 
 handle_info({partisan_event, {membership, Members}}, State) ->
+    %% add_sup_callback/1 and friends hear of each change, with the specs.
+    _ = lists:sort(Members) =:= lists:sort(State#state.members)
+        orelse partisan_peer_service_events:update(members_for_orchestration()),
     {noreply, State#state{members = Members}};
 
 handle_info({partisan_event, {atoms_refused, Node, Info}}, State) ->

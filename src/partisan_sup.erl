@@ -60,6 +60,15 @@ init([]) ->
         type => worker,
         modules => [partisan_monitor]
     },
+    %% Before the manager, which reports membership changes to it.
+    EventsSpec = #{
+        id => partisan_peer_service_events,
+        start => {partisan_peer_service_events, start_link, []},
+        restart => permanent,
+        shutdown => 5000,
+        type => worker,
+        modules => dynamic
+    },
     %% The relay of partisan_gen_server calls last: it monitors nodes.
     RelaySpec = #{
         id => partisan_gen_relay,
@@ -78,4 +87,4 @@ init([]) ->
         type => worker,
         modules => [partisan_plumtree_broadcast]
     },
-    {ok, {Flags, [MonitorSpec, ManagerSpec, RelaySpec, BroadcastSpec]}}.
+    {ok, {Flags, [MonitorSpec, EventsSpec, ManagerSpec, RelaySpec, BroadcastSpec]}}.

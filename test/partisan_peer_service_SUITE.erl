@@ -25,6 +25,9 @@
 -export([on_up_fires_when_a_node_connects/1]).
 -export([kill_connections_reconnects/1]).
 -export([cast_message_and_send/1]).
+-export([disconnect_nodes/1]).
+-export([sup_callbacks_hear_membership_changes/1]).
+-export([start_listener/0, last_members/1]).
 
 -define(S, partisan_ct_support).
 -define(PERIODIC_INTERVAL, 200).
@@ -41,7 +44,8 @@ all() ->
         update_members_removes_and_adds,
         on_up_fires_when_a_node_connects,
         kill_connections_reconnects,
-        cast_message_and_send
+        cast_message_and_send,
+        sup_callbacks_hear_membership_changes
     ].
 
 
@@ -157,15 +161,29 @@ kill_connections_reconnects(Config) ->
     ?S:wait_until(full_pool, fun() -> ?S:rpc(A, partisan, is_fully_connected, [B]) end, 100, 100),
     Opened = opened(A),
     ?assertEqual(ok, ?S:rpc(A, partisan, kill_connections, [[B]])),
-    ?S:wait_until(
-        reconnected,
-        fun() ->
-            ?S:rpc(A, partisan, is_fully_connected, [B]) andalso opened(A) > Opened
-        end,
-        100, 100
-    ),
+    Reconnected = fun(Before) ->
+        ?S:wait_until(
+            reconnected,
+            fun() ->
+                ?S:rpc(A, partisan, is_fully_connected, [B]) andalso opened(A) > Before
+            end,
+            100, 100
+        )
+    end,
+    Reconnected(Opened),
     ?assertEqual(ok, ?S:rpc(A, ?S, forward, [{inbox, B}, after_big, #{}])),
-    ?assertEqual([after_big], ?S:wait_for_messages(B, inbox, 1)).
+    ?assertEqual([after_big], ?S:wait_for_messages(B, inbox, 1)),
+    %% Partisan 5's manager function does the same, and calls the fun for
+    %% each node (never for this one).
+    Again = opened(A),
+    ?assertEqual([B], ?S:rpc(A, ?MODULE, disconnect_nodes, [[A, B]])),
+    Reconnected(Again).
+
+%% (Runs on a test node.)
+disconnect_nodes(Nodes) ->
+    Me = self(),
+    ok = partisan_peer_service_manager:disconnect(Nodes, fun(N) -> Me ! {gone, N} end),
+    receive {gone, N} -> [N] after 1000 -> [] end.
 
 
 %% cast_message/2,3,4 deliver `{'$gen_cast', Msg}'; send/2 returns the message
@@ -194,3 +212,58 @@ cast_message_and_send(Config) ->
 opened(Node) ->
     Engine = ?S:rpc(Node, partisan_nif, engine, []),
     maps:get(connections_opened, ?S:rpc(Node, partisan_nif, stats, [Engine])).
+
+
+%% add_sup_callback/1: the fun gets the members' specifications on every
+%% change, and is removed when the process that added it exits.
+sup_callbacks_hear_membership_changes(Config) ->
+    [A, B, C] = ?config(nodes, Config),
+    Listener = ?S:rpc(A, ?MODULE, start_listener, []),
+    ok = ?S:join(B, A),
+    ok = ?S:join(C, A),
+    ok = ?S:wait_until_converged([A, B, C]),
+    Want = lists:sort([A, B, C]),
+    ?S:wait_until(
+        callback_saw_all,
+        fun() -> ?S:rpc(A, ?MODULE, last_members, [Listener]) =:= Want end,
+        100, 100
+    ),
+    ?assertMatch([_], ?S:rpc(A, gen_event, which_handlers, [partisan_peer_service_events])),
+    ok = ?S:rpc(A, partisan_peer_service, leave, [C]),
+    ?S:wait_until(
+        callback_saw_leave,
+        fun() -> ?S:rpc(A, ?MODULE, last_members, [Listener]) =:= lists:sort([A, B]) end,
+        100, 100
+    ),
+    true = ?S:rpc(A, erlang, exit, [Listener, kill]),
+    ?S:wait_until(
+        handler_removed,
+        fun() -> ?S:rpc(A, gen_event, which_handlers, [partisan_peer_service_events]) =:= [] end,
+        50, 100
+    ).
+
+%% (Runs on a test node.) A process holding a membership callback; it keeps
+%% the last member list the callback reported.
+start_listener() ->
+    Parent = self(),
+    Pid = spawn(fun() ->
+        Me = self(),
+        ok = partisan_peer_service:add_sup_callback(
+            fun(Specs) -> Me ! {members, lists:sort([N || #{name := N} <- Specs])} end
+        ),
+        Parent ! {self(), ready},
+        listen([])
+    end),
+    receive {Pid, ready} -> Pid end.
+
+listen(Last) ->
+    receive
+        {members, Members} -> listen(Members);
+        {last, From} -> From ! {last, Last}, listen(Last);
+        _ -> listen(Last)
+    end.
+
+%% (Runs on a test node.)
+last_members(Listener) ->
+    Listener ! {last, self()},
+    receive {last, Members} -> Members after 1000 -> timeout end.

@@ -25,7 +25,8 @@ api_test_() ->
         {"node information", registered(fun node_info/0)},
         {"node_spec of unknown nodes", registered(fun unknown_node_spec/0)},
         {"predicates", registered(fun predicates/0)},
-        {"self and make_ref", registered(fun self_and_make_ref/0)}
+        {"self and make_ref", registered(fun self_and_make_ref/0)},
+        {"manager delivery and capabilities", registered(fun manager_deliver/0)}
     ]}.
 
 
@@ -227,6 +228,24 @@ next() ->
     after 100 ->
         nothing
     end.
+
+
+%% partisan_peer_service_manager:deliver/2 hands a message to a local process
+%% by any of its names and drops (never raises) one for no process.
+manager_deliver() ->
+    M = partisan_peer_service_manager,
+    ?assertEqual(ok, M:deliver(self(), a)),
+    ?assertEqual(a, next()),
+    ?assertEqual(ok, M:deliver(?NAME, b)),
+    ?assertEqual(b, next()),
+    ?assertEqual(ok, M:deliver(partisan_remote_ref:from_term(?NAME), c)),
+    ?assertEqual(c, next()),
+    ?assertEqual(ok, M:deliver(no_such_name_here, d)),
+    ?assertEqual(ok, M:deliver({via, no_such_module, x}, e)),
+    ?assertEqual(nothing, next()),
+    ?assert(M:supports_capability(partisan_pluggable_peer_service_manager, monitoring)),
+    ?assertNot(M:supports_capability(partisan_pluggable_peer_service_manager, nothing_like_it)),
+    ?assertNot(M:supports_capability(lists, monitoring)).
 
 
 %% A module with `-behaviour(partisan_gen_server)' or
