@@ -726,7 +726,7 @@ demonitor(Ref) ->
 -spec demonitor(reference(), [flush | info]) -> boolean().
 
 demonitor(Ref, Opts) when erlang:is_reference(Ref), is_list(Opts) ->
-    case partisan_monitor:demonitor(Ref, erlang:self()) of
+    case partisan_monitor:remove(Ref, erlang:self()) of
         false ->
             erlang:demonitor(Ref, Opts);
         {true, Active} ->

@@ -68,6 +68,8 @@
 -export([init/0]).
 -export([get/1]).
 -export([get/2]).
+-export([get_with_opts/2]).
+-export([get_with_opts/3]).
 -export([set/2]).
 -export([channel_opts/1]).
 -export([channels/0]).
@@ -135,6 +137,46 @@ get(Key) ->
 
 get(Key, Default) ->
     persistent_term:get(?KEY(canonical_key(Key)), Default).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc The value of `Key' in `Opts' (a map or a property list) if it has
+%% one, else {@link get/1}.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec get_with_opts(atom(), map() | list()) -> term().
+
+get_with_opts(Key, Opts) when is_map(Opts); is_list(Opts) ->
+    case find_opt(Key, Opts) of
+        {ok, Value} -> Value;
+        error -> get(Key)
+    end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc The value of `Key' in `Opts' if it has one, else {@link get/2}.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec get_with_opts(atom(), map() | list(), term()) -> term().
+
+get_with_opts(Key, Opts, Default) when is_map(Opts); is_list(Opts) ->
+    case find_opt(Key, Opts) of
+        {ok, Value} -> Value;
+        error -> get(Key, Default)
+    end.
+
+
+find_opt(Key, Opts) when is_map(Opts) ->
+    maps:find(Key, Opts);
+
+find_opt(Key, Opts) ->
+    case lists:keyfind(Key, 1, Opts) of
+        {Key, Value} -> {ok, Value};
+        false -> case lists:member(Key, Opts) of
+            true -> {ok, true};
+            false -> error
+        end
+    end.
 
 
 %% -----------------------------------------------------------------------------

@@ -33,6 +33,7 @@
 -export([call/5]).
 -export([stop/4]).
 -export([apply/5]).
+-export([apply/6]).
 -export([cast_apply/4]).
 -export([run/3]).
 -export([first_sight/1]).
@@ -116,8 +117,17 @@ stop(Node, Target, Reason, Timeout) ->
     {reply, {value, term()} | {exception, atom(), term(), list()}} | {exit, term()}.
 
 apply(Node, M, F, A, Timeout) ->
+    apply(Node, M, F, A, Timeout, #{}).
+
+
+%% @doc Like {@link apply/5}, the request sent with the forward options
+%% `Opts' (`channel', `channel_fallback').
+-spec apply(node(), module(), atom(), list(), timeout(), map()) ->
+    {reply, {value, term()} | {exception, atom(), term(), list()}} | {exit, term()}.
+
+apply(Node, M, F, A, Timeout, Opts) when is_map(Opts) ->
     Ask = fun(Tag) -> {'$partisan_apply', Tag, M, F, A, partisan:node()} end,
-    case request(Node, Ask, Timeout, #{}) of
+    case request(Node, Ask, Timeout, Opts) of
         {exit, timeout} -> exit({timeout, {?MODULE, apply, [Node, M, F, A, Timeout]}});
         Result -> Result
     end.
@@ -364,10 +374,12 @@ request(Node, Ask, Timeout, Opts) ->
             Tag = make_ref(),
             Id = erlang:unique_integer([positive]),
             Sent = life(Node) =/= false
-                andalso partisan_send:call(Node, ?SERVER, Ask({Id, Tag}), Opts, Id, Tag) =:= ok,
+                andalso partisan_send:call(Node, ?SERVER, Ask({Id, Tag}), Opts, Id, Tag),
             case Sent of
-                true -> await(Engine, Id, Tag, Timeout);
-                false -> {exit, {nodedown, Node}}
+                ok -> await(Engine, Id, Tag, Timeout);
+                %% The caller's mistake, not the node's.
+                {error, {unknown_channel, _} = Why} -> {exit, Why};
+                _ -> {exit, {nodedown, Node}}
             end
     catch
         error:partisan_not_started -> {exit, noproc}

@@ -35,8 +35,10 @@
 -include("partisan.hrl").
 
 -export([start_link/0]).
+-export([monitor/2]).
 -export([monitor/3]).
 -export([demonitor/2]).
+-export([remove/2]).
 -export([monitor_node/2]).
 -export([monitor_nodes/2]).
 -export([node_event/3]).
@@ -109,14 +111,37 @@ monitor(Node, Target, Opts) ->
 
 
 %% -----------------------------------------------------------------------------
+%% @doc Partisan 5's entry: monitors the process `Process' (a pid, `{Name,
+%% Node}' or a remote reference) with the options of
+%% {@link partisan:monitor/3}. Same as `partisan:monitor(process, Process,
+%% Opts)'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec monitor(term(), list()) -> reference().
+
+monitor(Process, Opts) when is_list(Opts) ->
+    partisan:monitor(process, Process, Opts).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Partisan 5's entry: same as {@link partisan:demonitor/2}.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec demonitor(reference(), [flush | info]) -> boolean().
+
+demonitor(Ref, Opts) ->
+    partisan:demonitor(Ref, Opts).
+
+
+%% -----------------------------------------------------------------------------
 %% @doc Removes a monitor made by {@link monitor/3}. Returns `false' if `Ref'
 %% is not one (the caller then asks `erlang:demonitor/2'), else
 %% `{true, WasActive}'. After it returns no `DOWN' for `Ref' is sent.
 %% @end
 %% -----------------------------------------------------------------------------
--spec demonitor(reference(), pid()) -> false | {true, boolean()}.
+-spec remove(reference(), pid()) -> false | {true, boolean()}.
 
-demonitor(Ref, Owner) ->
+remove(Ref, Owner) ->
     gen_server:call(?SERVER, {demonitor, Ref, Owner}, ?CALL_TIMEOUT).
 
 

@@ -10,15 +10,18 @@
 -export([call/4]).
 -export([call/5]).
 -export([cast/4]).
+-export([prepare_opts/1]).
 
--define(DEFAULT_TIMEOUT, infinity).
+-include("partisan.hrl").
+
+-define(RPC_TIMEOUT, infinity).
 
 
 %% @doc Same as `call(Node, M, F, A, infinity)'.
 -spec call(node(), module(), atom(), list()) -> term() | {badrpc, term()}.
 
 call(Node, M, F, A) ->
-    call(Node, M, F, A, ?DEFAULT_TIMEOUT).
+    call(Node, M, F, A, ?RPC_TIMEOUT).
 
 
 %% @doc Applies `M:F(A)' on `Node' and returns its value, or `{badrpc, Reason}'.
@@ -31,7 +34,8 @@ call(Node, M, F, A, Opts) when is_atom(Node), is_atom(M), is_atom(F), is_list(A)
         true ->
             rpc:call(erlang:node(), M, F, A, Timeout);
         false ->
-            try partisan_gen_relay:apply(Node, M, F, A, Timeout) of
+            Forward = maps:with([channel, channel_fallback], options(Opts)),
+            try partisan_gen_relay:apply(Node, M, F, A, Timeout, Forward) of
                 {reply, {value, Value}} -> Value;
                 {reply, {exception, throw, Value, _}} -> Value;
                 {reply, {exception, exit, Reason, _}} -> {badrpc, {'EXIT', Reason}};
@@ -53,7 +57,20 @@ cast(Node, M, F, A) ->
     true.
 
 
+%% @doc The options of {@link call/5} as a map, with the default channel
+%% when they name none (Partisan 5's helper).
+-spec prepare_opts(list() | map()) -> map().
+
+prepare_opts(Opts) when is_list(Opts); is_map(Opts) ->
+    maps:merge(#{channel => ?DEFAULT_CHANNEL}, options(Opts)).
+
+
+options(Opts) when is_map(Opts) -> Opts;
+options(Opts) when is_list(Opts) -> maps:from_list(proplists:unfold(Opts));
+options(_) -> #{}.
+
+
 timeout(Timeout) when Timeout == infinity; is_integer(Timeout), Timeout >= 0 -> Timeout;
-timeout(Opts) when is_list(Opts) -> proplists:get_value(timeout, Opts, ?DEFAULT_TIMEOUT);
-timeout(Opts) when is_map(Opts) -> maps:get(timeout, Opts, ?DEFAULT_TIMEOUT);
+timeout(Opts) when is_list(Opts) -> proplists:get_value(timeout, Opts, ?RPC_TIMEOUT);
+timeout(Opts) when is_map(Opts) -> maps:get(timeout, Opts, ?RPC_TIMEOUT);
 timeout(Other) -> erlang:error(badarg, [Other]).

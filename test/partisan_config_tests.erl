@@ -35,7 +35,8 @@ config_test_() ->
         {"invalid values", fun invalid_values/0},
         {"unknown keys and their nearest known key", fun unknown_keys/0},
         {"init is idempotent", fun idempotent/0},
-        {"seed: random_seed makes runs repeat", fun seed/0}
+        {"seed: random_seed makes runs repeat", fun seed/0},
+        {"get_with_opts: the options first", fun get_with_opts/0}
     ]}.
 
 
@@ -402,3 +403,13 @@ seed() ->
     ?assertEqual(First, [rand:uniform(1000000) || _ <- lists:seq(1, 5)]),
     _ = partisan_config:seed(7),
     ?assertError(badarg, partisan_config:seed(not_a_seed)).
+
+
+get_with_opts() ->
+    init_with([{name, ?NODE}, {periodic_interval, 1234}]),
+    ?assertEqual(1234, partisan_config:get_with_opts(periodic_interval, #{})),
+    ?assertEqual(5, partisan_config:get_with_opts(periodic_interval, #{periodic_interval => 5})),
+    ?assertEqual(6, partisan_config:get_with_opts(periodic_interval, [{periodic_interval, 6}])),
+    ?assertEqual(true, partisan_config:get_with_opts(flag_here, [flag_here], false)),
+    ?assertEqual(none, partisan_config:get_with_opts(no_such_key, [], none)),
+    ?assertError(badarg, partisan_config:get_with_opts(no_such_key, [])).

@@ -34,6 +34,7 @@
 -export([peer_stats/0]).
 -export([spawn_target/1]).
 -export([monitor_down/4]).
+-export([monitor_p5/2]).
 -export([demonitor_quiet/2]).
 -export([monitor_wait/3]).
 -export([monitor_cycles/3]).
@@ -365,6 +366,21 @@ monitor_down(Node, Name, How, Reason) ->
         {'DOWN', Ref, process, Object, Why} ->
             %% Unexpected: say what the target was, for the log.
             {down, Object =:= Target, Why, Target, catch erlang:node(Target)}
+    after ?WAIT ->
+        timeout
+    end.
+
+
+%% @doc Partisan 5's partisan_monitor:monitor/2 on `{Name, Node}': returns
+%% the `DOWN' and what partisan_monitor:demonitor/2 says of the monitor
+%% after it (no longer active).
+-spec monitor_p5(node(), atom()) -> term().
+
+monitor_p5(Node, Name) ->
+    Ref = partisan_monitor:monitor({Name, Node}, []),
+    receive
+        {'DOWN', Ref, process, {Name, Node}, Why} ->
+            {down, Why, partisan_monitor:demonitor(Ref, [info])}
     after ?WAIT ->
         timeout
     end.

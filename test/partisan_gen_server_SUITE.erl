@@ -174,6 +174,18 @@ rpc_and_erpc(Config) ->
     ?assertEqual({badrpc, timeout},
                  call(A, partisan_rpc, call, [NameB, timer, sleep, [1000], [{timeout, 100}]])),
     ?assertEqual({badrpc, nodedown}, call(A, partisan_rpc, call, [?NOWHERE, erlang, node, []])),
+    %% Partisan's options: the request goes on the channel named (the
+    %% membership channel every node has); a channel that does not exist is
+    %% the caller's error.
+    Membership = partisan_membership,
+    ?assertEqual(NameB, call(A, partisan_rpc, call,
+                             [NameB, partisan, node, [], #{channel => Membership}])),
+    ?assertEqual({badrpc, {unknown_channel, no_such_channel}},
+                 call(A, partisan_rpc, call,
+                      [NameB, partisan, node, [], [{channel, no_such_channel}]])),
+    ?assertEqual(#{channel => undefined, timeout => 5},
+                 partisan_rpc:prepare_opts([{timeout, 5}])),
+    ?assertEqual(#{channel => c}, partisan_rpc:prepare_opts(#{channel => c})),
     true = call(A, partisan_rpc, cast, [NameB, partisan_test_counter, start, [cast_started]]),
     ok = partisan_ct_support:wait_until(
         fun() -> is_pid(call(B, erlang, whereis, [cast_started])) end, 100, 50

@@ -90,7 +90,9 @@ noproc_for_dead_and_unregistered(Config) ->
         {down, true, noproc},
         call(A, ?AGENT, monitor_down, [name(B), nobody_here, name, ignored])
     ),
-    ?assertEqual([noproc], call(A, ?AGENT, already_dead, [name(B), 1])).
+    ?assertEqual([noproc], call(A, ?AGENT, already_dead, [name(B), 1])),
+    %% Partisan 5's partisan_monitor:monitor/2 and demonitor/2.
+    ?assertEqual({down, noproc, false}, call(A, ?AGENT, monitor_p5, [name(B), nobody_here])).
 
 already_dead_is_never_lost(Config) ->
     [A, B, _] = cluster(Config),
