@@ -46,8 +46,27 @@
 -type message() :: term().
 -type send_dst() :: server_ref().
 -type forward_result() :: ok | {error, partisan_nif:send_error()}.
+%% The options of monitor/3, demonitor/2 and monitor_nodes/2 (Partisan 5's
+%% names).
+-type monitor_opt() :: erlang:monitor_option()
+                     | {channel, channel()}
+                     | {channel_fallback, boolean()}.
+-type demonitor_opt() :: flush | info.
+-type monitor_nodes_opt() :: nodedown_reason
+                           | {node_type, visible | hidden | all}
+                           | {channel, channel()}
+                           | {channel_fallback, boolean()}.
+%% What node_info/1 may be asked.
+-type info_opt() :: metadata | name | channels | listen_addrs | listen_ip
+                  | listen_port | connection_count.
+-type actor() :: binary().
 
+-export_type([actor/0]).
 -export_type([any_name/0]).
+-export_type([demonitor_opt/0]).
+-export_type([info_opt/0]).
+-export_type([monitor_nodes_opt/0]).
+-export_type([monitor_opt/0]).
 -export_type([any_pid/0]).
 -export_type([any_reference/0]).
 -export_type([channel/0]).
@@ -688,7 +707,7 @@ monitor(Type, Target) ->
 %% remote ones. Port and time offset monitors are local, as in Erlang.
 %% @end
 %% -----------------------------------------------------------------------------
--spec monitor(process | port | time_offset, term(), list()) -> reference().
+-spec monitor(process | port | time_offset, term(), [monitor_opt()]) -> reference().
 
 monitor(process, Target, Opts) when is_list(Opts) ->
     case monitor_target(Target) of
@@ -723,7 +742,7 @@ demonitor(Ref) ->
 %% returns, no `DOWN' for `Ref' arrives.
 %% @end
 %% -----------------------------------------------------------------------------
--spec demonitor(reference(), [flush | info]) -> boolean().
+-spec demonitor(reference(), [demonitor_opt()]) -> boolean().
 
 demonitor(Ref, Opts) when erlang:is_reference(Ref), is_list(Opts) ->
     case partisan_monitor:remove(Ref, erlang:self()) of
@@ -800,7 +819,7 @@ monitor_nodes(Flag) ->
 %% asked. `false' with the same options ends one subscription.
 %% @end
 %% -----------------------------------------------------------------------------
--spec monitor_nodes(boolean(), list()) -> ok | error.
+-spec monitor_nodes(boolean(), [monitor_nodes_opt()]) -> ok | error.
 
 monitor_nodes(Flag, Opts) when is_boolean(Flag), is_list(Opts) ->
     case lists:all(fun is_monitor_nodes_opt/1, Opts) of
