@@ -57,6 +57,9 @@ defmodule PartisanTest do
     assert :erpc.call(a, Partisan, :nodes, []) == [b]
     assert :erpc.call(b, Partisan, :nodes, []) == [a]
     assert :erpc.call(a, Partisan, :connected?, [b])
+
+    specs = :erpc.call(a, Partisan.PeerService, :members_for_orchestration, [])
+    assert Enum.sort(for %{name: name} <- specs, do: name) == members
   end
 
   test "forward_message delivers both ways", %{a: a, b: b, relay: relay} do

@@ -65,4 +65,15 @@ defmodule Partisan.PeerService do
   @doc "Replaces the member list: joins the given specs, removes the members not listed."
   @spec update_members([Partisan.node_spec()]) :: :ok | {:error, :not_implemented}
   defdelegate update_members(node_specs), to: :partisan_peer_service
+
+  @doc "The members' node specifications."
+  @spec members_for_orchestration() :: [Partisan.node_spec()]
+  defdelegate members_for_orchestration(), to: :partisan_peer_service
+
+  @doc """
+  Calls `fun.(members)`, with the members' node specifications, on every change of the
+  membership, until the calling process exits.
+  """
+  @spec add_sup_callback(([Partisan.node_spec()] -> any())) :: :ok | {:error, term()}
+  defdelegate add_sup_callback(fun), to: :partisan_peer_service
 end
