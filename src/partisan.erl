@@ -980,7 +980,9 @@ forward_message(ServerRef, Msg) ->
 %% `{error, busy}' instead.
 %%
 %% Returns `ok' or, for a remote destination the transport could not take,
-%% `{error, not_yet_connected | message_too_large | busy | {unknown_channel, C}}'.
+%% `{error, not_yet_connected | message_too_large | busy | partitioned |
+%% {unknown_channel, C}}' (`partitioned': see
+%% `partisan_peer_service:inject_partition/2').
 %% If the channel has no connection yet and `channel_fallback' holds, the
 %% message goes over the default channel instead. Fails with `badarg' on an
 %% invalid destination or options, and, like `erlang:send/2', when sending to

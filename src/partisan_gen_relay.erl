@@ -377,8 +377,10 @@ request(Node, Ask, Timeout, Opts) ->
                 andalso partisan_send:call(Node, ?SERVER, Ask({Id, Tag}), Opts, Id, Tag),
             case Sent of
                 ok -> await(Engine, Id, Tag, Timeout);
-                %% The caller's mistake, not the node's.
+                %% The caller's mistake, or an injected partition: not the
+                %% node's going down.
                 {error, {unknown_channel, _} = Why} -> {exit, Why};
+                {error, partitioned} -> {exit, partitioned};
                 _ -> {exit, {nodedown, Node}}
             end
     catch

@@ -11,6 +11,7 @@
 -export([on_down/2, on_down/3, on_up/2, on_up/3]).
 -export([start_link/0]).
 -export([supports_capability/1]).
+-export([inject_partition/2, resolve_partition/1, partitions/0]).
 
 %% @doc Starts the manager.
 -spec start_link() -> {ok, pid()} | ignore | {error, term()}.
@@ -100,3 +101,16 @@ cast_message(Node, Ref, Msg, Opts) -> ?M:cast_message(Node, Ref, Msg, Opts).
 %% @doc Whether the manager supports `Capability'.
 -spec supports_capability(atom()) -> boolean().
 supports_capability(Capability) -> ?M:supports_capability(Capability).
+
+%% @doc As {@link partisan_pluggable_peer_service_manager:inject_partition/2}.
+-spec inject_partition(partisan:node_spec() | node(), non_neg_integer()) ->
+    {ok, reference()} | {error, term()}.
+inject_partition(Origin, TTL) -> ?M:inject_partition(Origin, TTL).
+
+%% @doc As {@link partisan_pluggable_peer_service_manager:resolve_partition/1}.
+-spec resolve_partition(reference()) -> ok.
+resolve_partition(Reference) -> ?M:resolve_partition(Reference).
+
+%% @doc As {@link partisan_pluggable_peer_service_manager:partitions/0}.
+-spec partitions() -> {ok, [{reference(), partisan:node_spec()}]}.
+partitions() -> ?M:partitions().

@@ -26,6 +26,7 @@
 -type send_error() :: not_yet_connected
                     | message_too_large
                     | busy
+                    | partitioned
                     | {unknown_channel, channel()}.
 -type send_mode() :: suspend | nosuspend.
 
@@ -60,6 +61,7 @@
 -export([send_call/9]).
 -export([call_cancel/2]).
 -export([kill_connections/2]).
+-export([set_partitioned/2]).
 -export([stats/1]).
 -export([peer_stats/1]).
 
@@ -83,6 +85,7 @@
     send_call/9,
     call_cancel/2,
     kill_connections/2,
+    set_partitioned/2,
     stats/1,
     peer_stats/1
 ]).
@@ -379,6 +382,19 @@ call_cancel(_Engine, _Id) ->
 -spec kill_connections(engine(), [node()]) -> ok.
 
 kill_connections(_Engine, _Nodes) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc From now on, sends to `Nodes' (and no others) fail with `{error,
+%% partitioned}': the fault injection behind
+%% `partisan_peer_service:inject_partition/2'. Connections, the engine's own
+%% traffic (membership, heartbeats) and what arrives are not touched.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec set_partitioned(engine(), [node()]) -> ok.
+
+set_partitioned(_Engine, _Nodes) ->
     ?NOT_LOADED.
 
 

@@ -269,10 +269,9 @@ add_sup_callback(Fun) when is_function(Fun, 1) ->
 
 
 %% -----------------------------------------------------------------------------
-%% @doc The partitions injected with {@link inject_partition/2}, for a
-%% manager that can inject them (Partisan 5's fault injection); none of
-%% this project's managers can: `{error, not_implemented}', as Partisan 5's
-%% default manager answers.
+%% @doc The partitions injected with {@link inject_partition/2} that this
+%% node holds: `{Reference, NodeSpec}' for each node its sends are cut off
+%% from. `{error, not_implemented}' from a custom manager without them.
 %% @end
 %% -----------------------------------------------------------------------------
 -spec partitions() -> {ok, [{reference(), partisan:node_spec()}]} | {error, not_implemented}.
@@ -282,19 +281,22 @@ partitions() ->
 
 
 %% -----------------------------------------------------------------------------
-%% @doc Injects a partition from `Origin' for `TTL' hops, for a manager that
-%% can (see {@link partitions/0}).
+%% @doc Fault injection: `Origin' stops sending to its neighbours, and so do
+%% the nodes up to `TTL' hops from it; sends to them fail with `{error,
+%% partitioned}' until {@link resolve_partition/1}. See
+%% {@link partisan_pluggable_peer_service_manager:inject_partition/2}.
 %% @end
 %% -----------------------------------------------------------------------------
--spec inject_partition(partisan:node_spec(), non_neg_integer()) ->
-    {ok, reference()} | {error, not_implemented}.
+-spec inject_partition(partisan:node_spec() | node(), non_neg_integer()) ->
+    {ok, reference()} | {error, term()}.
 
 inject_partition(Origin, TTL) ->
     call_optional(inject_partition, [Origin, TTL]).
 
 
 %% -----------------------------------------------------------------------------
-%% @doc Ends a partition made by {@link inject_partition/2}.
+%% @doc Ends a partition made by {@link inject_partition/2}, on every node
+%% it reached.
 %% @end
 %% -----------------------------------------------------------------------------
 -spec resolve_partition(reference()) -> ok | {error, not_implemented}.

@@ -105,7 +105,15 @@
 
 -callback supports_capability(Capability :: atom()) -> boolean().
 
--optional_callbacks([on_up/3, on_down/3, supports_capability/1]).
+-callback inject_partition(partisan:node_spec() | node(), non_neg_integer()) ->
+    {ok, reference()} | {error, term()}.
+
+-callback resolve_partition(reference()) -> ok | {error, term()}.
+
+-callback partitions() -> {ok, [{reference(), partisan:node_spec()}]}.
+
+-optional_callbacks([on_up/3, on_down/3, supports_capability/1,
+                     inject_partition/2, resolve_partition/1, partitions/0]).
 
 
 

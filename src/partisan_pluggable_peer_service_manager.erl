@@ -30,6 +30,9 @@
     down = #{} :: callbacks(),
     %% The member list of the last membership event.
     members :: [node()],
+    %% Injected partitions: each cuts this node's sends to the neighbours it
+    %% had when it reached this node (see inject_partition/2).
+    partitions = [] :: [{reference(), partisan:node_spec()}],
     %% Per kind of handshake failure (auth, tls): when it was last logged, and
     %% how many happened since.
     failures_logged = #{} :: #{auth | tls => {integer(), non_neg_integer()}}
@@ -58,6 +61,9 @@
 -export([on_up/3]).
 -export([start_link/0]).
 -export([supports_capability/1]).
+-export([inject_partition/2]).
+-export([resolve_partition/1]).
+-export([partitions/0]).
 -export([sync_join/1]).
 -export([update_members/1]).
 
@@ -326,6 +332,48 @@ supports_capability(_) ->
     false.
 
 
+%% -----------------------------------------------------------------------------
+%% @doc Fault injection, as Partisan 5's HyParView manager does it: the node
+%% `Origin' (a spec or a name) stops sending to each of its neighbours
+%% (`partisan:nodes/0'), and passes the request on to them, with one hop
+%% less, while `TTL' hops are left; each node it reaches stops sending to its
+%% own neighbours the same way. Sends then fail with `{error, partitioned}'
+%% (messages, calls, monitors: everything that goes through
+%% `partisan:forward_message'); connections, membership and heartbeats go on,
+%% and what the partitioned nodes send still arrives. Returns the
+%% partition's reference, for {@link resolve_partition/1}.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec inject_partition(partisan:node_spec() | node(), non_neg_integer()) ->
+    {ok, reference()} | {error, term()}.
+
+inject_partition(Origin, TTL) when is_integer(TTL), TTL >= 0 ->
+    Node = partisan_peer_service:node_name(Origin),
+    gen_server:call(?MODULE, {inject_partition, Node, TTL}, infinity).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Ends the partition `Reference' on every node it reached (the request
+%% spreads from node to node while nodes still hold it).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec resolve_partition(reference()) -> ok.
+
+resolve_partition(Reference) when is_reference(Reference) ->
+    gen_server:call(?MODULE, {resolve_partition, Reference}, infinity).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc The partitions this node holds: `{Reference, NodeSpec}' for each
+%% node its sends are cut off from.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec partitions() -> {ok, [{reference(), partisan:node_spec()}]}.
+
+partitions() ->
+    gen_server:call(?MODULE, partitions, infinity).
+
+
 
 %% =============================================================================
 %% GEN_SERVER CALLBACKS
@@ -353,6 +401,24 @@ init([]) ->
 
 handle_call({subscribe, Event, Node, Callback}, _From, State) ->
     {reply, ok, add_callback(Event, Node, Callback, State)};
+
+handle_call({inject_partition, Origin, TTL}, _From, State) ->
+    Ref = make_ref(),
+    case Origin =:= partisan:node() of
+        true ->
+            {reply, {ok, Ref}, partition(Ref, TTL, State)};
+        false ->
+            case forward_message({?MODULE, Origin}, {'$partisan_partition', Ref, TTL}) of
+                ok -> {reply, {ok, Ref}, State};
+                {error, _} = Error -> {reply, Error, State}
+            end
+    end;
+
+handle_call({resolve_partition, Ref}, _From, State) ->
+    {reply, ok, resolve(Ref, State)};
+
+handle_call(partitions, _From, State) ->
+    {reply, {ok, State#state.partitions}, State};
 
 handle_call(get_local_state, _From, State) ->
     {reply, {ok, State#state.members}, State};
@@ -387,6 +453,12 @@ handle_info({partisan_event, {node_down, Node, Reason}}, State) ->
 handle_info({partisan_event, {broadcast, Mod, Root, Id, Data}}, State) ->
     ok = partisan_plumtree_broadcast:deliver(Mod, Root, Id, Data),
     {noreply, State};
+
+handle_info({'$partisan_partition', Ref, TTL}, State) ->
+    {noreply, partition(Ref, TTL, State)};
+
+handle_info({'$partisan_resolve', Ref}, State) ->
+    {noreply, resolve(Ref, State)};
 
 handle_info({partisan_event, {membership, Members}}, State) ->
     %% add_sup_callback/1 and friends hear of each change, with the specs.
@@ -472,6 +544,51 @@ terminate(_Reason, #state{engine = Engine}) ->
 %% =============================================================================
 %% PRIVATE
 %% =============================================================================
+
+
+%% Cuts this node's sends to its neighbours under `Ref', once per partition,
+%% after passing the request on (the cut would stop it).
+partition(Ref, TTL, #state{partitions = Partitions} = State) ->
+    case lists:keymember(Ref, 1, Partitions) of
+        true ->
+            State;
+        false ->
+            Neighbours = partisan:nodes(),
+            _ = TTL > 0 andalso
+                [forward_message({?MODULE, N}, {'$partisan_partition', Ref, TTL - 1})
+                 || N <- Neighbours],
+            Specs = [spec_of(N) || N <- Neighbours],
+            cut(State#state{partitions = Partitions ++ [{Ref, S} || S <- Specs]})
+    end.
+
+
+%% Ends `Ref' here first (so that the request can go out), then on the
+%% neighbours; a node that does not hold it does not pass it on.
+resolve(Ref, #state{partitions = Partitions} = State0) ->
+    case lists:keymember(Ref, 1, Partitions) of
+        true ->
+            State = cut(State0#state{partitions = [P || {R, _} = P <- Partitions, R =/= Ref]}),
+            _ = [forward_message({?MODULE, N}, {'$partisan_resolve', Ref})
+                 || N <- partisan:nodes()],
+            State;
+        false ->
+            State0
+    end.
+
+
+cut(#state{engine = Engine, partitions = Partitions} = State) ->
+    ok = partisan_nif:set_partitioned(
+        Engine, lists:usort([N || {_, #{name := N}} <- Partitions])
+    ),
+    State.
+
+
+spec_of(Node) ->
+    case partisan:node_spec(Node) of
+        {ok, Spec} -> Spec;
+        {error, _} -> #{name => Node, listen_addrs => [], channels => #{}}
+    end.
+
 
 
 

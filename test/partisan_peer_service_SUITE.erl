@@ -27,6 +27,7 @@
 -export([cast_message_and_send/1]).
 -export([disconnect_nodes/1]).
 -export([sup_callbacks_hear_membership_changes/1]).
+-export([injected_partitions_cut_sends/1]).
 -export([start_listener/0, last_members/1]).
 
 -define(S, partisan_ct_support).
@@ -45,7 +46,8 @@ all() ->
         on_up_fires_when_a_node_connects,
         kill_connections_reconnects,
         cast_message_and_send,
-        sup_callbacks_hear_membership_changes
+        sup_callbacks_hear_membership_changes,
+        injected_partitions_cut_sends
     ].
 
 
@@ -202,6 +204,53 @@ cast_message_and_send(Config) ->
         lists:sort(?S:wait_for_messages(B, inbox, 4))
     ).
 
+
+%% inject_partition/2 (Partisan 5's fault injection): the origin's sends to
+%% its neighbours fail with {error, partitioned}, and, with a TTL, so do the
+%% sends of the nodes the request reaches; what the cut-off nodes send still
+%% arrives, the connections stay up, and resolve_partition/1 ends it
+%% everywhere. (The inboxes collect: each check lists all so far.)
+injected_partitions_cut_sends(Config) ->
+    [A, B, C] = Nodes = ?config(nodes, Config),
+    ok = ?S:join_all(Nodes),
+    ok = ?S:wait_until_converged(Nodes),
+    Send = fun(From, To, Msg) -> ?S:rpc(From, ?S, forward, [{inbox, To}, Msg, #{}]) end,
+    %% (To a name nobody has: a probe that gets through lands nowhere.)
+    Probe = fun(From, To) -> ?S:rpc(From, ?S, forward, [{nobody_here, To}, probe, #{}]) end,
+    PS = partisan_peer_service,
+    %% TTL 0: only A cuts itself off.
+    {ok, Ref} = ?S:rpc(A, PS, inject_partition, [A, 0]),
+    {ok, Held} = ?S:rpc(A, PS, partitions, []),
+    ?assertEqual(lists:sort([B, C]), lists:sort([N || {R, #{name := N}} <- Held, R =:= Ref])),
+    ?assertEqual({error, partitioned}, Send(A, B, cut)),
+    ?assertEqual({badrpc, partitioned}, ?S:rpc(A, partisan_rpc, call, [B, erlang, node, []])),
+    ?assertEqual({ok, []}, ?S:rpc(B, PS, partitions, [])),
+    ?assertEqual(ok, Send(B, A, still_arrives)),
+    ?assertEqual([still_arrives], ?S:wait_for_messages(A, inbox, 1)),
+    ?assert(?S:rpc(A, partisan, is_connected, [B])),
+    Engine = ?S:rpc(A, partisan_nif, engine, []),
+    ?assert(maps:get(send_refused_partitioned, ?S:rpc(A, partisan_nif, stats, [Engine])) >= 2),
+    ok = ?S:rpc(A, PS, resolve_partition, [Ref]),
+    ?assertEqual({ok, []}, ?S:rpc(A, PS, partitions, [])),
+    ?assertEqual(ok, Send(A, B, healed)),
+    ?assertEqual([healed], ?S:wait_for_messages(B, inbox, 1)),
+    %% TTL 1, asked from C with A as the origin: B and C cut themselves off
+    %% from their neighbours too, and the resolution from any node reaches all.
+    {ok, Ref2} = ?S:rpc(C, PS, inject_partition, [A, 1]),
+    ?S:wait_until(
+        partitioned_everywhere,
+        fun() -> [Probe(N, M) || N <- Nodes, M <- Nodes, N =/= M]
+                 =:= lists:duplicate(6, {error, partitioned}) end,
+        50, 100
+    ),
+    ok = ?S:rpc(B, PS, resolve_partition, [Ref2]),
+    ?S:wait_until(
+        resolved_everywhere,
+        fun() -> [?S:rpc(N, PS, partitions, []) || N <- Nodes] =:= lists:duplicate(3, {ok, []}) end,
+        50, 100
+    ),
+    ?assertEqual(ok, Send(C, A, after_all)),
+    ?assertEqual([still_arrives, after_all], ?S:wait_for_messages(A, inbox, 2)).
 
 
 %% =============================================================================

@@ -6,7 +6,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,7 +46,7 @@ fn thread_cpu_ns() -> Option<u64> {
 rustler::atoms! {
     ok, error, undefined, atoms_created, atoms_refused, messages_refused, self_join, not_started, not_yet_connected, message_too_large,
     unknown_channel, too_many_calls, listen, busy, suspend, nosuspend, partisan_resume = "$partisan_resume", eaddrinuse, eaddrnotavail, eacces, einval, tls, any_channel = "_", unknown_module,
-    term, encode,
+    term, encode, partitioned,
 }
 
 /// The engine as a BEAM resource; freed (and its threads stopped) when the last term is gone.
@@ -71,6 +71,12 @@ pub struct EngineRes {
     atoms: Arc<AtomBudget>,
     /// Calls waiting for their remote answer (shared with the handler).
     calls: Arc<Calls<rustler::LocalPid>>,
+    /// The nodes an injected partition cuts this node's sends off from (`set_partitioned/2`),
+    /// and whether there are any: the send path reads only the flag while there are none.
+    partitioned: RwLock<AtomMap<()>>,
+    partitioned_any: AtomicBool,
+    /// Sends refused because of a partition.
+    sends_partitioned: AtomicU64,
 }
 
 #[rustler::resource_impl]
@@ -215,6 +221,9 @@ fn start<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
         sends_over_1ms: AtomicU64::new(0),
         atoms,
         calls,
+        partitioned: RwLock::new(AtomMap::default()),
+        partitioned_any: AtomicBool::new(false),
+        sends_partitioned: AtomicU64::new(0),
     });
     Ok(make_tuple(env, &[ok().encode(env), res.encode(env)]))
 }
@@ -411,9 +420,25 @@ fn kill_connections(res: ResourceArc<EngineRes>, nodes: Vec<Term>) -> NifResult<
     Ok(ok())
 }
 
+/// `set_partitioned(Engine, Nodes)`: from now on, sends to the nodes listed (and no others)
+/// fail with `{error, partitioned}`; the fault injection of Partisan's `inject_partition/2`.
+/// Connections, the engine's own traffic and what arrives are not touched.
+#[rustler::nif]
+fn set_partitioned(res: ResourceArc<EngineRes>, nodes: Vec<Atom>) -> Atom {
+    let cut: AtomMap<()> = nodes.into_iter().map(|n| (n.as_c_arg(), ())).collect();
+    let any = !cut.is_empty();
+    *res.partitioned.write() = cut;
+    res.partitioned_any.store(any, Ordering::Release);
+    ok()
+}
+
 #[rustler::nif]
 fn stats(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Term> {
     let mut snap = res.engine.stats();
+    snap.0.push((
+        "send_refused_partitioned",
+        res.sends_partitioned.load(Ordering::Relaxed),
+    ));
     let cpu_ns = res.send_max_cpu_ns.load(Ordering::Relaxed);
     snap.0.push(("send_nif_max_cpu_us", cpu_ns / 1000));
     let wall_ns = res.send_max_wall_ns.load(Ordering::Relaxed);
@@ -628,6 +653,12 @@ fn do_send<'a>(
         let reason = make_tuple(env, &[unknown_channel().encode(env), channel.encode(env)]);
         return Ok(error_tuple(env, reason));
     };
+    if res.partitioned_any.load(Ordering::Acquire)
+        && res.partitioned.read().contains_key(&node.as_c_arg())
+    {
+        res.sends_partitioned.fetch_add(1, Ordering::Relaxed);
+        return Ok(error_tuple(env, partitioned()));
+    }
     let key = if key.is_atom() && Atom::from_term(key)? == undefined() {
         None
     } else {
