@@ -78,10 +78,14 @@ down_carries_the_exit_reason(Config) ->
         Other -> ct:log("UNEXPECTED monitor by pid: ~p", [Other])
     end,
     ok = call(B, ?AGENT, spawn_target, [t_name]),
-    ?assertEqual(
-        {down, true, {shutdown, x}},
-        call(A, ?AGENT, monitor_down, [name(B), t_name, name, {shutdown, x}])
+    Down = call(A, ?AGENT, monitor_down, [name(B), t_name, name, {shutdown, x}]),
+    %% A rare noproc here (one make test in many) is not understood yet: say
+    %% whether the target outlived it and what B's monitor server holds.
+    Down =:= {down, true, {shutdown, x}} orelse ct:pal(
+        "UNEXPECTED monitor by name: ~p~nt_name on B: ~p~nB's monitors: ~p",
+        [Down, call(B, erlang, whereis, [t_name]), call(B, partisan_monitor, stats, [])]
     ),
+    ?assertEqual({down, true, {shutdown, x}}, Down),
     ok.
 
 noproc_for_dead_and_unregistered(Config) ->
