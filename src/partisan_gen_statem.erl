@@ -78,7 +78,7 @@
 -callback init(Args :: term()) -> init_result(term()).
 -callback callback_mode() -> callback_mode_result().
 -callback state_name(event_type(), EventContent :: term(), Data :: term()) ->
-    state_enter_result(state_name) | event_handler_result(gen_statem:state_name()).
+    state_enter_result(state_name) | event_handler_result(atom()).
 -callback handle_event(event_type() | enter, EventContent :: term(),
                        State :: term(), Data :: term()) ->
     state_enter_result(term()) | event_handler_result(term()).
@@ -255,7 +255,7 @@ reply(Replies) when is_list(Replies) ->
 %% answered over partisan.
 %% @end
 %% -----------------------------------------------------------------------------
--spec reply(gen_statem:from(), term()) -> ok.
+-spec reply(gen_server:from(), term()) -> ok.
 
 reply(From, Reply) ->
     partisan_gen_server:reply(From, Reply).

@@ -55,35 +55,36 @@ get_local_state() -> ?M:get_local_state().
 
 %% @doc As {@link partisan_peer_service:on_up/2}.
 -spec on_up(partisan_peer_service_manager:node_selector(),
-            partisan_peer_service_manager:on_event_fun()) -> ok | {error, term()}.
+            partisan_peer_service_manager:on_event_fun()) -> ok | {error, not_implemented}.
 on_up(Node, Fun) -> ?M:on_up(Node, Fun).
 
 %% @doc As {@link partisan_peer_service:on_up/3}.
 -spec on_up(partisan_peer_service_manager:node_selector(),
-            partisan_peer_service_manager:on_event_fun(), map()) -> ok | {error, term()}.
+            partisan_peer_service_manager:on_event_fun(), map()) -> ok | {error, not_implemented}.
 on_up(Node, Fun, Opts) -> ?M:on_up(Node, Fun, Opts).
 
 %% @doc As {@link partisan_peer_service:on_down/2}.
 -spec on_down(partisan_peer_service_manager:node_selector(),
-              partisan_peer_service_manager:on_event_fun()) -> ok | {error, term()}.
+              partisan_peer_service_manager:on_event_fun()) -> ok | {error, not_implemented}.
 on_down(Node, Fun) -> ?M:on_down(Node, Fun).
 
 %% @doc As {@link partisan_peer_service:on_down/3}.
 -spec on_down(partisan_peer_service_manager:node_selector(),
-              partisan_peer_service_manager:on_event_fun(), map()) -> ok | {error, term()}.
+              partisan_peer_service_manager:on_event_fun(), map()) -> ok | {error, not_implemented}.
 on_down(Node, Fun, Opts) -> ?M:on_down(Node, Fun, Opts).
 
 %% @doc As {@link partisan:forward_message/2}.
--spec forward_message(partisan:server_ref(), partisan:message()) -> term().
+-spec forward_message(partisan:server_ref(), partisan:message()) -> partisan:forward_result().
 forward_message(Ref, Msg) -> ?M:forward_message(Ref, Msg).
 
 %% @doc As {@link partisan:forward_message/3}.
--spec forward_message(partisan:server_ref(), partisan:message(), partisan:forward_opts()) -> term().
+-spec forward_message(partisan:server_ref(), partisan:message(), partisan:forward_opts()) ->
+    partisan:forward_result().
 forward_message(Ref, Msg, Opts) -> ?M:forward_message(Ref, Msg, Opts).
 
 %% @doc As {@link partisan:forward_message/4}.
 -spec forward_message(node(), partisan:server_ref(), partisan:message(),
-                      partisan:forward_opts()) -> term().
+                      partisan:forward_opts()) -> partisan:forward_result().
 forward_message(Node, Ref, Msg, Opts) -> ?M:forward_message(Node, Ref, Msg, Opts).
 
 %% @doc As {@link partisan:cast_message/2}.

@@ -339,8 +339,9 @@ supports_capability(_) ->
 %% less, while `TTL' hops are left; each node it reaches stops sending to its
 %% own neighbours the same way. Sends then fail with `{error, partitioned}'
 %% (messages, calls, monitors: everything that goes through
-%% `partisan:forward_message'); connections, membership and heartbeats go on,
-%% and what the partitioned nodes send still arrives. Returns the
+%% `partisan:forward_message', on every channel but the membership channel,
+%% which carries these requests); connections, membership and heartbeats go
+%% on, and what the partitioned nodes send still arrives. Returns the
 %% partition's reference, for {@link resolve_partition/1}.
 %% @end
 %% -----------------------------------------------------------------------------
@@ -408,7 +409,7 @@ handle_call({inject_partition, Origin, TTL}, _From, State) ->
         true ->
             {reply, {ok, Ref}, partition(Ref, TTL, State)};
         false ->
-            case forward_message({?MODULE, Origin}, {'$partisan_partition', Ref, TTL}) of
+            case control({?MODULE, Origin}, {'$partisan_partition', Ref, TTL}) of
                 ok -> {reply, {ok, Ref}, State};
                 {error, _} = Error -> {reply, Error, State}
             end
@@ -555,7 +556,7 @@ partition(Ref, TTL, #state{partitions = Partitions} = State) ->
         false ->
             Neighbours = partisan:nodes(),
             _ = TTL > 0 andalso
-                [forward_message({?MODULE, N}, {'$partisan_partition', Ref, TTL - 1})
+                [control({?MODULE, N}, {'$partisan_partition', Ref, TTL - 1})
                  || N <- Neighbours],
             Specs = [spec_of(N) || N <- Neighbours],
             cut(State#state{partitions = Partitions ++ [{Ref, S} || S <- Specs]})
@@ -568,12 +569,18 @@ resolve(Ref, #state{partitions = Partitions} = State0) ->
     case lists:keymember(Ref, 1, Partitions) of
         true ->
             State = cut(State0#state{partitions = [P || {R, _} = P <- Partitions, R =/= Ref]}),
-            _ = [forward_message({?MODULE, N}, {'$partisan_resolve', Ref})
+            _ = [control({?MODULE, N}, {'$partisan_resolve', Ref})
                  || N <- partisan:nodes()],
             State;
         false ->
             State0
     end.
+
+
+%% The requests go on the membership channel, which partitions do not cut
+%% (a node that holds one partition can still end another).
+control(ServerRef, Msg) ->
+    partisan:forward_message(ServerRef, Msg, #{channel => ?MEMBERSHIP_CHANNEL}).
 
 
 cut(#state{engine = Engine, partitions = Partitions} = State) ->

@@ -250,7 +250,22 @@ injected_partitions_cut_sends(Config) ->
         50, 100
     ),
     ?assertEqual(ok, Send(C, A, after_all)),
-    ?assertEqual([still_arrives, after_all], ?S:wait_for_messages(A, inbox, 2)).
+    ?assertEqual([still_arrives, after_all], ?S:wait_for_messages(A, inbox, 2)),
+    %% Two partitions: ending one (whose requests pass the other's cut) leaves
+    %% exactly the other, everywhere.
+    {ok, Ref3} = ?S:rpc(A, PS, inject_partition, [A, 1]),
+    {ok, Ref4} = ?S:rpc(B, PS, inject_partition, [B, 1]),
+    Refs = fun(N) ->
+        {ok, L} = ?S:rpc(N, PS, partitions, []),
+        lists:usort([R || {R, _} <- L])
+    end,
+    Everywhere = fun(Want) -> [Refs(N) || N <- Nodes] =:= lists:duplicate(3, Want) end,
+    ?S:wait_until(both_held, fun() -> Everywhere(lists:sort([Ref3, Ref4])) end, 50, 100),
+    ok = ?S:rpc(C, PS, resolve_partition, [Ref3]),
+    ?S:wait_until(one_left, fun() -> Everywhere([Ref4]) end, 50, 100),
+    ?assertEqual({error, partitioned}, Send(C, A, still_cut)),
+    ok = ?S:rpc(A, PS, resolve_partition, [Ref4]),
+    ?S:wait_until(none_left, fun() -> Everywhere([]) end, 50, 100).
 
 
 %% =============================================================================

@@ -46,7 +46,7 @@ fn thread_cpu_ns() -> Option<u64> {
 rustler::atoms! {
     ok, error, undefined, atoms_created, atoms_refused, messages_refused, self_join, not_started, not_yet_connected, message_too_large,
     unknown_channel, too_many_calls, listen, busy, suspend, nosuspend, partisan_resume = "$partisan_resume", eaddrinuse, eaddrnotavail, eacces, einval, tls, any_channel = "_", unknown_module,
-    term, encode, partitioned,
+    term, encode, partitioned, partisan_membership,
 }
 
 /// The engine as a BEAM resource; freed (and its threads stopped) when the last term is gone.
@@ -421,8 +421,9 @@ fn kill_connections(res: ResourceArc<EngineRes>, nodes: Vec<Term>) -> NifResult<
 }
 
 /// `set_partitioned(Engine, Nodes)`: from now on, sends to the nodes listed (and no others)
-/// fail with `{error, partitioned}`; the fault injection of Partisan's `inject_partition/2`.
-/// Connections, the engine's own traffic and what arrives are not touched.
+/// fail with `{error, partitioned}`, except on the membership channel; the fault injection of
+/// Partisan's `inject_partition/2`. Connections, the engine's own traffic and what arrives are
+/// not touched.
 #[rustler::nif]
 fn set_partitioned(res: ResourceArc<EngineRes>, nodes: Vec<Atom>) -> Atom {
     let cut: AtomMap<()> = nodes.into_iter().map(|n| (n.as_c_arg(), ())).collect();
@@ -653,7 +654,9 @@ fn do_send<'a>(
         let reason = make_tuple(env, &[unknown_channel().encode(env), channel.encode(env)]);
         return Ok(error_tuple(env, reason));
     };
+    // The membership channel is not cut: on it go the requests that spread and end partitions.
     if res.partitioned_any.load(Ordering::Acquire)
+        && channel != partisan_membership()
         && res.partitioned.read().contains_key(&node.as_c_arg())
     {
         res.sends_partitioned.fetch_add(1, Ordering::Relaxed);
