@@ -358,6 +358,11 @@ monitor_down(Node, Name, How, Reason) ->
         name -> {Name, Node}
     end,
     Ref = partisan:monitor(process, Target),
+    %% Whether the target lives once the monitor is in place (for the log of
+    %% an unexpected DOWN; the monitor server is not involved).
+    Before = ask(Node, echo, {whereis, self(), Name}),
+    {messages, Queued} = erlang:process_info(self(), messages),
+    Early = [Down || {'DOWN', R, _, _, _} = Down <- Queued, R =:= Ref],
     %% (Not sent when the node is not connected.)
     _ = partisan:forward_message({echo, Node}, {exit, Name, Reason}),
     receive
@@ -365,7 +370,7 @@ monitor_down(Node, Name, How, Reason) ->
             {down, Object =:= Target, Why};
         {'DOWN', Ref, process, Object, Why} ->
             %% Unexpected: say what the target was, for the log.
-            {down, Object =:= Target, Why, Target, catch erlang:node(Target)}
+            {down, Object =:= Target, Why, Target, catch erlang:node(Target), Before, Early}
     after ?WAIT ->
         timeout
     end.
