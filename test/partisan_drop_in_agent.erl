@@ -360,7 +360,7 @@ monitor_down(Node, Name, How, Reason) ->
     Ref = partisan:monitor(process, Target),
     %% Whether the target lives once the monitor is in place (for the log of
     %% an unexpected DOWN; the monitor server is not involved).
-    Before = ask(Node, echo, {whereis, self(), Name}),
+    Before = whereis_probe(Node, Name),
     {messages, Queued} = erlang:process_info(self(), messages),
     Early = [Down || {'DOWN', R, _, _, _} = Down <- Queued, R =:= Ref],
     %% (Not sent when the node is not connected.)
@@ -373,6 +373,16 @@ monitor_down(Node, Name, How, Reason) ->
             {down, Object =:= Target, Why, Target, catch erlang:node(Target), Before, Early}
     after ?WAIT ->
         timeout
+    end.
+
+
+%% Where `Name' is on `Node', waiting only for that answer: the DOWN may come
+%% first (it must stay in the mailbox), and a node that is not connected is
+%% not asked.
+whereis_probe(Node, Name) ->
+    case partisan:forward_message({echo, Node}, {whereis, self(), Name}) of
+        ok -> receive {whereis, Where} -> Where after ?WAIT -> timeout end;
+        {error, _} = Error -> Error
     end.
 
 
