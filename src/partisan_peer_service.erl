@@ -15,6 +15,7 @@
 -export([connections/0]).
 -export([exchanges/0]).
 -export([exchanges/1]).
+-export([decode/1]).
 -export([get_local_state/0]).
 -export([inject_partition/2]).
 -export([join/1]).
@@ -198,6 +199,32 @@ update_members(NodeSpecs) when is_list(NodeSpecs) ->
 
 connections() ->
     {ok, partisan_nif:connections(partisan_nif:engine())}.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc The member names in a membership state as callbacks get it: the
+%% node specifications that {@link add_sup_callback/1}'s funs receive, the
+%% `{ok, Nodes}' of {@link get_local_state/0}, or a list of names. As in
+%% Partisan 5, a callback written as `fun(State) -> decode(State) end'
+%% gets the names. Fails with `badarg' for anything else.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec decode({ok, [node() | partisan:node_spec()]} | [node() | partisan:node_spec()]) ->
+    [node()].
+
+decode({ok, Members}) when is_list(Members) ->
+    decode(Members);
+
+decode(Members) when is_list(Members) ->
+    [member_name(M, Members) || M <- Members];
+
+decode(Other) ->
+    erlang:error(badarg, [Other]).
+
+
+member_name(#{name := Node}, _) when is_atom(Node) -> Node;
+member_name(Node, _) when is_atom(Node) -> Node;
+member_name(_, Members) -> erlang:error(badarg, [Members]).
 
 
 %% -----------------------------------------------------------------------------

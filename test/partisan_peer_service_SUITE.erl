@@ -313,7 +313,8 @@ start_listener() ->
     Pid = spawn(fun() ->
         Me = self(),
         ok = partisan_peer_service:add_sup_callback(
-            fun(Specs) -> Me ! {members, lists:sort([N || #{name := N} <- Specs])} end
+            %% Partisan 5's idiom: the callback decodes the state it gets.
+            fun(State) -> Me ! {members, lists:sort(partisan_peer_service:decode(State))} end
         ),
         Parent ! {self(), ready},
         listen([])

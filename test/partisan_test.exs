@@ -60,6 +60,7 @@ defmodule PartisanTest do
 
     specs = :erpc.call(a, Partisan.PeerService, :members_for_orchestration, [])
     assert Enum.sort(for %{name: name} <- specs, do: name) == members
+    assert Enum.sort(Partisan.PeerService.decode(specs)) == members
   end
 
   test "forward_message delivers both ways", %{a: a, b: b, relay: relay} do

@@ -261,3 +261,16 @@ behaviours_test() ->
     ?assertEqual([], [{init, 1}, {callback_mode, 0}, {handle_event, 4}, {state_name, 3}] -- Statem),
     ?assertEqual([], [{init, 1}, {callback_mode, 0}]
                      -- (Statem -- partisan_gen_statem:behaviour_info(optional_callbacks))).
+
+
+%% partisan_peer_service:decode/1 names the members of what callbacks and
+%% get_local_state/0 give, and refuses anything else with badarg.
+decode_test() ->
+    D = fun partisan_peer_service:decode/1,
+    Specs = [#{name => 'a@h', listen_addrs => []}, #{name => 'b@h', channels => #{}}],
+    ?assertEqual(['a@h', 'b@h'], D(Specs)),
+    ?assertEqual(['a@h', 'b@h'], D({ok, ['a@h', 'b@h']})),
+    ?assertEqual([], D([])),
+    ?assertError(badarg, D(#{name => 'a@h'})),
+    ?assertError(badarg, D([#{listen_addrs => []}])),
+    ?assertError(badarg, D(["a@h"])).

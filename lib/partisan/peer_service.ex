@@ -71,6 +71,13 @@ defmodule Partisan.PeerService do
   defdelegate members_for_orchestration(), to: :partisan_peer_service
 
   @doc """
+  The member names in a membership state as callbacks get it (node specifications,
+  `{:ok, nodes}` or names), as Partisan 5's `decode/1`.
+  """
+  @spec decode({:ok, [node() | Partisan.node_spec()]} | [node() | Partisan.node_spec()]) :: [node()]
+  defdelegate decode(state), to: :partisan_peer_service
+
+  @doc """
   Calls `fun.(members)`, with the members' node specifications, on every change of the
   membership, until the calling process exits.
   """
