@@ -78,6 +78,7 @@
 -export([default_channel/0]).
 -export([default_channel_opts/0]).
 -export([seed/0]).
+-export([trace/2]).
 -export([seed/1]).
 -export([listen_addrs/0]).
 -export([parallelism/0]).
@@ -362,7 +363,7 @@ known_keys() ->
             membership_strategy, membership_strategy_tracing, metadata,
             orchestration_strategy, peer_discovery, periodic_enabled,
             random_seed, register_pid_for_encoding, replaying,
-            retransmit_interval, reservations, shrinking, tracing,
+            retransmit_interval, reservations, shrinking,
             transmission_logging_mfa,
             %% deprecated in Partisan 5, still read by some deployments
             peer_host, remote_ref_as_uri, xbot_interval].
@@ -440,7 +441,8 @@ plain_defaults() ->
         {remote_ref_uri_padding, false},
         {tls, false},
         {tls_client_options, []},
-        {tls_server_options, []}
+        {tls_server_options, []},
+        {tracing, false}
     ].
 
 
@@ -928,6 +930,24 @@ to_channels(Arg) when is_list(Arg); is_map(Arg) ->
 
 to_channels(Arg) ->
     invalid(channels, Arg).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Logs `Message' with `Args' at level `info' in the logger domain
+%% `[trace]' when the `tracing' option is `true' (default `false'), as
+%% Partisan 5 does; otherwise does nothing. Always returns `ok'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec trace(term(), term()) -> ok.
+
+trace(Message, Args) ->
+    case get(tracing, false) of
+        true ->
+            logger:info(#{description => "Trace", message => Message, args => Args},
+                        #{domain => [trace]});
+        _ ->
+            ok
+    end.
 
 
 %% -----------------------------------------------------------------------------

@@ -36,7 +36,8 @@ config_test_() ->
         {"unknown keys and their nearest known key", fun unknown_keys/0},
         {"init is idempotent", fun idempotent/0},
         {"seed: random_seed makes runs repeat", fun seed/0},
-        {"get_with_opts: the options first", fun get_with_opts/0}
+        {"get_with_opts: the options first", fun get_with_opts/0},
+        {"trace/2 logs only with tracing on", fun trace/0}
     ]}.
 
 
@@ -413,3 +414,30 @@ get_with_opts() ->
     ?assertEqual(true, partisan_config:get_with_opts(flag_here, [flag_here], false)),
     ?assertEqual(none, partisan_config:get_with_opts(no_such_key, [], none)),
     ?assertError(badarg, partisan_config:get_with_opts(no_such_key, [])).
+
+
+%% A primary filter sees every event before the handlers: it tells this
+%% process of the trace events and stops them there.
+trace() ->
+    Self = self(),
+    Filter = fun(#{msg := {report, #{description := "Trace"} = R}, meta := Meta}, _) ->
+                     Self ! {traced, R, maps:get(domain, Meta, [])},
+                     stop;
+                (_, _) ->
+                     ignore
+             end,
+    ok = logger:add_primary_filter(partisan_trace_test, {Filter, []}),
+    Level = maps:get(level, logger:get_primary_config()),
+    ok = logger:set_primary_config(level, info),
+    try
+        ok = init_with([]),
+        ?assertEqual(ok, partisan_config:trace(quiet, [])),
+        ok = init_with([{tracing, true}]),
+        ?assertEqual(ok, partisan_config:trace(loud, [1, 2])),
+        Got = receive {traced, _, _} = T -> T after 1000 -> none end,
+        ?assertMatch({traced, #{message := loud, args := [1, 2]}, [trace]}, Got),
+        ?assertEqual(none, receive {traced, _, _} = More -> More after 0 -> none end)
+    after
+        ok = logger:set_primary_config(level, Level),
+        ok = logger:remove_primary_filter(partisan_trace_test)
+    end.
