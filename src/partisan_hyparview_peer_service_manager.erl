@@ -21,7 +21,7 @@
 
 -behaviour(partisan_peer_service_manager).
 
--export([active/0, passive/0]).
+-export([active/0, active/1, passive/0]).
 
 -define(M, partisan_pluggable_peer_service_manager).
 
@@ -33,6 +33,16 @@
 active() ->
     {Active, _} = partisan_nif:overlay_views(partisan_nif:engine()),
     {ok, [binary_to_atom(N, utf8) || N <- Active]}.
+
+
+%% @doc The neighbour in the active-view slot reserved for `Tag': Partisan 5
+%% answers `{ok, Peer}' (or `{ok, undefined}' while the slot is empty) for a
+%% tag given to {@link partisan_peer_service:reserve/1}, and `error' for any
+%% other. This engine reserves no slots (`reserve/1' answers
+%% `{error, not_implemented}'), so every tag gets `error'.
+-spec active(atom()) -> {ok, node() | undefined} | error.
+active(Tag) when is_atom(Tag) ->
+    error.
 
 
 %% @doc The passive view. Its nodes are not members, so their names are

@@ -4,7 +4,7 @@
 
 -export([cast_message/2, cast_message/3, cast_message/4]).
 -export([forward_message/2, forward_message/3, forward_message/4]).
--export([get_local_state/0]).
+-export([get_local_state/0, decode/1]).
 -export([join/1, sync_join/1]).
 -export([leave/0, leave/1]).
 -export([member/1, members/0, members_for_orchestration/0, update_members/1]).
@@ -52,6 +52,11 @@ update_members(NodeSpecs) -> ?M:update_members(NodeSpecs).
 %% @doc The engine's view of the membership.
 -spec get_local_state() -> term().
 get_local_state() -> ?M:get_local_state().
+
+%% @doc The member names of a membership state, as {@link partisan_peer_service:decode/1}.
+-spec decode({ok, [node() | partisan:node_spec()]} | [node() | partisan:node_spec()]) ->
+    [node()].
+decode(State) -> ?M:decode(State).
 
 %% @doc As {@link partisan_peer_service:on_up/2}.
 -spec on_up(partisan_peer_service_manager:node_selector(),

@@ -45,6 +45,7 @@
 -export([cast_message/2]).
 -export([cast_message/3]).
 -export([cast_message/4]).
+-export([decode/1]).
 -export([forward_message/2]).
 -export([forward_message/3]).
 -export([forward_message/4]).
@@ -195,6 +196,19 @@ update_members(NodeSpecs) when is_list(NodeSpecs) ->
 
 get_local_state() ->
     gen_server:call(?MODULE, get_local_state, infinity).
+
+
+%% -----------------------------------------------------------------------------
+%% @doc The member names of a membership state (what {@link get_local_state/0}
+%% returns, or the node specifications membership callbacks get): Partisan 5's
+%% `Manager:decode/1', as {@link partisan_peer_service:decode/1}.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec decode({ok, [node() | partisan:node_spec()]} | [node() | partisan:node_spec()]) ->
+    [node()].
+
+decode(State) ->
+    partisan_peer_service:decode(State).
 
 
 %% -----------------------------------------------------------------------------

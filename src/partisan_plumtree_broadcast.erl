@@ -21,7 +21,7 @@
 -include_lib("kernel/include/logger.hrl").
 
 -export([start_link/0]).
--export([broadcast/2]).
+-export([broadcast/2, broadcast_channel/1, update/1]).
 -export([broadcast_members/0, broadcast_members/1]).
 -export([exchanges/0, exchanges/1, exchanges/2, cancel_exchanges/1]).
 -export([get_peers/1, get_peers/2]).
@@ -80,6 +80,51 @@ broadcast(Broadcast, Mod) when is_atom(Mod) ->
         ok -> ok;
         {error, unknown_module} -> erlang:error(badarg, [Broadcast, Mod])
     end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc The channel handler `Mod' names for its broadcasts: its
+%% `broadcast_channel/0' if it exports one, else {@link
+%% partisan:default_channel/0}; `undefined' if that callback fails (Partisan
+%% 5's answers). The engine carries every broadcast on the membership
+%% connection, which never waits behind user data, so the answer tells what the
+%% handler asks for, not where its frames travel.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec broadcast_channel(module()) -> partisan:channel() | undefined.
+broadcast_channel(Mod) when is_atom(Mod) ->
+    _ = code:ensure_loaded(Mod),
+    case erlang:function_exported(Mod, broadcast_channel, 0) of
+        true ->
+            try
+                Mod:broadcast_channel()
+            catch
+                Class:Reason ->
+                    ?LOG_NOTICE(#{
+                        description => "broadcast handler failed to name its channel",
+                        handler => Mod, class => Class, reason => Reason
+                    }),
+                    undefined
+            end;
+        false ->
+            partisan:default_channel()
+    end.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Partisan 5's membership hook (`partisan_peer_service:add_sup_callback(
+%% fun partisan_plumtree_broadcast:update/1)'): takes a membership state as
+%% callbacks get it and returns `ok'. The engine builds the trees over the
+%% nodes that are up and follows every change itself, so there is nothing
+%% for the update to change; it is checked (`badarg' if it names no members,
+%% as {@link partisan_peer_service:decode/1}) so that code wiring the hook
+%% runs unchanged.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec update({ok, [node() | partisan:node_spec()]} | [node() | partisan:node_spec()]) -> ok.
+update(State) ->
+    _ = partisan_peer_service:decode(State),
+    ok.
 
 
 %% @doc The nodes broadcasts go to from here, this node included.

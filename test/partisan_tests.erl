@@ -274,3 +274,41 @@ decode_test() ->
     ?assertError(badarg, D(#{name => 'a@h'})),
     ?assertError(badarg, D([#{listen_addrs => []}])),
     ?assertError(badarg, D(["a@h"])).
+
+
+%% Every manager decodes as partisan_peer_service does (Partisan 5's
+%% Manager:decode/1); HyParView's active/1 knows no reserved tag.
+manager_decode_test() ->
+    Specs = [#{name => 'a@h'}, #{name => 'b@h'}],
+    [?assertEqual(['a@h', 'b@h'], M:decode(Specs))
+     || M <- [partisan_pluggable_peer_service_manager,
+              partisan_hyparview_peer_service_manager,
+              partisan_static_peer_service_manager,
+              partisan_client_server_peer_service_manager]],
+    ?assertError(badarg, partisan_static_peer_service_manager:decode(nonsense)),
+    ?assertEqual(error, partisan_hyparview_peer_service_manager:active(client)).
+
+
+%% broadcast_channel/1 answers the handler's own channel, the default one when
+%% it names none, and undefined when its callback fails; update/1 takes a
+%% membership state as callbacks get it.
+broadcast_channel_test() ->
+    Default = partisan:default_channel(),
+    ?assertEqual(Default, partisan_plumtree_broadcast:broadcast_channel(partisan_test_bcast)),
+    ok = load_handler(bcast_channel_probe, {atom, 1, gossip}),
+    ?assertEqual(gossip, partisan_plumtree_broadcast:broadcast_channel(bcast_channel_probe)),
+    ok = load_handler(bcast_channel_crash,
+                      {call, 1, {remote, 1, {atom, 1, erlang}, {atom, 1, error}}, [{atom, 1, no}]}),
+    ?assertEqual(undefined, partisan_plumtree_broadcast:broadcast_channel(bcast_channel_crash)),
+    ?assertEqual(ok, partisan_plumtree_broadcast:update([#{name => 'a@h'}])),
+    ?assertEqual(ok, partisan_plumtree_broadcast:update({ok, ['a@h']})),
+    ?assertError(badarg, partisan_plumtree_broadcast:update(nonsense)).
+
+%% A module whose broadcast_channel/0 evaluates `Body'.
+load_handler(Mod, Body) ->
+    Forms = [{attribute, 1, module, Mod},
+             {attribute, 1, export, [{broadcast_channel, 0}]},
+             {function, 1, broadcast_channel, 0, [{clause, 1, [], [], [Body]}]}],
+    {ok, Mod, Bin} = compile:forms(Forms),
+    {module, Mod} = code:load_binary(Mod, atom_to_list(Mod) ++ ".erl", Bin),
+    ok.
