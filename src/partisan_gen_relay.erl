@@ -2,12 +2,18 @@
 %% @doc The relay of {@link partisan_gen_server} calls between nodes, one per
 %% node, registered as `partisan_gen_relay'.
 %%
-%% A call to a server on another node goes from the caller straight to the
-%% relay of the server's node, through the NIF, which makes the call there as
-%% an ordinary local caller: it sends `{'$gen_call', From, Request}' with a
-%% `From' of its own, monitors the server, and passes back its reply, or its
-%% exit as `noproc' or the exit reason. Servers therefore run on OTP's
-%% `gen_server' unchanged, deferred replies (`gen_server:reply/2' with the
+%% A call to a server on another node goes from the caller to the server's
+%% node addressed to its relay, and the engine there hands it to the server
+%% itself as `{'$gen_call', From, Request}', with the relay as `From': the
+%% relay passes the server's reply back. That is done only for a server the
+%% relay monitors (watches), so that its exit reaches the relay with the
+%% reason and ends the calls it still had (`partisan_core::serving' keeps
+%% them, and decides under one lock whether a call goes to the server or to
+%% the relay). The first call to a server comes to the relay, which watches
+%% the server from then on (one monitor for the server's life, none per
+%% call) and hands it the call the same way; a call to a server that is gone
+%% is answered `noproc'. Servers therefore run on OTP's `gen_server' and
+%% `gen_statem' unchanged, deferred replies (`gen_server:reply/2' with the
 %% `From' they were given) included.
 %%
 %% The answer comes back straight to the caller, through the engine: the
@@ -47,9 +53,9 @@
 -record(state, {
     %% Calls made from this node, waiting for their remote answer.
     waiting = #{} :: #{reference() => {gen_server:from(), node(), pos_integer()}},
-    %% Calls this node makes for other nodes: our monitor of the server
-    %% (also the tag of our request) to the caller's key and node.
-    serving = #{} :: #{reference() => {reference(), node(), pos_integer() | false}},
+    %% The local servers we monitor, so that the engine may hand them calls
+    %% of other nodes directly (see the module doc).
+    watched = #{} :: #{pid() => reference()},
     %% What became of the `transitive' messages that reached us.
     relayed = #{delivered => 0, passed_on => 0, duplicates => 0, dead_ends => 0}
         :: #{atom() => non_neg_integer()}
@@ -59,6 +65,10 @@
 %% How long a caller that timed out waits for an answer the engine has already
 %% taken (taken and sent by one thread in one go: in practice at once).
 -define(CLAIMED_MS, 1000).
+%% Where the numbers of this node's calls start: drawn at random for each
+%% start of the VM, so that an answer meant for an earlier life of a node
+%% cannot be taken for one of its new calls.
+-define(ID_BASE, {?MODULE, id_base}).
 %% The ids of the relayed messages seen here (see first_sight/1), kept for
 %% ?SEEN_S seconds, far longer than a flood takes, and swept every ?SWEEP_MS.
 -define(SEEN, partisan_relay_seen).
@@ -183,6 +193,12 @@ stats() ->
 %% @private
 init([]) ->
     ok = partisan:monitor_nodes(true),
+    ok = id_base(),
+    %% Calls a relay before us had handed to servers: their replies went to it.
+    lists:foreach(
+        fun(Call) -> answer_ended(Call, {exit, {relay_restarted, ?MODULE}}) end,
+        with_engine(fun partisan_nif:serve_reset/1, [])
+    ),
     ?SEEN = ets:new(?SEEN, [named_table, public, set, {write_concurrency, true}]),
     _ = erlang:send_after(?SWEEP_MS, self(), sweep),
     {ok, #state{}}.
@@ -220,13 +236,16 @@ handle_cast(_, State) ->
 
 %% @private
 %% A node asks us to call a local server.
+%% A call reaches us (instead of its server) the first time a server is
+%% called, once the engine's table is full, and when the server is gone:
+%% we watch the server and hand it the call as the engine does.
 handle_info({'$partisan_call', Key, Target, Request, Caller}, State) ->
     case local_pid(Target) of
         {ok, Pid} ->
-            MRef = erlang:monitor(process, Pid),
-            Pid ! {'$gen_call', {self(), MRef}, Request},
-            Serving = maps:put(MRef, {Key, Caller, life(Caller)}, State#state.serving),
-            {noreply, State#state{serving = Serving}};
+            case node(Pid) =:= node() andalso is_process_alive(Pid) of
+                true -> {noreply, serve(Pid, Key, Request, Caller, State)};
+                false -> answer(Caller, Key, {exit, noproc}), {noreply, State}
+            end;
         error ->
             answer(Caller, Key, {exit, noproc}),
             {noreply, State}
@@ -279,22 +298,20 @@ handle_info({'$partisan_stop', Key, Target, Reason, Timeout, Caller}, State) ->
     end),
     {noreply, State};
 
-%% The answer to a call we made for another node.
-handle_info({MRef, Reply}, #state{serving = Serving} = State)
-when is_reference(MRef), is_map_key(MRef, Serving) ->
-    true = erlang:demonitor(MRef, [flush]),
-    {{Key, Caller, _}, Rest} = maps:take(MRef, Serving),
-    answer(Caller, Key, {reply, Reply}),
-    {noreply, State#state{serving = Rest}};
+%% A server's reply to a call of another node, unless the call ended first.
+handle_info({{'$partisan_serve', Id, Caller, Key}, Reply}, State) ->
+    case with_engine(fun(E) -> partisan_nif:serve_end(E, Id) end, false) of
+        true -> answer(Caller, Key, {reply, Reply});
+        false -> ok
+    end,
+    {noreply, State};
 
-handle_info({'DOWN', MRef, process, _, Reason}, #state{serving = Serving} = State) ->
-    case maps:take(MRef, Serving) of
-        {{Key, Caller, _}, Rest} ->
-            answer(Caller, Key, {exit, Reason}),
-            {noreply, State#state{serving = Rest}};
-        error ->
-            {noreply, State}
-    end;
+%% A server we watch died: the calls it had end with its exit reason.
+handle_info({'DOWN', MRef, process, Pid, Reason}, #state{watched = Watched} = State)
+when map_get(Pid, Watched) =:= MRef ->
+    Ended = with_engine(fun(E) -> partisan_nif:serve_unwatch(E, Pid) end, []),
+    lists:foreach(fun(Call) -> answer_ended(Call, {exit, Reason}) end, Ended),
+    {noreply, State#state{watched = maps:remove(Pid, Watched)}};
 
 %% The remote answer to a request or stop made through us (its caller may
 %% have given up).
@@ -314,7 +331,7 @@ handle_info({'$expire', Key}, State) ->
 
 %% Calls of the connection lives that are over end (a node_down may arrive
 %% after the node came back: calls of the new life go on).
-handle_info({nodedown, Node}, #state{waiting = Waiting, serving = Serving} = State) ->
+handle_info({nodedown, Node}, #state{waiting = Waiting} = State) ->
     Now = life(Node),
     Lost = [K || {K, {_, N, L}} <- maps:to_list(Waiting), N =:= Node, is_over(L, Now)],
     lists:foreach(
@@ -324,12 +341,11 @@ handle_info({nodedown, Node}, #state{waiting = Waiting, serving = Serving} = Sta
         end,
         Lost
     ),
-    Forgotten = [M || {M, {_, N, L}} <- maps:to_list(Serving), N =:= Node, is_over(L, Now)],
-    _ = [erlang:demonitor(M, [flush]) || M <- Forgotten],
-    {noreply, State#state{
-        waiting = maps:without(Lost, Waiting),
-        serving = maps:without(Forgotten, Serving)
-    }};
+    %% The calls it made have no one to answer to (unless it is back already:
+    %% then their answers go to its new life, which takes none of them).
+    _ = Now =:= false
+        andalso with_engine(fun(E) -> partisan_nif:serve_forget(E, Node) end, 0),
+    {noreply, State#state{waiting = maps:without(Lost, Waiting)}};
 
 handle_info(_, State) ->
     {noreply, State}.
@@ -372,7 +388,7 @@ request(Node, Ask, Timeout, Opts) ->
     try partisan_nif:engine() of
         Engine ->
             Tag = make_ref(),
-            Id = erlang:unique_integer([positive]),
+            Id = persistent_term:get(?ID_BASE, 0) + erlang:unique_integer([positive]),
             Sent = life(Node) =/= false
                 andalso partisan_send:call(Node, ?SERVER, Ask({Id, Tag}), Opts, Id, Tag),
             case Sent of
@@ -433,6 +449,51 @@ answer(Caller, {Id, Tag}, Result) when is_integer(Id) ->
 answer(Caller, Key, Result) ->
     _ = partisan:forward_message({?SERVER, Caller}, {'$partisan_answer', Key, Result}),
     ok.
+
+
+%% Watches Pid (once) and hands it the call, with us as the From to reply to.
+serve(Pid, Key, Request, Caller, #state{watched = Watched} = State0) ->
+    Engine = partisan_nif:engine(),
+    State = case is_map_key(Pid, Watched) of
+        true ->
+            State0;
+        false ->
+            %% The monitor first: once the engine knows the server as watched,
+            %% its death must reach us with the reason.
+            MRef = erlang:monitor(process, Pid),
+            _ = partisan_nif:serve_watch(Engine, Pid),
+            State0#state{watched = Watched#{Pid => MRef}}
+    end,
+    case partisan_nif:serve_begin(Engine, Pid, Caller, Key) of
+        Id when is_integer(Id) ->
+            Pid ! {'$gen_call', {self(), {'$partisan_serve', Id, Caller, Key}}, Request};
+        {error, too_many_calls} = Error ->
+            logger:warning("partisan: a call of ~p to ~p refused: ~p", [Caller, Pid, Error]),
+            answer(Caller, Key, {exit, too_many_calls})
+    end,
+    State.
+
+
+%% The answer to a call that ended before its server replied, as the engine
+%% returned it (see partisan_nif:serve_unwatch/2).
+answer_ended({Caller, Key}, Result) ->
+    answer(binary_to_atom(Caller, utf8), binary_to_term(Key), Result).
+
+
+with_engine(Fun, Default) ->
+    try partisan_nif:engine() of
+        Engine -> Fun(Engine)
+    catch
+        error:partisan_not_started -> Default
+    end.
+
+
+%% Draws this VM's first call number, once (the top 20 of 63 bits).
+id_base() ->
+    case persistent_term:get(?ID_BASE, undefined) of
+        undefined -> persistent_term:put(?ID_BASE, rand:uniform(1 bsl 20 - 1) bsl 43);
+        _ -> ok
+    end.
 
 
 %% A relayed message is counted by what became of it. One this node could

@@ -60,6 +60,12 @@
 -export([send/7]).
 -export([send_call/9]).
 -export([call_cancel/2]).
+-export([serve_watch/2]).
+-export([serve_begin/4]).
+-export([serve_end/2]).
+-export([serve_unwatch/2]).
+-export([serve_forget/2]).
+-export([serve_reset/1]).
 -export([kill_connections/2]).
 -export([set_partitioned/2]).
 -export([stats/1]).
@@ -84,6 +90,12 @@
     send/7,
     send_call/9,
     call_cancel/2,
+    serve_watch/2,
+    serve_begin/4,
+    serve_end/2,
+    serve_unwatch/2,
+    serve_forget/2,
+    serve_reset/1,
     kill_connections/2,
     set_partitioned/2,
     stats/1,
@@ -372,6 +384,77 @@ send_call(_Engine, _Node, _Channel, _PartitionKey, _Target, _Payload, _Mode, _Id
 -spec call_cancel(engine(), pos_integer()) -> boolean().
 
 call_cancel(_Engine, _Id) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Marks `Server' as monitored by the node's relay, which from now on
+%% may be handed calls of other nodes directly by the engine (the relay is
+%% their `From'). False when it was already.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec serve_watch(engine(), pid()) -> boolean().
+
+serve_watch(_Engine, _Server) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Registers a call of `CallerNode' (answered by `Key') that the relay
+%% hands to the watched `Server': the number its reply carries, or
+%% `{error, too_many_calls}' when a million such calls are under way (or the
+%% server is not watched).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec serve_begin(engine(), pid(), node(), term()) ->
+    pos_integer() | {error, too_many_calls}.
+
+serve_begin(_Engine, _Server, _CallerNode, _Key) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc The reply to served call `Id' came: true when the call still waited
+%% for it (false: its server died or its caller's node went down first).
+%% @end
+%% -----------------------------------------------------------------------------
+-spec serve_end(engine(), pos_integer()) -> boolean().
+
+serve_end(_Engine, _Id) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc `Server' died: it is no longer watched, and the calls it had end,
+%% returned as `{CallerNode, term_to_binary(Key)}' with the node's name as a
+%% binary.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec serve_unwatch(engine(), pid()) -> [{binary(), binary()}].
+
+serve_unwatch(_Engine, _Server) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc `Node' went down: the calls it made to servers here end unanswered;
+%% how many.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec serve_forget(engine(), node()) -> non_neg_integer().
+
+serve_forget(_Engine, _Node) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Forgets every watched server and served call (a relay starts); the
+%% calls that were under way, as {@link serve_unwatch/2} returns them.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec serve_reset(engine()) -> [{binary(), binary()}].
+
+serve_reset(_Engine) ->
     ?NOT_LOADED.
 
 

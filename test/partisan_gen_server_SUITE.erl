@@ -20,6 +20,7 @@
 -export([deferred_reply/1]).
 -export([timeout_leaves_no_late_reply/1]).
 -export([noproc_and_crash/1]).
+-export([served_server_dies/1]).
 -export([nodedown/1]).
 -export([multi_call_and_abcast/1]).
 -export([send_request_and_stop/1]).
@@ -43,6 +44,7 @@ all() ->
         deferred_reply,
         timeout_leaves_no_late_reply,
         noproc_and_crash,
+        served_server_dies,
         multi_call_and_abcast,
         send_request_and_stop,
         sys_works_on_the_server,
@@ -131,6 +133,53 @@ noproc_and_crash(Config) ->
     %% A server that stops with a reply answers, then is gone.
     {ok, _} = call(B, partisan_test_counter, start, [brief]),
     ?assertEqual({ok, stopping}, call(A, ?AGENT, gs_call, [name(B), brief, name, {stop, normal}, 5000])).
+
+%% After its first call a server is handed calls by B's engine itself (B's
+%% relay watches it, see partisan_gen_relay): its death must still end the
+%% calls it had with its exit reason, calls after it are `noproc', and a
+%% server of the same name started anew is served as the first was. In a
+%% loop, so that calls meet the server at every point of its life; at the
+%% end nothing of the dead servers is left in B's tables.
+served_server_dies(Config) ->
+    [A, B, _] = cluster(Config),
+    #{calls_served := Served0, servers_watched := Watched0} = call(B, ?AGENT, stats, []),
+    Get = fun() -> call(A, ?AGENT, gs_call, [name(B), phoenix, name, get, 5000]) end,
+    lists:foreach(
+        fun(I) ->
+            {ok, _} = call(B, partisan_test_counter, start, [phoenix]),
+            ?assertEqual({ok, 0}, Get()),
+            ?assertEqual({ok, 0}, Get()),
+            case I rem 3 of
+                0 ->
+                    ?assertMatch(
+                        {exit, {{crashed, _}, {partisan_gen_server, call, _}}},
+                        call(A, ?AGENT, gs_call, [name(B), phoenix, name, crash, 5000])
+                    );
+                1 ->
+                    %% Killed while it has a call it will never answer.
+                    Self = self(),
+                    Waiter = spawn(fun() ->
+                        Self ! {self(), call(A, ?AGENT, gs_call,
+                                             [name(B), phoenix, name, never, 10000])}
+                    end),
+                    ok = wait_served(B, Served0 + 1, 200),
+                    Pid = call(B, erlang, whereis, [phoenix]),
+                    true = call(B, erlang, exit, [Pid, kill]),
+                    ?assertMatch({exit, {killed, {partisan_gen_server, call, _}}},
+                                 wait_for(Waiter));
+                2 ->
+                    ?assertEqual({ok, stopping},
+                                 call(A, ?AGENT, gs_call,
+                                      [name(B), phoenix, name, {stop, normal}, 5000]))
+            end,
+            %% (A server that replied before stopping may not be gone yet.)
+            ok = wait_gone(B, phoenix, 200),
+            ?assertMatch({exit, {noproc, _}}, Get())
+        end,
+        lists:seq(1, 60)
+    ),
+    ok = wait_served(B, Served0, 200),
+    ?assertMatch(#{servers_watched := Watched0}, call(B, ?AGENT, stats, [])).
 
 multi_call_and_abcast(Config) ->
     [A, B, C] = cluster(Config),
@@ -264,6 +313,21 @@ waiting_call(A, B) ->
     spawn(fun() ->
         Self ! {self(), call(A, ?AGENT, gs_call, [name(B), counter, name, never, infinity])}
     end).
+
+wait_gone(B, Name, Tries) ->
+    case call(B, erlang, whereis, [Name]) of
+        undefined -> ok;
+        Pid when Tries =:= 0 -> {still_there, Pid};
+        _ -> timer:sleep(5), wait_gone(B, Name, Tries - 1)
+    end.
+
+%% Waits until B's servers have N calls of other nodes under way.
+wait_served(B, N, Tries) ->
+    case call(B, ?AGENT, stats, []) of
+        #{calls_served := N} -> ok;
+        Stats when Tries =:= 0 -> {calls_served, maps:get(calls_served, Stats), N};
+        _ -> timer:sleep(10), wait_served(B, N, Tries - 1)
+    end.
 
 wait_for(Waiter) ->
     receive {Waiter, R} -> R after 20000 -> timeout end.

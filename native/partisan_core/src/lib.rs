@@ -19,5 +19,6 @@ pub mod hyparview;
 pub mod membership;
 pub mod memo;
 pub mod plumtree;
+pub mod serving;
 pub mod transport;
 pub mod wire;

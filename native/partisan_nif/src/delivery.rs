@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use partisan_core::calls::Calls;
 use partisan_core::memo::Memo;
+use partisan_core::serving::{Served, Serving};
 use partisan_core::transport::{Delivery, Event, FrameBuf, Handler, Origin};
 use partisan_core::wire::{is_compressed, parse_pid, uncompressed_term, AtomText, Target};
 use rustler::types::tuple::make_tuple;
@@ -17,10 +18,15 @@ use crate::in_place::{self, BeamFrame};
 rustler::atoms! {
     partisan_event, node_up, node_down, membership, left, auth_failed, dialer, acceptor,
     broadcast, role_refused, client, server, undefined, tls_failed, exit, nodedown,
+    partisan_call = "$partisan_call", partisan_serve = "$partisan_serve", gen_call = "$gen_call",
 }
 
+/// The registered name of the node's relay (`partisan_gen_relay`), to which other nodes send
+/// their calls.
+const RELAY: &str = "partisan_gen_relay";
+
 /// A binary term holding a copy of `bytes`.
-fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
+pub(crate) fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
     let mut b = rustler::types::binary::NewBinary::new(env, bytes.len());
     b.as_mut_slice().copy_from_slice(bytes);
     b.into()
@@ -49,6 +55,8 @@ pub struct NifHandler {
     atoms: Arc<AtomBudget>,
     /// Calls waiting for their answer (shared with the send NIFs).
     calls: Arc<Calls<LocalPid>>,
+    /// Calls of other nodes that servers of this node have (shared with the relay's NIFs).
+    serving: Arc<Serving<LocalPid>>,
 }
 
 impl NifHandler {
@@ -60,6 +68,7 @@ impl NifHandler {
         max_term: usize,
         atoms: Arc<AtomBudget>,
         calls: Arc<Calls<LocalPid>>,
+        serving: Arc<Serving<LocalPid>>,
     ) -> Option<NifHandler> {
         let at = parse_pid(local_pid_etf)?.numbers_at;
         Some(NifHandler {
@@ -70,6 +79,7 @@ impl NifHandler {
             max_term,
             atoms,
             calls,
+            serving,
         })
     }
 
@@ -209,20 +219,20 @@ impl NifHandler {
                     Ok(msg) => msg,
                     Err(why) => return why,
                 };
-                // SAFETY: sending from a thread the VM does not manage (NULL caller env) with
-                // a message built in `env`, which the caller clears afterwards.
-                let sent = unsafe {
-                    rustler::sys::enif_send(
-                        std::ptr::null_mut(),
-                        pid.as_c_arg(),
-                        env.as_c_arg(),
-                        msg.as_c_arg(),
-                    )
+                let served = match target {
+                    Target::Name(n) if n == RELAY => self.serve(env, pid, msg),
+                    _ => None,
                 };
-                if sent != 0 {
-                    Delivery::Delivered
-                } else {
-                    Delivery::NoDestination
+                let Some((id, server, call)) = served else {
+                    return send_from_thread(env, pid, msg);
+                };
+                match send_from_thread(env, server, call) {
+                    Delivery::Delivered => Delivery::Delivered,
+                    // The server is gone: the relay answers the call (`noproc`).
+                    _ => {
+                        self.serving.end(id);
+                        send_from_thread(env, pid, msg)
+                    }
                 }
             });
             owned.clear();
@@ -239,6 +249,66 @@ impl NifHandler {
     ) -> Result<Term<'a>, Delivery> {
         let term = uncompressed_term(payload, self.max_term).map_err(|_| Delivery::Undecodable)?;
         decode_term(env, &self.atoms, from, &term).map(|(msg, _)| msg)
+    }
+}
+
+/// Sends `msg`, built in `env`, to `pid` from this I/O thread.
+fn send_from_thread(env: Env, pid: LocalPid, msg: Term) -> Delivery {
+    // SAFETY: sending from a thread the VM does not manage (NULL caller env) with a message
+    // built in `env`, which the caller clears afterwards (a failed send leaves it valid).
+    let sent = unsafe {
+        rustler::sys::enif_send(
+            std::ptr::null_mut(),
+            pid.as_c_arg(),
+            env.as_c_arg(),
+            msg.as_c_arg(),
+        )
+    };
+    if sent != 0 {
+        Delivery::Delivered
+    } else {
+        Delivery::NoDestination
+    }
+}
+
+impl NifHandler {
+    /// A call of another node, `{'$partisan_call', Key, Server, Request, CallerNode}` sent to
+    /// the relay, as the server's own `{'$gen_call', {Relay, ServeTag}, Request}`, when the
+    /// server is a local pid or name that the relay watches (see `partisan_core::serving`):
+    /// the call's number, the server and the message. `None` sends it to the relay as it is.
+    fn serve<'a>(
+        &self,
+        env: Env<'a>,
+        relay: LocalPid,
+        msg: Term<'a>,
+    ) -> Option<(u64, LocalPid, Term<'a>)> {
+        let parts = rustler::types::tuple::get_tuple(msg).ok()?;
+        let &[kind, key, server, request, caller] = parts.as_slice() else {
+            return None;
+        };
+        if kind != partisan_call().encode(env) {
+            return None;
+        }
+        let server = match server.decode::<LocalPid>() {
+            Ok(pid) => pid,
+            Err(_) => whereis(env, server.decode::<Atom>().ok()?)?,
+        };
+        let node = crate::terms::atom_text(caller).ok()?.into_boxed_str();
+        let id = self.serving.begin_watched(Served {
+            server,
+            node,
+            key: key.to_binary().as_slice().to_vec(),
+        })?;
+        let tag = make_tuple(
+            env,
+            &[partisan_serve().encode(env), id.encode(env), caller, key],
+        );
+        let from = make_tuple(env, &[relay.encode(env), tag]);
+        Some((
+            id,
+            server,
+            make_tuple(env, &[gen_call().encode(env), from, request]),
+        ))
     }
 }
 

@@ -24,9 +24,10 @@ use rustler::{Atom, Binary, Encoder, Env, Error, ListIterator, NifResult, Resour
 
 use crate::config::{decode_node_spec, decode_start_config, decode_tls};
 use crate::decode::AtomBudget;
-use crate::delivery::{send_anywhere, NifHandler};
+use crate::delivery::{binary, send_anywhere, NifHandler};
 use crate::terms::{atom_text, decode_target, encode_listen_addrs, encode_node_spec};
 use partisan_core::calls::{Calls, Waiter};
+use partisan_core::serving::{Served, Serving};
 
 thread_local! {
     static SEND_CALLS: Cell<u64> = const { Cell::new(0) };
@@ -71,6 +72,8 @@ pub struct EngineRes {
     atoms: Arc<AtomBudget>,
     /// Calls waiting for their remote answer (shared with the handler).
     calls: Arc<Calls<rustler::LocalPid>>,
+    /// Calls of other nodes that servers of this node have (shared with the handler).
+    serving: Arc<Serving<rustler::LocalPid>>,
     /// The nodes an injected partition cuts this node's sends off from (`set_partitioned/2`),
     /// and whether there are any: the send path reads only the flag while there are none.
     partitioned: RwLock<AtomMap<()>>,
@@ -190,12 +193,14 @@ fn start<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
         cfg.event_pid,
     ));
     let calls = Arc::new(Calls::default());
+    let serving = Arc::new(Serving::default());
     let handler = NifHandler::new(
         cfg.event_pid,
         self_etf.as_slice(),
         cfg.engine.max_frame_size,
         atoms.clone(),
         calls.clone(),
+        serving.clone(),
     )
     .ok_or(Error::BadArg)?;
     let engine = match Engine::start(cfg.engine, Arc::new(handler)) {
@@ -221,6 +226,7 @@ fn start<'a>(env: Env<'a>, config: Term<'a>) -> NifResult<Term<'a>> {
         sends_over_1ms: AtomicU64::new(0),
         atoms,
         calls,
+        serving,
         partitioned: RwLock::new(AtomMap::default()),
         partitioned_any: AtomicBool::new(false),
         sends_partitioned: AtomicU64::new(0),
@@ -450,6 +456,9 @@ fn stats(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Term> {
     ));
     snap.0.push(("calls_waiting", res.calls.waiting()));
     snap.0.push(("call_answers_late", res.calls.late()));
+    let (served, watched) = res.serving.sizes();
+    snap.0.push(("calls_served", served));
+    snap.0.push(("servers_watched", watched));
     snap.0.push(("atoms_created", res.atoms.created()));
     snap.0.push(("atom_budget_left", res.atoms.left()));
     let keys = snap
@@ -578,6 +587,73 @@ fn is_error(term: Term) -> bool {
 #[rustler::nif]
 fn call_cancel(res: ResourceArc<EngineRes>, id: u64) -> bool {
     res.calls.take(id).is_some()
+}
+
+/// `serve_watch(Engine, Server)`: the relay monitors `Server` from now on, so the engine may
+/// hand it calls of other nodes directly (see `partisan_core::serving`). False when it was
+/// watched already.
+#[rustler::nif]
+fn serve_watch(res: &EngineRes, server: rustler::LocalPid) -> bool {
+    res.serving.watch(server)
+}
+
+/// `serve_begin(Engine, Server, CallerNode, Key)`: registers a call that the relay hands to
+/// the watched `Server` itself; its number, or `{error, too_many_calls}` when the servers of
+/// this node have a million calls already (or `Server` is not watched).
+#[rustler::nif]
+fn serve_begin<'a>(
+    env: Env<'a>,
+    res: &EngineRes,
+    server: rustler::LocalPid,
+    node: Term<'a>,
+    key: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let call = Served {
+        server,
+        node: atom_text(node)?.into_boxed_str(),
+        key: key.to_binary().as_slice().to_vec(),
+    };
+    Ok(match res.serving.begin_watched(call) {
+        Some(id) => id.encode(env),
+        None => error_tuple(env, too_many_calls()),
+    })
+}
+
+/// `serve_end(Engine, Id)`: the reply to served call `Id` came; true when the call still
+/// waited for it (false: its server died or its caller's node went down first).
+#[rustler::nif]
+fn serve_end(res: &EngineRes, id: u64) -> bool {
+    res.serving.end(id)
+}
+
+/// `serve_unwatch(Engine, Server)`: `Server` died; its calls end, returned as
+/// `[{CallerNode, KeyBinary}]` (node names as binaries, keys in the external format) for the
+/// relay to answer with the exit reason.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn serve_unwatch<'a>(env: Env<'a>, res: &EngineRes, server: rustler::LocalPid) -> Term<'a> {
+    ended_calls(env, res.serving.unwatch(server))
+}
+
+/// `serve_forget(Engine, Node)`: `Node` went down; the calls it made end unanswered. Returns
+/// how many.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn serve_forget(res: &EngineRes, node: Term) -> NifResult<usize> {
+    Ok(res.serving.forget_node(&atom_text(node)?))
+}
+
+/// `serve_reset(Engine)`: a relay starts and watches nothing yet; the calls of the one before
+/// end, returned as by `serve_unwatch/2`.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn serve_reset<'a>(env: Env<'a>, res: &EngineRes) -> Term<'a> {
+    ended_calls(env, res.serving.reset())
+}
+
+fn ended_calls(env: Env, calls: Vec<Served<rustler::LocalPid>>) -> Term {
+    calls
+        .iter()
+        .map(|c| make_tuple(env, &[binary(env, c.node.as_bytes()), binary(env, &c.key)]))
+        .collect::<Vec<_>>()
+        .encode(env)
 }
 
 /// One `send` call in this many has its CPU time measured.
