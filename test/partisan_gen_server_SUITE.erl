@@ -142,7 +142,8 @@ noproc_and_crash(Config) ->
 %% end nothing of the dead servers is left in B's tables.
 served_server_dies(Config) ->
     [A, B, _] = cluster(Config),
-    #{calls_served := Served0, servers_watched := Watched0} = call(B, ?AGENT, stats, []),
+    #{calls_served := Served0, servers_watched := Watched0, calls_handed := Handed0} =
+        call(B, ?AGENT, stats, []),
     Get = fun() -> call(A, ?AGENT, gs_call, [name(B), phoenix, name, get, 5000]) end,
     lists:foreach(
         fun(I) ->
@@ -179,7 +180,11 @@ served_server_dies(Config) ->
         lists:seq(1, 60)
     ),
     ok = wait_served(B, Served0, 200),
-    ?assertMatch(#{servers_watched := Watched0}, call(B, ?AGENT, stats, [])).
+    #{servers_watched := Watched, calls_handed := Handed} = call(B, ?AGENT, stats, []),
+    ?assertEqual(Watched0, Watched),
+    %% The second call of each life and those after it went to the server
+    %% straight from B's engine.
+    ?assert(Handed - Handed0 >= 60 * 2, {handed, Handed - Handed0}).
 
 multi_call_and_abcast(Config) ->
     [A, B, C] = cluster(Config),

@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -40,6 +41,8 @@ struct Table<P> {
 /// `forget_node` is a set test and a map insert or remove).
 pub struct Serving<P> {
     table: Mutex<Table<P>>,
+    /// Calls the engine handed to their server itself (not through the relay).
+    handed: AtomicU64,
 }
 
 impl<P> Default for Serving<P> {
@@ -50,6 +53,7 @@ impl<P> Default for Serving<P> {
                 calls: HashMap::new(),
                 next: 1,
             }),
+            handed: AtomicU64::new(0),
         }
     }
 }
@@ -97,6 +101,16 @@ impl<P: Copy + Eq + Hash> Serving<P> {
         let mut table = self.table.lock();
         table.watched.clear();
         table.calls.drain().map(|(_, c)| c).collect()
+    }
+
+    /// Counts a call handed to its server by the engine.
+    pub fn note_handed(&self) {
+        self.handed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many calls the engine handed to their server.
+    pub fn handed(&self) -> u64 {
+        self.handed.load(Ordering::Relaxed)
     }
 
     /// How many calls servers have, and how many servers are watched.

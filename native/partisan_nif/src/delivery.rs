@@ -227,7 +227,10 @@ impl NifHandler {
                     return send_from_thread(env, pid, msg);
                 };
                 match send_from_thread(env, server, call) {
-                    Delivery::Delivered => Delivery::Delivered,
+                    Delivery::Delivered => {
+                        self.serving.note_handed();
+                        Delivery::Delivered
+                    }
                     // The server is gone: the relay answers the call (`noproc`).
                     _ => {
                         self.serving.end(id);

@@ -459,6 +459,7 @@ fn stats(env: Env, res: ResourceArc<EngineRes>) -> NifResult<Term> {
     let (served, watched) = res.serving.sizes();
     snap.0.push(("calls_served", served));
     snap.0.push(("servers_watched", watched));
+    snap.0.push(("calls_handed", res.serving.handed()));
     snap.0.push(("atoms_created", res.atoms.created()));
     snap.0.push(("atom_budget_left", res.atoms.left()));
     let keys = snap
