@@ -254,7 +254,13 @@ rpc_and_erpc(Config) ->
     ?assertEqual({error, {erpc, timeout}},
                  call(A, ?AGENT, catching, [partisan_erpc, call, [NameB, timer, sleep, [1000], 100]])),
     ?assertEqual({error, {erpc, noconnection}},
-                 call(A, ?AGENT, catching, [partisan_erpc, call, [?NOWHERE, erlang, node, []]])).
+                 call(A, ?AGENT, catching, [partisan_erpc, call, [?NOWHERE, erlang, node, []]])),
+    %% Each apply runs in a fresh process of its own: a process dictionary
+    %% of its own, a pid never seen before.
+    Runs = [call(A, partisan_rpc, call, [NameB, erlang, put, [seen, I]]) || I <- lists:seq(1, 100)],
+    ?assertEqual(lists:duplicate(100, undefined), Runs),
+    Pids = [call(A, partisan_rpc, call, [NameB, erlang, self, []]) || _ <- lists:seq(1, 100)],
+    ?assertEqual(100, length(lists:usort(Pids))).
 
 connection_loss_ends_calls(Config) ->
     [A, B, _] = cluster(Config),
