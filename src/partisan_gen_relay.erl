@@ -461,9 +461,11 @@ serve(Pid, Key, Request, Caller, #state{watched = Watched} = State0) ->
             %% The monitor first: once the engine knows the server as watched,
             %% its death must reach us with the reason.
             MRef = erlang:monitor(process, Pid),
-            _ = partisan_nif:serve_watch(Engine, Pid),
             State0#state{watched = Watched#{Pid => MRef}}
     end,
+    %% Every time, not only with the monitor: an engine started after ours
+    %% (the manager restarted) knows no server as watched.
+    _ = partisan_nif:serve_watch(Engine, Pid),
     case partisan_nif:serve_begin(Engine, Pid, Caller, Key) of
         Id when is_integer(Id) ->
             Pid ! {'$gen_call', {self(), {'$partisan_serve', Id, Caller, Key}}, Request};

@@ -614,6 +614,7 @@ spec_of(Node) ->
 
 
 start_engine(Tls) ->
+    ok = stop_leftover_engine(),
     Config = case Tls of
         undefined -> engine_config();
         _ -> (engine_config())#{tls => Tls}
@@ -630,6 +631,21 @@ start_engine(Tls) ->
             end;
         {error, Reason} ->
             {stop, {partisan_nif_start_failed, Reason}}
+    end.
+
+
+%% The engine of a manager before us that was killed (so its terminate/2 did
+%% not run): stopped, so that its listener frees the port and its connections
+%% close; peers see the node go down and come back, as after a restart.
+stop_leftover_engine() ->
+    try partisan_nif:engine() of
+        Old ->
+            logger:warning("partisan: stopping the engine a previous manager left running"),
+            ok = partisan_nif:erase_engine(),
+            _ = partisan_nif:stop(Old),
+            ok
+    catch
+        error:partisan_not_started -> ok
     end.
 
 

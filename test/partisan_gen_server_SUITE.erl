@@ -21,6 +21,7 @@
 -export([timeout_leaves_no_late_reply/1]).
 -export([noproc_and_crash/1]).
 -export([served_server_dies/1]).
+-export([engine_restart_keeps_serving/1]).
 -export([nodedown/1]).
 -export([multi_call_and_abcast/1]).
 -export([send_request_and_stop/1]).
@@ -45,6 +46,7 @@ all() ->
         timeout_leaves_no_late_reply,
         noproc_and_crash,
         served_server_dies,
+        engine_restart_keeps_serving,
         multi_call_and_abcast,
         send_request_and_stop,
         sys_works_on_the_server,
@@ -185,6 +187,36 @@ served_server_dies(Config) ->
     %% The second call of each life and those after it went to the server
     %% straight from B's engine.
     ?assert(Handed - Handed0 >= 60 * 2, {handed, Handed - Handed0}).
+
+%% The manager that owns the engine of a node restarts (a new engine, whose
+%% table of served calls is empty) while the node's relay lives on, still
+%% monitoring the servers it watched: calls to those servers go on. Two
+%% nodes of its own, since the restart takes the node out of the cluster.
+engine_restart_keeps_serving(Config) ->
+    [A, B] = Nodes = [start(stdio, Tag, #{}, Config) || Tag <- ["gra", "grb"]],
+    try
+        ok = mesh(Nodes),
+        {ok, _} = call(B, partisan_test_counter, start, [steady]),
+        Get = fun() -> call(A, ?AGENT, gs_call, [name(B), steady, name, get, 5000]) end,
+        ?assertEqual({ok, 0}, Get()),
+        ?assertEqual({ok, 0}, Get()),
+        Relay = call(B, erlang, whereis, [partisan_gen_relay]),
+        Manager = call(B, partisan_peer_service, manager, []),
+        Old = call(B, erlang, whereis, [Manager]),
+        true = call(B, erlang, exit, [Old, kill]),
+        ok = partisan_ct_support:wait_until(
+            fun() ->
+                New = call(B, erlang, whereis, [Manager]),
+                is_pid(New) andalso New =/= Old
+            end, 100, 50),
+        ?assertEqual(Relay, call(B, erlang, whereis, [partisan_gen_relay])),
+        ok = mesh(Nodes),
+        ?assertEqual({ok, 0}, Get()),
+        ?assertEqual({ok, 0}, Get()),
+        ?assertMatch(#{calls_handed := H} when H >= 1, call(B, ?AGENT, stats, []))
+    after
+        lists:foreach(fun partisan_test_nodes:stop/1, Nodes)
+    end.
 
 multi_call_and_abcast(Config) ->
     [A, B, C] = cluster(Config),
