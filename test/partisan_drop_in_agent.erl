@@ -44,6 +44,8 @@
 -export([gs_call/5]).
 -export([gs_call_then_wait/5]).
 -export([gs_timeout_races/4]).
+-export([gs_call_storm/5]).
+-export([churn/3]).
 -export([gs_cast/3]).
 -export([gs_multi_call/4]).
 -export([gs_request/4]).
@@ -567,6 +569,49 @@ gs_timeout_races(Node, Name, Count, Ms) ->
     Timeouts = length([ok || {exit, {timeout, _}} <- Results]),
     timer:sleep(200),
     {Replies, Timeouts, collect_until(0)}.
+
+
+%% @doc `Callers' processes each make `Calls' calls of `get' to `Name' on
+%% `Node' (timeout `Ms'), all at once. Returns every result, with how long
+%% the slowest call took (ms), and what was left in this process's mailbox.
+-spec gs_call_storm(node(), atom(), pos_integer(), pos_integer(), timeout()) ->
+    {[term()], non_neg_integer(), [term()]}.
+
+gs_call_storm(Node, Name, Callers, Calls, Ms) ->
+    Self = self(),
+    Pids = [spawn_link(fun() ->
+                Timed = [timer:tc(fun() -> gs_call(Node, Name, name, get, Ms) end)
+                         || _ <- lists:seq(1, Calls)],
+                Self ! {self(), Timed, collect_until(0)}
+            end) || _ <- lists:seq(1, Callers)],
+    Got = [receive {P, Timed, Left} -> {Timed, Left} end || P <- Pids],
+    Timed = lists:append([T || {T, _} <- Got]),
+    Slowest = lists:max([Us || {Us, _} <- Timed]) div 1000,
+    {[R || {_, R} <- Timed], Slowest, lists:append([L || {_, L} <- Got])}.
+
+
+%% @doc `Times' lives of a counter registered as `Name': each started, left
+%% to serve for `GapMs', then killed. Returns how many lives it had.
+-spec churn(atom(), pos_integer(), pos_integer()) -> pos_integer().
+
+churn(Name, Times, GapMs) ->
+    lists:foreach(
+        fun(_) ->
+            {ok, Pid} = partisan_test_counter:start(Name),
+            timer:sleep(GapMs),
+            exit(Pid, kill),
+            wait_unregistered(Name)
+        end,
+        lists:seq(1, Times)
+    ),
+    Times.
+
+
+wait_unregistered(Name) ->
+    case whereis(Name) of
+        undefined -> ok;
+        _ -> timer:sleep(1), wait_unregistered(Name)
+    end.
 
 
 collect_until(Timeout) ->

@@ -21,6 +21,7 @@
 -export([timeout_leaves_no_late_reply/1]).
 -export([noproc_and_crash/1]).
 -export([served_server_dies/1]).
+-export([served_server_churn/1]).
 -export([engine_restart_keeps_serving/1]).
 -export([nodedown/1]).
 -export([multi_call_and_abcast/1]).
@@ -46,6 +47,7 @@ all() ->
         timeout_leaves_no_late_reply,
         noproc_and_crash,
         served_server_dies,
+        served_server_churn,
         engine_restart_keeps_serving,
         multi_call_and_abcast,
         send_request_and_stop,
@@ -187,6 +189,34 @@ served_server_dies(Config) ->
     %% The second call of each life and those after it went to the server
     %% straight from B's engine.
     ?assert(Handed - Handed0 >= 60 * 2, {handed, Handed - Handed0}).
+
+%% Sixteen callers at once while B's server is killed and started again
+%% every 5 ms: calls meet the server at every point of its life, and each
+%% ends at once with the reply, the server's exit (`killed') or `noproc'.
+%% None is lost (a lost call would wait for its timeout), none answered
+%% twice (a second answer would be left in a caller's mailbox).
+served_server_churn(Config) ->
+    [A, B, _] = cluster(Config),
+    #{calls_served := Served0} = call(B, ?AGENT, stats, []),
+    Self = self(),
+    Churner = spawn(fun() -> Self ! {self(), call(B, ?AGENT, churn, [storm, 100, 5])} end),
+    {Results, Slowest, Left} =
+        call(A, ?AGENT, gs_call_storm, [name(B), storm, 16, 500, 5000]),
+    ?assertEqual(100, wait_for(Churner)),
+    Kinds = lists:foldl(
+        fun(R, Acc) -> maps:update_with(outcome(R), fun(N) -> N + 1 end, 1, Acc) end,
+        #{}, Results),
+    ct:comment("~p; slowest call ~b ms", [Kinds, Slowest]),
+    ?assertEqual([], maps:keys(Kinds) -- [reply, killed, noproc]),
+    ?assertEqual(16 * 500, length(Results)),
+    ?assert(Slowest < 4000, {slowest_ms, Slowest}),
+    ?assertEqual([], Left),
+    ok = wait_served(B, Served0, 200).
+
+outcome({ok, _}) -> reply;
+outcome({exit, {killed, {partisan_gen_server, call, _}}}) -> killed;
+outcome({exit, {noproc, {partisan_gen_server, call, _}}}) -> noproc;
+outcome(Other) -> Other.
 
 %% The manager that owns the engine of a node restarts (a new engine, whose
 %% table of served calls is empty) while the node's relay lives on, still
