@@ -466,7 +466,7 @@ serve(Pid, Key, Request, Caller, #state{watched = Watched} = State0) ->
     %% Every time, not only with the monitor: an engine started after ours
     %% (the manager restarted) knows no server as watched.
     _ = partisan_nif:serve_watch(Engine, Pid),
-    case partisan_nif:serve_begin(Engine, Pid, Caller, Key) of
+    _ = case partisan_nif:serve_begin(Engine, Pid, Caller, Key) of
         Id when is_integer(Id) ->
             Pid ! {'$gen_call', {self(), {'$partisan_serve', Id, Caller, Key}}, Request};
         {error, too_many_calls} = Error ->
