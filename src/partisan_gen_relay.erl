@@ -235,15 +235,17 @@ handle_cast(_, State) ->
 
 
 %% @private
-%% A node asks us to call a local server.
-%% A call reaches us (instead of its server) the first time a server is
-%% called, once the engine's table is full, and when the server is gone:
-%% we watch the server and hand it the call as the engine does.
+%% A call of another node reaches us (instead of its server) the first time
+%% a server is called, once the engine's table is full, and when the server
+%% is gone: we watch the server and hand it the call as the engine does.
 handle_info({'$partisan_call', Key, Target, Request, Caller}, State) ->
     case local_pid(Target) of
         {ok, Pid} ->
             case node(Pid) =:= node() andalso is_process_alive(Pid) of
-                true -> {noreply, serve(Pid, Key, Request, Caller, State)};
+                true ->
+                    %% (No engine: the node is stopping, and no answer could go.)
+                    Serve = fun(E) -> serve(E, Pid, Key, Request, Caller, State) end,
+                    {noreply, with_engine(Serve, State)};
                 false -> answer(Caller, Key, {exit, noproc}), {noreply, State}
             end;
         error ->
@@ -452,8 +454,7 @@ answer(Caller, Key, Result) ->
 
 
 %% Watches Pid (once) and hands it the call, with us as the From to reply to.
-serve(Pid, Key, Request, Caller, #state{watched = Watched} = State0) ->
-    Engine = partisan_nif:engine(),
+serve(Engine, Pid, Key, Request, Caller, #state{watched = Watched} = State0) ->
     State = case is_map_key(Pid, Watched) of
         true ->
             State0;
