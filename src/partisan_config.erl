@@ -363,7 +363,7 @@ known_keys() ->
             membership_strategy, membership_strategy_tracing, metadata,
             orchestration_strategy, peer_discovery, periodic_enabled,
             random_seed, register_pid_for_encoding, replaying,
-            retransmit_interval, reservations, shrinking,
+            retransmit_interval, shrinking,
             transmission_logging_mfa,
             %% deprecated in Partisan 5, still read by some deployments
             peer_host, remote_ref_as_uri, xbot_interval].
@@ -415,6 +415,7 @@ plain_defaults() ->
         {exchange_tick_period, 10000},
         {lazy_tick_period, 1000},
         {tag, undefined},
+        {reservations, []},
         {auth_secret, undefined},
         {channel_fallback, true},
         {connect_disterl, false},
@@ -636,8 +637,15 @@ normalize(broadcast_mods, Mods) ->
         orelse invalid(broadcast_mods, Mods),
     Mods;
 
-normalize(tag, Tag) when Tag == undefined; Tag == client; Tag == server ->
+%% `client' or `server' for the client-server manager; any atom names a
+%% HyParView node's kind, for the slots others reserve for it.
+normalize(tag, Tag) when is_atom(Tag) ->
     Tag;
+
+normalize(reservations, Tags) ->
+    is_list(Tags) andalso lists:all(fun is_atom/1, Tags)
+        orelse invalid(reservations, Tags),
+    lists:usort(Tags);
 
 normalize(Key, N)
 when (Key == exchange_tick_period orelse Key == lazy_tick_period)
@@ -715,7 +723,7 @@ when (Key == channel_fallback orelse Key == connect_disterl
 
 normalize(Key, Value)
 when Key == listen_addrs; Key == remote_ref_format; Key == connection_jitter;
-     Key == io_nice; Key == peer_atom_budget; Key == refusal_log_interval ->
+     Key == io_nice; Key == tag; Key == peer_atom_budget; Key == refusal_log_interval ->
     invalid(Key, Value);
 
 normalize(_, Value) ->

@@ -35,14 +35,14 @@ active() ->
     {ok, [binary_to_atom(N, utf8) || N <- Active]}.
 
 
-%% @doc The neighbour in the active-view slot reserved for `Tag': Partisan 5
-%% answers `{ok, Peer}' (or `{ok, undefined}' while the slot is empty) for a
-%% tag given to {@link partisan_peer_service:reserve/1}, and `error' for any
-%% other. This engine reserves no slots (`reserve/1' answers
-%% `{error, not_implemented}'), so every tag gets `error'.
+%% @doc The neighbour in the active-view slot reserved for `Tag' (by
+%% {@link partisan_peer_service:reserve/1} or the `reservations' option):
+%% `{ok, Node}', `{ok, undefined}' while no neighbour has that tag, and
+%% `error' for a tag with no slot. Unlike Partisan 5, a slot opens again
+%% when its neighbour goes.
 -spec active(atom()) -> {ok, node() | undefined} | error.
 active(Tag) when is_atom(Tag) ->
-    error.
+    partisan_nif:overlay_reserved(partisan_nif:engine(), Tag).
 
 
 %% @doc The passive view. Its nodes are not members, so their names are

@@ -12,6 +12,11 @@
 -export([start_link/0]).
 -export([supports_capability/1]).
 -export([inject_partition/2, resolve_partition/1, partitions/0]).
+-export([reserve/1]).
+
+%% @doc As {@link partisan_peer_service:reserve/1}.
+-spec reserve(atom()) -> ok | {error, no_available_slots}.
+reserve(Tag) -> ?M:reserve(Tag).
 
 %% @doc Starts the manager.
 -spec start_link() -> {ok, pid()} | ignore | {error, term()}.

@@ -51,6 +51,8 @@
 -export([members/1]).
 -export([nodes/1]).
 -export([overlay_views/1]).
+-export([overlay_reserve/2]).
+-export([overlay_reserved/2]).
 -export([broadcast/4]).
 -export([broadcast_peers/3]).
 -export([is_connected/3]).
@@ -81,6 +83,8 @@
     members/1,
     nodes/1,
     overlay_views/1,
+    overlay_reserve/2,
+    overlay_reserved/2,
     broadcast/4,
     broadcast_peers/3,
     is_connected/3,
@@ -268,6 +272,29 @@ nodes(_Engine) ->
 -spec overlay_views(engine()) -> {[binary()], [binary()]}.
 
 overlay_views(_Engine) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc Reserves a slot of HyParView's active view for a neighbour tagged
+%% `Tag'; `{error, no_available_slots}' when all are reserved, or for another
+%% membership. `badarg' for a tag over 255 bytes.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec overlay_reserve(engine(), atom()) -> ok | {error, no_available_slots}.
+
+overlay_reserve(_Engine, _Tag) ->
+    ?NOT_LOADED.
+
+
+%% -----------------------------------------------------------------------------
+%% @doc The neighbour holding the slot reserved for `Tag': `{ok, Node}',
+%% `{ok, undefined}' while it is open, `error' if there is none.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec overlay_reserved(engine(), atom()) -> {ok, node() | undefined} | error.
+
+overlay_reserved(_Engine, _Tag) ->
     ?NOT_LOADED.
 
 

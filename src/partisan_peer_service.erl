@@ -333,9 +333,13 @@ resolve_partition(Reference) ->
 
 
 %% -----------------------------------------------------------------------------
-%% @doc Reserves a slot of the active view for nodes tagged `Tag', for a
-%% manager that keeps such slots (Partisan 5's HyParView manager does; this
-%% project's managers do not: `{error, not_implemented}').
+%% @doc Reserves a slot of the active view for a neighbour tagged `Tag' (its
+%% `tag' option), as Partisan 5's HyParView manager does: the slot is kept
+%% for such a node, never given to another, and its holder is never dropped
+%% to make room; `{error, no_available_slots}' once every slot is reserved.
+%% The other managers have no slots (`{error, no_available_slots}'); a custom
+%% manager without the callback answers `{error, not_implemented}'. See
+%% {@link partisan_hyparview_peer_service_manager:active/1}.
 %% @end
 %% -----------------------------------------------------------------------------
 -spec reserve(atom()) -> ok | {error, no_available_slots | not_implemented}.

@@ -112,8 +112,11 @@
 
 -callback partitions() -> {ok, [{reference(), partisan:node_spec()}]}.
 
+-callback reserve(atom()) -> ok | {error, no_available_slots}.
+
 -optional_callbacks([on_up/3, on_down/3, supports_capability/1,
-                     inject_partition/2, resolve_partition/1, partitions/0]).
+                     inject_partition/2, resolve_partition/1, partitions/0,
+                     reserve/1]).
 
 
 

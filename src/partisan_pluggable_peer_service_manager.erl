@@ -65,6 +65,7 @@
 -export([inject_partition/2]).
 -export([resolve_partition/1]).
 -export([partitions/0]).
+-export([reserve/1]).
 -export([sync_join/1]).
 -export([update_members/1]).
 
@@ -347,6 +348,21 @@ supports_capability(_) ->
 
 
 %% -----------------------------------------------------------------------------
+%% @doc Reserves an active-view slot for a neighbour tagged `Tag' (see
+%% {@link partisan_peer_service:reserve/1}). Only HyParView has such slots:
+%% the full mesh, like Partisan 5's, answers `{error, no_available_slots}'.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec reserve(atom()) -> ok | {error, no_available_slots}.
+
+reserve(Tag) when is_atom(Tag) ->
+    partisan_nif:overlay_reserve(partisan_nif:engine(), Tag);
+
+reserve(Tag) ->
+    erlang:error(badarg, [Tag]).
+
+
+%% -----------------------------------------------------------------------------
 %% @doc Fault injection, as Partisan 5's HyParView manager does it: the node
 %% `Origin' (a spec or a name) stops sending to each of its neighbours
 %% (`partisan:nodes/0'), and passes the request on to them, with one hop
@@ -614,6 +630,13 @@ spec_of(Node) ->
 
 
 start_engine(Tls) ->
+    case check_membership_config(partisan_peer_service:manager()) of
+        ok -> start_engine_now(Tls);
+        {error, Reason} -> {stop, Reason}
+    end.
+
+
+start_engine_now(Tls) ->
     ok = stop_leftover_engine(),
     Config = case Tls of
         undefined -> engine_config();
@@ -709,10 +732,33 @@ membership_config(partisan_client_server_peer_service_manager) ->
     #{client_server => partisan_config:get(tag)};
 
 membership_config(partisan_hyparview_peer_service_manager) ->
-    #{hyparview => partisan_config:get(hyparview)};
+    HyParView = partisan_config:get(hyparview),
+    #{hyparview => HyParView#{
+        tag => partisan_config:get(tag),
+        reservations => partisan_config:get(reservations)
+    }};
 
 membership_config(_) ->
     #{}.
+
+
+%% As in Partisan 5, a HyParView node cannot reserve more slots than its
+%% active view has; a client-server node is a client or a server.
+check_membership_config(partisan_hyparview_peer_service_manager) ->
+    Max = maps:get(active_max_size, partisan_config:get(hyparview)),
+    case length(partisan_config:get(reservations)) =< Max of
+        true -> ok;
+        false -> {error, reservation_limit_exceeded}
+    end;
+
+check_membership_config(partisan_client_server_peer_service_manager) ->
+    case partisan_config:get(tag) of
+        Tag when Tag == client; Tag == server; Tag == undefined -> ok;
+        Tag -> {error, {invalid_tag, Tag}}
+    end;
+
+check_membership_config(_) ->
+    ok.
 
 
 %% `auto': a quarter of the room left in the atom table, so that peers can

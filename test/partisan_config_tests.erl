@@ -33,6 +33,7 @@ config_test_() ->
         {"forward_options", fun forward_options/0},
         {"connection_ping", fun connection_ping/0},
         {"invalid values", fun invalid_values/0},
+        {"tag and reservations", fun tags/0},
         {"unknown keys and their nearest known key", fun unknown_keys/0},
         {"init is idempotent", fun idempotent/0},
         {"seed: random_seed makes runs repeat", fun seed/0},
@@ -341,6 +342,20 @@ connection_ping() ->
           max_attempts => 5},
         partisan_config:get(connection_ping)
     ).
+
+
+tags() ->
+    init_with([{name, ?NODE}]),
+    ?assertEqual(undefined, partisan_config:get(tag)),
+    ?assertEqual([], partisan_config:get(reservations)),
+    %% Any atom tags a HyParView node (client and server are two of them).
+    ok = partisan_config:set(tag, hub),
+    ?assertEqual(hub, partisan_config:get(tag)),
+    ?assertError(badarg, partisan_config:set(tag, "hub")),
+    ok = partisan_config:set(reservations, [db, hub, db]),
+    ?assertEqual([db, hub], partisan_config:get(reservations)),
+    ?assertError(badarg, partisan_config:set(reservations, hub)),
+    ?assertError(badarg, partisan_config:set(reservations, [<<"hub">>])).
 
 
 invalid_values() ->

@@ -5,7 +5,9 @@
 %% neighbours, and other nodes with `transitive'; a small active view forces
 %% nodes to drop peers and the views stay symmetric with nobody left alone;
 %% three nodes stopped, the rest heal. With a small active view, `transitive'
-%% messages between every pair of nodes all arrive, each once.
+%% messages between every pair of nodes all arrive, each once. A slot reserved
+%% for a tag (`reservations', `reserve/1') is kept for a node with that tag,
+%% whose holder is never dropped, and opens again when the holder goes.
 %% @end
 %% -----------------------------------------------------------------------------
 -module(partisan_hyparview_SUITE).
@@ -19,6 +21,7 @@
 -export([eight_nodes_form_one_overlay/1]).
 -export([a_small_active_view_stays_symmetric/1]).
 -export([the_rest_heal_when_three_stop/1]).
+-export([a_reserved_slot_is_kept_for_its_tag/1]).
 
 -import(partisan_ct_support, [rpc/4, wait_until/4]).
 
@@ -30,7 +33,8 @@ suite() ->
 all() ->
     [eight_nodes_form_one_overlay,
      a_small_active_view_stays_symmetric,
-     the_rest_heal_when_three_stop].
+     the_rest_heal_when_three_stop,
+     a_reserved_slot_is_kept_for_its_tag].
 
 init_per_suite(Config) ->
     ok = partisan_ct_support:init_dist(),
@@ -49,7 +53,8 @@ end_per_testcase(_Case, _Config) ->
 
 short(eight_nodes_form_one_overlay) -> "hv1";
 short(a_small_active_view_stays_symmetric) -> "hv2";
-short(the_rest_heal_when_three_stop) -> "hv3".
+short(the_rest_heal_when_three_stop) -> "hv3";
+short(a_reserved_slot_is_kept_for_its_tag) -> "hv4".
 
 
 %% =============================================================================
@@ -138,9 +143,76 @@ the_rest_heal_when_three_stop(Config) ->
     ).
 
 
+a_reserved_slot_is_kept_for_its_tag(Config) ->
+    %% A contact with three slots, one kept for a `hub'; untagged nodes join
+    %% it, then a hub, then more untagged ones.
+    HV = #{active_max_size => 3, active_min_size => 1, random_promotion => false},
+    [C] = start_group(1, "hv4c", HV, #{reservations => [hub]}, Config),
+    ?assertEqual({ok, undefined}, rpc(C, ?M, active, [hub])),
+    ?assertEqual(error, rpc(C, ?M, active, [db])),
+    Spec = rpc(C, partisan, node_spec, []),
+    Join = fun(Nodes) -> [ok = rpc(N, partisan_peer_service, join, [Spec]) || N <- Nodes] end,
+    Early = start_group(3, "hv4u", HV, #{}, Config),
+    Join(Early),
+    %% The open slot counts as taken: the contact holds two of them.
+    ok = wait_until(two_early, fun() -> length(active_of(C)) =:= 2 end, 100, 100),
+    timer:sleep(500),
+    ?assertEqual(2, length(active_of(C))),
+    %% (The hub has room for all: only the contact's choices are tested, as a
+    %% full hub may drop the contact, which the slot cannot prevent.)
+    [H] = start_group(1, "hv4h", HV#{active_max_size => 10}, #{tag => hub}, Config),
+    Join([H]),
+    ok = wait_until(hub_in_slot, fun() -> rpc(C, ?M, active, [hub]) =:= {ok, H} end, 100, 100),
+    ?assertEqual(3, length(active_of(C))),
+    %% Each newcomer's join makes the full contact drop a neighbour (the
+    %% newcomer may move on, as the walks of its join find it others), never
+    %% the hub.
+    Late = start_group(3, "hv4v", HV, #{}, Config),
+    lists:foreach(
+        fun(N) ->
+            ok = rpc(N, partisan_peer_service, join, [Spec]),
+            ok = wait_until({joined, N}, fun() -> active_of(N) =/= [] end, 100, 100),
+            timer:sleep(300),
+            ?assert(lists:member(H, active_of(C))),
+            ?assertEqual({ok, H}, rpc(C, ?M, active, [hub])),
+            ?assert(length(active_of(C)) =< 3)
+        end,
+        Late
+    ),
+    %% reserve/1: a second tag fits, a fourth does not (three slots).
+    ?assertEqual(ok, rpc(C, partisan_peer_service, reserve, [db])),
+    ?assertEqual(ok, rpc(C, partisan_peer_service, reserve, [db])),
+    ?assertEqual({ok, undefined}, rpc(C, ?M, active, [db])),
+    ?assertEqual(ok, rpc(C, partisan_peer_service, reserve, [cache])),
+    ?assertEqual({error, no_available_slots},
+                 rpc(C, partisan_peer_service, reserve, [queue])),
+    %% The hub goes: its slot opens again.
+    partisan_ct_support:stop_nodes([H]),
+    ok = wait_until(slot_open, fun() -> rpc(C, ?M, active, [hub]) =:= {ok, undefined} end,
+                    100, 100),
+    ?assertNot(lists:member(H, active_of(C))).
+
+
 %% =============================================================================
 %% Helpers
 %% =============================================================================
+
+%% Starts `N' HyParView nodes named after `Prefix', with `Extra' partisan
+%% options; they join nobody.
+start_group(N, Prefix, HV, Extra, Config) ->
+    Env = Extra#{
+        peer_service_manager => ?M,
+        hyparview => HV,
+        connection_interval => 200,
+        connection_jitter => 100
+    },
+    Nodes = partisan_ct_support:start_nodes(N, [{node_prefix, Prefix} | Config], Env),
+    persistent_term:put({?MODULE, nodes}, persistent_term:get({?MODULE, nodes}, []) ++ Nodes),
+    Nodes.
+
+active_of(Node) ->
+    {ok, Active} = rpc(Node, ?M, active, []),
+    Active.
 
 %% Starts `N' HyParView nodes with short shuffle and promotion periods and joins
 %% them all through the first.

@@ -61,6 +61,9 @@ defmodule PartisanTest do
     specs = :erpc.call(a, Partisan.PeerService, :members_for_orchestration, [])
     assert Enum.sort(for %{name: name} <- specs, do: name) == members
     assert Enum.sort(Partisan.PeerService.decode(specs)) == members
+    # The full mesh keeps no reserved slots (HyParView does), as in Partisan 5.
+    assert {:error, :no_available_slots} =
+             :erpc.call(a, Partisan.PeerService, :reserve, [:hub])
   end
 
   test "forward_message delivers both ways", %{a: a, b: b, relay: relay} do

@@ -20,6 +20,13 @@ defmodule Partisan.PeerService do
   @spec sync_join(Partisan.node_spec()) :: :ok | {:error, :self_join | term()}
   defdelegate sync_join(node_spec), to: :partisan_peer_service
 
+  @doc """
+  Reserves a slot of HyParView's active view for a neighbour tagged `tag`
+  (`{:error, :no_available_slots}` once all are reserved, and with the other managers).
+  """
+  @spec reserve(atom()) :: :ok | {:error, :no_available_slots | :not_implemented}
+  defdelegate reserve(tag), to: :partisan_peer_service
+
   @doc "Makes this node leave the cluster."
   @spec leave() :: :ok
   defdelegate leave(), to: :partisan_peer_service

@@ -171,7 +171,16 @@ fn hyparview(c: &mut Criterion) {
     let full = || {
         let mut hv = HyParView::new(0u32, Config::default(), now);
         for p in 1..=6u32 {
-            hv.handle(Input::Received(p, Message::Neighbor { high: true }), now);
+            hv.handle(
+                Input::Received(
+                    p,
+                    Message::Neighbor {
+                        high: true,
+                        tag: None,
+                    },
+                ),
+                now,
+            );
         }
         for p in 100..130u32 {
             hv.handle(
@@ -211,7 +220,16 @@ fn hyparview(c: &mut Criterion) {
         b.iter_batched(
             full,
             |mut hv| {
-                hv.handle(Input::Received(500, Message::Neighbor { high: true }), now);
+                hv.handle(
+                    Input::Received(
+                        500,
+                        Message::Neighbor {
+                            high: true,
+                            tag: None,
+                        },
+                    ),
+                    now,
+                );
                 while hv.poll_action().is_some() {}
                 hv
             },

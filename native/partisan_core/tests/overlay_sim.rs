@@ -331,6 +331,55 @@ fn a_leaving_node_is_dropped_by_its_neighbours() {
     println!("{}", sim.check("after a leave", seed));
 }
 
+#[test]
+fn reserved_slots_hold_their_tag_and_the_overlay_stays_whole() {
+    let seed = env("SIM_SEED", 0x7a65);
+    let n = 2_000;
+    let hub = |i: usize| i.is_multiple_of(10);
+    let mut sim = Sim::new(n, seed, Config::default());
+    // Every node keeps a slot for a `hub`, and one node in ten is one.
+    for i in 0..n {
+        let cfg = Config {
+            seed: seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            tag: hub(i).then(|| "hub".into()),
+            reservations: vec!["hub".into()],
+            ..Config::default()
+        };
+        sim.nodes[i] = HyParView::new(i as Id, cfg, sim.t0);
+        sim.timer_at[i] = None;
+        sim.arm(i as Id);
+    }
+    for i in 1..n as Id {
+        let at = Duration::from_micros(sim.rng.gen_range(0..10_000_000));
+        let contact = sim.rng.gen_range(0..i);
+        sim.at(at, Ev::Do(i, Input::Join(contact)));
+    }
+    sim.run_until(Duration::from_secs(60));
+    sim.quiesce();
+    println!("{}", sim.check("joined with reserved slots", seed));
+    let mut filled = 0;
+    for (i, hv) in sim.nodes.iter().enumerate() {
+        match hv.reserved("hub") {
+            Some(Some(&p)) => {
+                assert!(hub(p as usize), "node {i}: slot held by {p}, not a hub");
+                assert!(
+                    hv.active().contains(&p),
+                    "node {i}: holder {p} not a neighbour"
+                );
+                filled += 1;
+            }
+            Some(None) => {
+                // An open slot: no neighbour of this node is a hub.
+                assert!(hv.active().iter().all(|&p| !hub(p as usize)), "node {i}");
+            }
+            None => panic!("node {i} lost its reservation"),
+        }
+    }
+    // The hubs have room for 1,200 neighbours at most (200 × active_max).
+    println!("{filled} of {n} nodes have a hub in their reserved slot");
+    assert!(filled > n / 3, "only {filled} slots filled");
+}
+
 // ---- Plumtree over the overlay ---------------------------------------------------------------
 
 use partisan_core::plumtree::{

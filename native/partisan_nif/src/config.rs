@@ -59,8 +59,22 @@ fn decode_membership(term: Term<'_>) -> NifResult<Membership> {
                 d.random_promotion_interval,
             )?,
             seed: opt(hv, "seed", 0u64)?,
+            tag: match hv.map_get(Atom::from_str(hv.get_env(), "tag")?) {
+                Ok(t) if t.decode::<Atom>()? == rustler::types::atom::undefined() => None,
+                Ok(t) => Some(tag(t)?),
+                Err(_) => None,
+            },
+            reservations: match hv.map_get(Atom::from_str(hv.get_env(), "reservations")?) {
+                Ok(list) => list
+                    .decode::<Vec<Term>>()?
+                    .into_iter()
+                    .map(tag)
+                    .collect::<NifResult<_>>()?,
+                Err(_) => Vec::new(),
+            },
         };
-        if cfg.active_min > cfg.active_max {
+        // (partisan_config refuses more reservations than slots before the engine starts.)
+        if cfg.active_min > cfg.active_max || cfg.reservations.len() > cfg.active_max {
             return Err(Error::BadArg);
         }
         return Ok(Membership::HyParView(cfg));
@@ -80,6 +94,15 @@ fn decode_membership(term: Term<'_>) -> NifResult<Membership> {
     } else {
         Membership::FullMesh
     })
+}
+
+/// A tag: an atom whose text fits the wire.
+fn tag(term: Term) -> NifResult<hyparview::Tag> {
+    let text = atom_text(term)?;
+    if text.len() > partisan_core::control::MAX_TAG {
+        return Err(Error::BadArg);
+    }
+    Ok(text.into())
 }
 
 fn millis(ms: u64) -> Duration {

@@ -46,7 +46,7 @@ fn thread_cpu_ns() -> Option<u64> {
 
 rustler::atoms! {
     ok, error, undefined, atoms_created, atoms_refused, messages_refused, self_join, not_started, not_yet_connected, message_too_large,
-    unknown_channel, too_many_calls, listen, busy, suspend, nosuspend, partisan_resume = "$partisan_resume", eaddrinuse, eaddrnotavail, eacces, einval, tls, any_channel = "_", unknown_module,
+    unknown_channel, too_many_calls, no_available_slots, listen, busy, suspend, nosuspend, partisan_resume = "$partisan_resume", eaddrinuse, eaddrnotavail, eacces, einval, tls, any_channel = "_", unknown_module,
     term, encode, partitioned, partisan_membership,
 }
 
@@ -362,6 +362,45 @@ fn broadcast_peers<'a>(
 fn overlay_views(env: Env, res: ResourceArc<EngineRes>) -> Term {
     let (active, passive) = res.engine.overlay_views();
     (name_binaries(env, &active), name_binaries(env, &passive)).encode(env)
+}
+
+/// The text of a tag (an atom of at most 255 bytes, so that the wire can carry it).
+fn tag_text(tag: Term) -> NifResult<String> {
+    let text = atom_text(tag)?;
+    if text.len() > partisan_core::control::MAX_TAG {
+        return Err(Error::BadArg);
+    }
+    Ok(text)
+}
+
+/// `overlay_reserve(Engine, Tag)`: `ok`, or `{error, no_available_slots}` when every slot of
+/// the active view is reserved (or the membership is not HyParView).
+#[rustler::nif]
+fn overlay_reserve<'a>(
+    env: Env<'a>,
+    res: ResourceArc<EngineRes>,
+    tag: Term<'a>,
+) -> NifResult<Term<'a>> {
+    Ok(match res.engine.overlay_reserve(&tag_text(tag)?) {
+        Ok(()) => ok().encode(env),
+        Err(_) => (error(), no_available_slots()).encode(env),
+    })
+}
+
+/// `overlay_reserved(Engine, Tag)`: `{ok, Node}` for the neighbour in the slot reserved for
+/// `Tag`, `{ok, undefined}` while it is open, `error` if no slot is reserved for it.
+#[rustler::nif]
+fn overlay_reserved<'a>(
+    env: Env<'a>,
+    res: ResourceArc<EngineRes>,
+    tag: Term<'a>,
+) -> NifResult<Term<'a>> {
+    Ok(match res.engine.overlay_reserved(&tag_text(tag)?) {
+        // (A neighbour is a member: its atom exists.)
+        Some(Some(holder)) => (ok(), Atom::from_str(env, &holder)?).encode(env),
+        Some(None) => (ok(), undefined()).encode(env),
+        None => error().encode(env),
+    })
 }
 
 #[rustler::nif]

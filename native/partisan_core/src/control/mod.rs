@@ -29,6 +29,7 @@ pub use node::{
     normalise_channels, Action, Admission, Input, Membership, Node, PeerView, Role, Settings,
     DEFAULT_GOSSIP_FANOUT, DEFAULT_MAX_MEMBERS, DEFAULT_MEMBER_NAME_RATE,
 };
+pub use overlay::MAX_TAG;
 pub use reason::CloseReason;
 
 use std::sync::Arc;

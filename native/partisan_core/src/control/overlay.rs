@@ -11,12 +11,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::hyparview::{self, HyParView, Message};
+use crate::hyparview::{self, HyParView, Message, Tag};
 use crate::membership::NodeSpec;
 use crate::wire::{Reader, WireError, Writer};
 
 /// Most nodes one overlay message may name (shuffle samples are a handful).
 pub const MAX_SAMPLE: usize = 64;
+
+/// Longest tag, in bytes (tags are atoms).
+pub const MAX_TAG: usize = 255;
 
 /// The overlay part of a node's state.
 #[derive(Debug)]
@@ -91,18 +94,22 @@ impl Overlay {
     pub fn encode(&self, msg: &Message<Arc<str>>) -> Option<Vec<u8>> {
         let mut w = Writer::new();
         match msg {
-            Message::Join => {
-                w.u8(1);
+            Message::Join { tag } => {
+                encode_tag(w.u8(1), tag.as_ref());
             }
-            Message::ForwardJoin { joiner, ttl } => {
+            Message::ForwardJoin { joiner, tag, ttl } => {
                 w.u8(2).u32(*ttl);
                 self.spec(joiner)?.encode(&mut w);
+                encode_tag(&mut w, tag.as_ref());
             }
-            Message::Neighbor { high } => {
-                w.u8(3).u8(*high as u8);
+            Message::Neighbor { high, tag } => {
+                encode_tag(w.u8(3).u8(*high as u8), tag.as_ref());
             }
-            Message::NeighborReply { accepted } => {
-                w.u8(4).u8(*accepted as u8);
+            Message::NeighborReply { accepted, tag } => {
+                encode_tag(w.u8(4).u8(*accepted as u8), tag.as_ref());
+            }
+            Message::JoinReply { tag } => {
+                encode_tag(w.u8(8), Some(tag));
             }
             Message::Disconnect { alive } => {
                 w.u8(5).u8(*alive as u8);
@@ -146,24 +153,33 @@ impl Overlay {
             _ => Err(WireError::Invalid("overlay flag")),
         };
         let parsed = match r.u8()? {
-            1 => Parsed::Ready(Message::Join),
+            1 => Parsed::Ready(Message::Join {
+                tag: decode_tag(&mut r)?,
+            }),
             2 => {
                 let ttl = r.u32()?;
-                Parsed::Walk(ttl, NodeSpec::decode(&mut r)?, None)
+                let joiner = NodeSpec::decode(&mut r)?;
+                Parsed::Walk(ttl, joiner, Err(decode_tag(&mut r)?))
             }
             3 => Parsed::Ready(Message::Neighbor {
                 high: flag(&mut r)?,
+                tag: decode_tag(&mut r)?,
             }),
             4 => Parsed::Ready(Message::NeighborReply {
                 accepted: flag(&mut r)?,
+                tag: decode_tag(&mut r)?,
             }),
+            8 => match decode_tag(&mut r)? {
+                Some(tag) => Parsed::Ready(Message::JoinReply { tag }),
+                None => return Err(WireError::Invalid("overlay join reply")),
+            },
             5 => Parsed::Ready(Message::Disconnect {
                 alive: flag(&mut r)?,
             }),
             6 => {
                 let ttl = r.u32()?;
                 let origin = NodeSpec::decode(&mut r)?;
-                Parsed::Walk(ttl, origin, Some(decode_sample(&mut r)?))
+                Parsed::Walk(ttl, origin, Ok(decode_sample(&mut r)?))
             }
             7 => Parsed::Sample(decode_sample(&mut r)?),
             _ => return Err(WireError::Invalid("overlay message")),
@@ -190,8 +206,12 @@ impl Overlay {
                     return Ok(None);
                 };
                 Some(match sample {
-                    None => Message::ForwardJoin { joiner: who, ttl },
-                    Some(specs) => Message::Shuffle {
+                    Err(tag) => Message::ForwardJoin {
+                        joiner: who,
+                        tag,
+                        ttl,
+                    },
+                    Ok(specs) => Message::Shuffle {
                         origin: who,
                         ttl,
                         nodes: names(specs, self),
@@ -204,8 +224,38 @@ impl Overlay {
 
 enum Parsed {
     Ready(Message<Arc<str>>),
-    Walk(u32, NodeSpec, Option<Vec<NodeSpec>>),
+    /// A walk about a node: a shuffle's sample, or a join's tag.
+    Walk(u32, NodeSpec, Result<Vec<NodeSpec>, Option<Tag>>),
     Sample(Vec<NodeSpec>),
+}
+
+/// A tag as a flag, then its length and text.
+fn encode_tag(w: &mut Writer, tag: Option<&Tag>) {
+    match tag {
+        None => {
+            w.u8(0);
+        }
+        Some(t) => {
+            // (The engine takes no longer tag: this only keeps the length byte right.)
+            let mut n = t.len().min(MAX_TAG);
+            while !t.is_char_boundary(n) {
+                n -= 1;
+            }
+            w.u8(1).u8(n as u8).bytes(&t.as_bytes()[..n]);
+        }
+    }
+}
+
+fn decode_tag(r: &mut Reader<'_>) -> Result<Option<Tag>, WireError> {
+    match r.u8()? {
+        0 => Ok(None),
+        1 => {
+            let n = r.u8()? as usize;
+            let text = std::str::from_utf8(r.bytes(n)?).map_err(|_| WireError::Invalid("tag"))?;
+            Ok(Some(Arc::from(text)))
+        }
+        _ => Err(WireError::Invalid("tag flag")),
+    }
 }
 
 fn decode_sample(r: &mut Reader<'_>) -> Result<Vec<NodeSpec>, WireError> {
@@ -235,14 +285,33 @@ mod tests {
         let names: Vec<Arc<str>> = (0..5)
             .map(|i| a.learn(&spec(&format!("n{i}@h"), i)).unwrap())
             .collect();
+        let tag = |t: &str| Some(Arc::<str>::from(t));
         let msgs = vec![
-            Message::Join,
+            Message::Join { tag: None },
+            Message::Join { tag: tag("server") },
             Message::ForwardJoin {
                 joiner: names[0].clone(),
+                tag: tag("edge"),
                 ttl: 6,
             },
-            Message::Neighbor { high: true },
-            Message::NeighborReply { accepted: false },
+            Message::ForwardJoin {
+                joiner: names[0].clone(),
+                tag: None,
+                ttl: 0,
+            },
+            Message::Neighbor {
+                high: true,
+                tag: None,
+            },
+            Message::Neighbor {
+                high: false,
+                tag: tag(""),
+            },
+            Message::NeighborReply {
+                accepted: false,
+                tag: tag("db"),
+            },
+            Message::JoinReply { tag: "x".into() },
             Message::Disconnect { alive: true },
             Message::Shuffle {
                 origin: names[1].clone(),

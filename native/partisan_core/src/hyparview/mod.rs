@@ -21,9 +21,16 @@
 //! - Every `Neighbor` request is answered (Partisan issue #13: unanswered requests leave views
 //!   asymmetric), and at most one is outstanding at a time.
 //! - `Leave` tells every neighbour, which drop the node from both views.
+//!
+//! Reserved slots (Partisan's `tag` and `reservations`): a node may keep active-view slots for
+//! one neighbour of each of some tags. An open slot counts as taken for everyone else, a node
+//! with that tag is always accepted into it, and a neighbour holding a slot is never the one
+//! dropped to make room. Unlike Partisan 5, a slot opens again when its neighbour goes, and
+//! filling a slot drops nobody (the slot was already counted).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Debug;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
@@ -56,7 +63,18 @@ pub struct Config {
     pub random_promotion_interval: Duration,
     /// Seed of the node's random choices.
     pub seed: u64,
+    /// This node's tag, sent with every request to be a neighbour (`tag`, none).
+    pub tag: Option<Tag>,
+    /// Tags that get a reserved slot each (`reservations`, none; at most `active_max`).
+    pub reservations: Vec<Tag>,
 }
+
+/// A node's tag: the name of a reserved slot it may fill.
+pub type Tag = Arc<str>;
+
+/// [`HyParView::reserve`] found every slot reserved already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoAvailableSlots;
 
 impl Default for Config {
     fn default() -> Self {
@@ -72,6 +90,8 @@ impl Default for Config {
             random_promotion: true,
             random_promotion_interval: Duration::from_secs(5),
             seed: 0,
+            tag: None,
+            reservations: Vec::new(),
         }
     }
 }
@@ -80,11 +100,16 @@ impl Default for Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message<P> {
     /// "I joined through you": the contact makes the sender a neighbour and walks the news.
-    Join,
+    Join {
+        /// The sender's tag.
+        tag: Option<Tag>,
+    },
     /// `joiner` joined somewhere; the walk has `ttl` steps left.
     ForwardJoin {
         /// The node that joined.
         joiner: P,
+        /// The joiner's tag.
+        tag: Option<Tag>,
         /// Steps left.
         ttl: u32,
     },
@@ -92,11 +117,20 @@ pub enum Message<P> {
     Neighbor {
         /// Whether the sender is short of neighbours (or is answering a join).
         high: bool,
+        /// The sender's tag.
+        tag: Option<Tag>,
+    },
+    /// A tagged contact's answer to a `Join`: its tag, for the joiner's reserved slots.
+    JoinReply {
+        /// The sender's tag.
+        tag: Tag,
     },
     /// The answer to a `Neighbor` request.
     NeighborReply {
         /// Whether the sender made the requester a neighbour.
         accepted: bool,
+        /// The sender's tag.
+        tag: Option<Tag>,
     },
     /// "You are no longer my neighbour"; `alive` is false when the sender leaves.
     Disconnect {
@@ -151,6 +185,10 @@ pub struct HyParView<P> {
     rng: SmallRng,
     active: BTreeSet<P>,
     passive: BTreeSet<P>,
+    /// The tags of the neighbours that have one.
+    tags: BTreeMap<P, Tag>,
+    /// The reserved slots and who holds each (`None`: open).
+    reserved: BTreeMap<Tag, Option<P>>,
     /// The passive peer asked to be a neighbour, if a request is outstanding.
     asking: Option<P>,
     /// Set on a promotion tick that finds a request outstanding; a request still outstanding
@@ -180,12 +218,15 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
         let next_shuffle = now + cfg.shuffle_interval + spread(&mut rng, cfg.shuffle_interval);
         let next_promotion =
             now + cfg.random_promotion_interval + spread(&mut rng, cfg.random_promotion_interval);
+        let reserved = cfg.reservations.iter().map(|t| (t.clone(), None)).collect();
         HyParView {
             me,
             cfg,
             rng,
+            reserved,
             active: BTreeSet::new(),
             passive: BTreeSet::new(),
+            tags: BTreeMap::new(),
             asking: None,
             asking_stale: false,
             requests: BTreeMap::new(),
@@ -218,6 +259,25 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
         &self.passive
     }
 
+    /// Reserves a slot for a neighbour tagged `tag`, filled at once if a neighbour has that tag
+    /// (Partisan's `reserve/1`); reserving a tag twice is one reservation.
+    pub fn reserve(&mut self, tag: Tag) -> Result<(), NoAvailableSlots> {
+        if self.reserved.contains_key(&tag) {
+            return Ok(());
+        }
+        if self.reserved.len() >= self.cfg.active_max {
+            return Err(NoAvailableSlots);
+        }
+        let holder = self.holder_among_active(&tag);
+        self.reserved.insert(tag, holder);
+        Ok(())
+    }
+
+    /// The slot reserved for `tag`: `Some(None)` while it is open, `None` if there is none.
+    pub fn reserved(&self, tag: &str) -> Option<Option<&P>> {
+        self.reserved.get(tag).map(Option::as_ref)
+    }
+
     /// The next action to carry out; call until `None` after every `handle*` call.
     pub fn poll_action(&mut self) -> Option<Action<P>> {
         self.actions.pop_front()
@@ -247,7 +307,7 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
             }
             if self.active.len() < self.cfg.active_min {
                 self.repair();
-            } else if self.cfg.random_promotion && self.active.len() < self.cfg.active_max {
+            } else if self.cfg.random_promotion && !self.is_full() {
                 self.promote();
             }
         }
@@ -259,13 +319,22 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
             Input::Join(contact) => {
                 if contact != self.me {
                     self.left = false;
-                    self.add_active(contact.clone());
-                    self.send(contact, Message::Join);
+                    // (Its tag comes with its answer to our join: a `Neighbor` request.)
+                    self.add_active(contact.clone(), None);
+                    let tag = self.cfg.tag.clone();
+                    self.send(contact, Message::Join { tag });
                 }
             }
             Input::Received(from, msg) if !self.left => self.received(from, msg),
             Input::Received(from, Message::Neighbor { .. }) => {
-                self.send(from, Message::NeighborReply { accepted: false })
+                let tag = self.cfg.tag.clone();
+                self.send(
+                    from,
+                    Message::NeighborReply {
+                        accepted: false,
+                        tag,
+                    },
+                )
             }
             Input::Received(..) => {}
             Input::PeerDown(peer) => {
@@ -274,7 +343,7 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
                 if self.asking.as_ref() == Some(&peer) {
                     self.asking = None;
                 }
-                if self.active.remove(&peer) {
+                if self.remove_active(&peer) {
                     self.actions.push_back(Action::Down(peer));
                 }
                 self.repair();
@@ -284,6 +353,8 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
                     self.send(p.clone(), Message::Disconnect { alive: false });
                     self.actions.push_back(Action::Down(p));
                 }
+                self.tags.clear();
+                self.reserved.values_mut().for_each(|holder| *holder = None);
                 self.passive.clear();
                 self.asking = None;
                 self.left = true;
@@ -293,10 +364,19 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
 
     fn received(&mut self, from: P, msg: Message<P>) {
         match msg {
-            Message::Join => {
-                self.add_active(from.clone());
+            Message::Join { tag } => {
+                if !self.add_active(from.clone(), tag.clone()) {
+                    // Every slot is reserved and held: it is told, and stays known.
+                    self.send(from.clone(), Message::Disconnect { alive: true });
+                    self.add_passive(from);
+                    return;
+                }
+                if let Some(mine) = self.cfg.tag.clone() {
+                    self.send(from.clone(), Message::JoinReply { tag: mine });
+                }
                 let walk = Message::ForwardJoin {
                     joiner: from.clone(),
+                    tag,
                     ttl: self.cfg.active_rwl,
                 };
                 let others: Vec<P> = self
@@ -309,14 +389,13 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
                     self.send(p, walk.clone());
                 }
             }
-            Message::ForwardJoin { joiner, ttl } => {
+            Message::ForwardJoin { joiner, tag, ttl } => {
                 if joiner == self.me {
                     return;
                 }
                 let next = self.random_active_except(&[&from, &joiner]);
                 if ttl == 0 || next.is_none() {
-                    if !self.active.contains(&joiner) {
-                        self.add_active(joiner.clone());
+                    if !self.active.contains(&joiner) && self.add_active(joiner.clone(), tag) {
                         self.ask(joiner, true);
                     }
                     return;
@@ -329,29 +408,40 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
                         next,
                         Message::ForwardJoin {
                             joiner,
+                            tag,
                             ttl: ttl - 1,
                         },
                     );
                 }
             }
-            Message::Neighbor { high } => {
-                let accepted =
-                    high || self.active.contains(&from) || self.active.len() < self.cfg.active_max;
-                if accepted {
-                    self.add_active(from.clone());
+            Message::JoinReply { tag } => {
+                if self.active.contains(&from) {
+                    self.learn_tag(from, Some(tag));
                 }
-                self.send(from, Message::NeighborReply { accepted });
             }
-            Message::NeighborReply { accepted } => {
+            Message::Neighbor { high, tag } => {
+                let welcome = high
+                    || self.active.contains(&from)
+                    || self.slot_open(tag.as_ref())
+                    || !self.is_full();
+                let accepted = welcome && self.add_active(from.clone(), tag);
+                let tag = self.cfg.tag.clone();
+                self.send(from, Message::NeighborReply { accepted, tag });
+            }
+            Message::NeighborReply { accepted, tag } => {
                 if self.asking.as_ref() == Some(&from) {
                     self.asking = None;
                 }
                 let stale = self.answered(&from);
                 if accepted && !stale {
-                    self.add_active(from);
+                    if !self.add_active(from.clone(), tag) {
+                        // Our slots filled up meanwhile: it holds us, we cannot hold it.
+                        self.send(from.clone(), Message::Disconnect { alive: true });
+                        self.add_passive(from);
+                    }
                 } else if !accepted {
                     // It does not hold us (it would have accepted if it did): nor do we it.
-                    if self.active.remove(&from) {
+                    if self.remove_active(&from) {
                         self.actions.push_back(Action::Down(from.clone()));
                         self.add_passive(from);
                     }
@@ -359,7 +449,7 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
                 }
             }
             Message::Disconnect { alive } => {
-                if self.active.remove(&from) {
+                if self.remove_active(&from) {
                     self.actions.push_back(Action::Down(from.clone()));
                 }
                 if alive {
@@ -409,26 +499,100 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
         }
     }
 
-    /// Adds `p` to the active view, dropping a random neighbour (to the passive view, told)
-    /// if the view is full.
-    fn add_active(&mut self, p: P) {
-        if p == self.me || self.active.contains(&p) {
-            return;
+    /// Adds `p` (tagged `tag`) to the active view: into its tag's open slot if there is one,
+    /// else dropping a random neighbour that holds no slot (to the passive view, told) if the
+    /// view is full. False, and nothing changes, when the view is full of slot holders.
+    fn add_active(&mut self, p: P, tag: Option<Tag>) -> bool {
+        if p == self.me {
+            return false;
         }
-        if self.active.len() >= self.cfg.active_max {
-            if let Some(d) = self.active.iter().choose(&mut self.rng).cloned() {
-                self.active.remove(&d);
-                if let Some(pending) = self.requests.get_mut(&d) {
-                    pending.iter_mut().for_each(|stale| *stale = true);
-                }
-                self.send(d.clone(), Message::Disconnect { alive: true });
-                self.actions.push_back(Action::Down(d.clone()));
-                self.add_passive(d);
+        if self.active.contains(&p) {
+            self.learn_tag(p, tag);
+            return true;
+        }
+        let fills_slot = self.slot_open(tag.as_ref());
+        if !fills_slot && self.is_full() {
+            let droppable: Vec<P> = self
+                .active
+                .iter()
+                .filter(|a| !self.holds_slot(a))
+                .cloned()
+                .collect();
+            let droppable = droppable.into_iter().choose(&mut self.rng);
+            let Some(d) = droppable else {
+                return false;
+            };
+            self.remove_active(&d);
+            if let Some(pending) = self.requests.get_mut(&d) {
+                pending.iter_mut().for_each(|stale| *stale = true);
             }
+            self.send(d.clone(), Message::Disconnect { alive: true });
+            self.actions.push_back(Action::Down(d.clone()));
+            self.add_passive(d);
         }
         self.passive.remove(&p);
         self.active.insert(p.clone());
+        self.learn_tag(p.clone(), tag);
         self.actions.push_back(Action::Up(p));
+        true
+    }
+
+    /// Records a neighbour's tag; it takes its tag's slot if that is open.
+    fn learn_tag(&mut self, p: P, tag: Option<Tag>) {
+        let Some(tag) = tag else {
+            return;
+        };
+        match self.tags.insert(p.clone(), tag.clone()) {
+            Some(old) if old == tag => return,
+            // (A node that came back with another tag gives up the slot of the old one.)
+            Some(old) if self.reserved.get(&old) == Some(&Some(p.clone())) => {
+                let next = self.holder_among_active(&old);
+                self.reserved.insert(old, next);
+            }
+            _ => {}
+        }
+        if let Some(slot @ None) = self.reserved.get_mut(&tag) {
+            *slot = Some(p);
+        }
+    }
+
+    /// Takes `p` out of the active view; the slot it held opens, or goes to another neighbour
+    /// with its tag. Whether it was a neighbour.
+    fn remove_active(&mut self, p: &P) -> bool {
+        if !self.active.remove(p) {
+            return false;
+        }
+        if let Some(tag) = self.tags.remove(p) {
+            if self.reserved.get(&tag) == Some(&Some(p.clone())) {
+                let next = self.holder_among_active(&tag);
+                self.reserved.insert(tag, next);
+            }
+        }
+        true
+    }
+
+    /// A neighbour tagged `tag`, to hold its slot.
+    fn holder_among_active(&self, tag: &Tag) -> Option<P> {
+        self.tags
+            .iter()
+            .find(|(_, t)| *t == tag)
+            .map(|(p, _)| p.clone())
+    }
+
+    /// Whether the view has no room: neighbours and open slots reach `active_max`.
+    fn is_full(&self) -> bool {
+        let open = self.reserved.values().filter(|h| h.is_none()).count();
+        self.active.len() + open >= self.cfg.active_max
+    }
+
+    fn slot_open(&self, tag: Option<&Tag>) -> bool {
+        tag.is_some_and(|t| matches!(self.reserved.get(t), Some(None)))
+    }
+
+    fn holds_slot(&self, p: &P) -> bool {
+        self.tags
+            .get(p)
+            .is_some_and(|t| self.reserved.get(t).is_some_and(|h| h.as_ref() == Some(p)))
     }
 
     fn add_passive(&mut self, p: P) {
@@ -526,7 +690,8 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
 
     fn ask(&mut self, p: P, high: bool) {
         self.requests.entry(p.clone()).or_default().push_back(false);
-        self.send(p, Message::Neighbor { high });
+        let tag = self.cfg.tag.clone();
+        self.send(p, Message::Neighbor { high, tag });
     }
 
     /// Takes the oldest request to `p` off the list; whether it was stale.
@@ -551,5 +716,119 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
 
     fn send(&mut self, to: P, msg: Message<P>) {
         self.actions.push_back(Action::Send(to, msg));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(active_max: usize, reservations: &[&str]) -> HyParView<u32> {
+        let cfg = Config {
+            active_max,
+            active_min: 1,
+            reservations: reservations.iter().map(|t| Tag::from(*t)).collect(),
+            ..Config::default()
+        };
+        HyParView::new(0, cfg, Instant::now())
+    }
+
+    fn tag(t: &str) -> Option<Tag> {
+        Some(Tag::from(t))
+    }
+
+    /// Feeds a neighbour request from `from`; whether it was accepted.
+    fn ask(hv: &mut HyParView<u32>, from: u32, high: bool, t: Option<Tag>) -> bool {
+        let msg = Message::Neighbor { high, tag: t };
+        hv.handle(Input::Received(from, msg), Instant::now());
+        let mut accepted = None;
+        while let Some(a) = hv.poll_action() {
+            if let Action::Send(to, Message::NeighborReply { accepted: yes, .. }) = a {
+                assert_eq!(to, from);
+                accepted = Some(yes);
+            }
+        }
+        accepted.expect("every request is answered")
+    }
+
+    #[test]
+    fn an_open_slot_is_kept_for_its_tag_and_its_holder_is_never_dropped() {
+        let mut hv = node(3, &["db"]);
+        assert_eq!(hv.reserved("db"), Some(None));
+        // The open slot counts as taken: two others fit, a third does not.
+        assert!(ask(&mut hv, 1, false, None));
+        assert!(ask(&mut hv, 2, false, tag("web")));
+        assert!(!ask(&mut hv, 3, false, None));
+        // A node with the tag always gets the slot, and nobody is dropped for it.
+        assert!(ask(&mut hv, 4, false, tag("db")));
+        assert_eq!(hv.active().len(), 3);
+        assert_eq!(hv.reserved("db"), Some(Some(&4)));
+        // High-priority newcomers drop others, never the holder.
+        for p in 10..30 {
+            assert!(ask(&mut hv, p, true, None));
+            assert!(hv.active().contains(&4), "the slot's holder was dropped");
+            assert_eq!(hv.active().len(), 3);
+        }
+        // The holder goes: the slot opens again (Partisan 5 keeps it filled).
+        hv.handle(Input::PeerDown(4), Instant::now());
+        assert_eq!(hv.reserved("db"), Some(None));
+        assert!(ask(&mut hv, 5, false, tag("db")));
+        assert_eq!(hv.reserved("db"), Some(Some(&5)));
+    }
+
+    #[test]
+    fn reserving_counts_against_active_max_and_takes_a_present_neighbour() {
+        let mut hv = node(2, &[]);
+        assert_eq!(hv.reserved("db"), None);
+        assert!(ask(&mut hv, 1, false, tag("db")));
+        assert_eq!(hv.reserve(Tag::from("db")), Ok(()));
+        assert_eq!(hv.reserved("db"), Some(Some(&1)));
+        assert_eq!(
+            hv.reserve(Tag::from("db")),
+            Ok(()),
+            "reserving again is one slot"
+        );
+        assert_eq!(hv.reserve(Tag::from("cache")), Ok(()));
+        assert_eq!(hv.reserve(Tag::from("queue")), Err(NoAvailableSlots));
+        // Both slots are reserved, one open: only a `cache` node gets in, now.
+        assert!(!ask(&mut hv, 2, false, None));
+        assert!(ask(&mut hv, 3, false, tag("cache")));
+        // Full of holders: even a high-priority request is refused rather than drop one.
+        assert!(!ask(&mut hv, 4, true, None));
+        assert_eq!(hv.active().iter().copied().collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[test]
+    fn a_joined_contact_tells_its_tag_and_fills_the_joiners_slot() {
+        let now = Instant::now();
+        let mut joiner = node(4, &["seed"]);
+        let mut contact = HyParView::new(
+            7,
+            Config {
+                tag: tag("seed"),
+                ..Config::default()
+            },
+            now,
+        );
+        joiner.handle(Input::Join(7), now);
+        while let Some(a) = joiner.poll_action() {
+            if let Action::Send(7, m) = a {
+                contact.handle(Input::Received(0, m), now);
+            }
+        }
+        assert_eq!(
+            joiner.reserved("seed"),
+            Some(None),
+            "its tag is not known yet"
+        );
+        while let Some(a) = contact.poll_action() {
+            if let Action::Send(0, m) = a {
+                joiner.handle(Input::Received(7, m), now);
+            }
+        }
+        assert_eq!(joiner.reserved("seed"), Some(Some(&7)));
+        // Leaving empties the slots; the reservations stay.
+        joiner.handle(Input::Leave, now);
+        assert_eq!(joiner.reserved("seed"), Some(None));
     }
 }

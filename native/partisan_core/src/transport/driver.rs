@@ -184,6 +184,14 @@ impl Driver {
         f(&self.core.lock().node)
     }
 
+    /// Runs `f` on the core for a change that answers at once, then carries out what it asks.
+    pub fn with_node_mut<T>(&self, f: impl FnOnce(&mut Node) -> T) -> T {
+        let mut core = self.core.lock();
+        let out = f(&mut core.node);
+        self.carry_out(&mut core);
+        out
+    }
+
     // ---- events in --------------------------------------------------------------------------
 
     /// Feeds one event to the core and carries out what it asks.

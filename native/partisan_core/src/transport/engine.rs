@@ -266,6 +266,18 @@ impl Engine {
             .with_node(|n| (n.active_view(), n.passive_view()))
     }
 
+    /// Reserves a slot of HyParView's active view for a neighbour tagged `tag` (Partisan's
+    /// `reserve/1`); `Err` when every slot is reserved, or the membership is not HyParView.
+    pub fn overlay_reserve(&self, tag: &str) -> Result<(), crate::hyparview::NoAvailableSlots> {
+        self.driver.with_node_mut(|n| n.overlay_reserve(tag))
+    }
+
+    /// The neighbour in the slot reserved for `tag`: `Some(None)` while it is open, `None` if
+    /// no slot is reserved for it.
+    pub fn overlay_reserved(&self, tag: &str) -> Option<Option<Arc<str>>> {
+        self.driver.with_node(|n| n.overlay_reserved(tag))
+    }
+
     /// Members that are up (this node excluded), sorted: a message to any of them is taken at
     /// once (see `Peer::up_life`).
     pub fn nodes(&self) -> Vec<Arc<str>> {

@@ -32,6 +32,21 @@ impl Node {
             .map_or_else(Vec::new, |o| o.hv.passive().iter().cloned().collect())
     }
 
+    /// Reserves an active-view slot for `tag` (see [`hyparview::HyParView::reserve`]); there
+    /// are no slots to reserve outside HyParView.
+    pub fn overlay_reserve(&mut self, tag: &str) -> Result<(), hyparview::NoAvailableSlots> {
+        match self.overlay.as_mut() {
+            Some(o) => o.hv.reserve(Arc::from(tag)),
+            None => Err(hyparview::NoAvailableSlots),
+        }
+    }
+
+    /// Who holds the slot reserved for `tag` (see [`hyparview::HyParView::reserved`]).
+    pub fn overlay_reserved(&self, tag: &str) -> Option<Option<Arc<str>>> {
+        let o = self.overlay.as_ref()?;
+        o.hv.reserved(tag).map(|p| p.cloned())
+    }
+
     /// How long a connection to a node outside the active view stays open after its last use.
     fn linger(&self) -> Duration {
         (self.interval * 5).max(Duration::from_secs(2))
