@@ -335,17 +335,30 @@ fn main() {
         w.u16(nodes.len() as u16);
         nodes.iter().for_each(|s| s.encode(w));
     };
-    let join = ov(1, &|_| {});
+    // A node tag: none (0), or 1, a length and the text.
+    let tagged = |w: &mut Writer, t: Option<&str>| match t {
+        None => {
+            w.u8(0);
+        }
+        Some(t) => {
+            w.u8(1).u8(t.len() as u8).bytes(t.as_bytes());
+        }
+    };
+    let join = ov(1, &|w| tagged(w, None));
     let forward_join = ov(2, &|w| {
         w.u32(5);
         others[0].encode(w);
+        tagged(w, Some("hub"));
     });
     let neighbor = ov(3, &|w| {
         w.u8(1);
+        tagged(w, Some("db"));
     });
     let reply = ov(4, &|w| {
         w.u8(1);
+        tagged(w, None);
     });
+    let join_reply = ov(8, &|w| tagged(w, Some("hub")));
     let disconnect = ov(5, &|w| {
         w.u8(1);
     });
@@ -361,6 +374,7 @@ fn main() {
         ("forward_join", &forward_join),
         ("neighbor", &neighbor),
         ("neighbor_reply", &reply),
+        ("join_reply", &join_reply),
         ("disconnect", &disconnect),
         ("shuffle", &shuffle),
         ("shuffle_reply", &shuffle_reply),
@@ -371,6 +385,7 @@ fn main() {
         "session",
         &join_records(&[
             &join,
+            &join_reply,
             &neighbor,
             &forward_join,
             &shuffle,

@@ -662,26 +662,46 @@ pub fn spec_overlay_valid(body: &[u8]) -> bool {
         }
         Ok(())
     }
+    // A node tag: flag 0, or flag 1 with a u8 length and UTF-8; `needed` refuses flag 0.
+    fn node_tag(r: &mut Reader<'_>, needed: bool) -> Result<(), WireError> {
+        match r.u8()? {
+            0 if !needed => Ok(()),
+            1 => {
+                let n = r.u8()? as usize;
+                std::str::from_utf8(r.bytes(n)?).map_err(|_| WireError::Invalid("utf-8"))?;
+                Ok(())
+            }
+            _ => Err(WireError::Invalid("node tag")),
+        }
+    }
+    fn flag(r: &mut Reader<'_>) -> Result<(), WireError> {
+        match r.u8()? {
+            0 | 1 => Ok(()),
+            _ => Err(WireError::Invalid("flag")),
+        }
+    }
     let mut r = Reader::new(body);
     let parsed = (|| -> Result<(), WireError> {
         match r.u8()? {
-            1 => {}
+            1 => node_tag(&mut r, false)?,
             2 => {
                 r.u32()?;
                 NodeSpec::decode(&mut r)?;
+                node_tag(&mut r, false)?;
             }
-            3..=5 => {
-                if r.u8()? > 1 {
-                    return Err(WireError::Invalid("flag"));
-                }
+            3 | 4 => {
+                flag(&mut r)?;
+                node_tag(&mut r, false)?;
             }
+            5 => flag(&mut r)?,
             6 => {
                 r.u32()?;
                 NodeSpec::decode(&mut r)?;
                 sample(&mut r)?;
             }
             7 => sample(&mut r)?,
-            _ => return Err(WireError::Invalid("tag")),
+            8 => node_tag(&mut r, true)?,
+            _ => return Err(WireError::Invalid("kind")),
         }
         r.finish()
     })();
