@@ -719,8 +719,38 @@ engine_config() ->
         event_pid => self(),
         incarnation => erlang:system_time(nanosecond),
         auth_secret => partisan_auth:secret(),
-        peer_atom_budget => atom_budget(partisan_config:get(peer_atom_budget))
+        peer_atom_budget => atom_budget(partisan_config:get(peer_atom_budget)),
+        broadcast_channels => broadcast_channels(partisan_config:get(broadcast_mods))
     }), membership_config(partisan_peer_service:manager())).
+
+
+own_channel(Mod) ->
+    Exported = code:ensure_loaded(Mod) =:= {module, Mod}
+        andalso erlang:function_exported(Mod, broadcast_channel, 0),
+    try
+        Exported andalso {ok, Mod:broadcast_channel()}
+    catch
+        _:_ -> false
+    end.
+
+
+%% The broadcast handlers that name a channel of their own (their
+%% `broadcast_channel/0'), and that channel; one that is not configured is
+%% logged, and its handler's broadcasts stay on the membership channel.
+broadcast_channels(Mods) ->
+    Channels = partisan_config:channels(),
+    Named = [{Mod, Channel} || Mod <- Mods, {ok, Channel} <- [own_channel(Mod)]],
+    maps:from_list(lists:filter(
+        fun({Mod, Channel}) ->
+            is_map_key(Channel, Channels) orelse begin
+                logger:warning("partisan: broadcast handler ~p names channel ~p, which is "
+                               "not configured; its broadcasts use the membership channel",
+                               [Mod, Channel]),
+                false
+            end
+        end,
+        Named
+    )).
 
 
 %% The static and the HyParView managers are this one with the engine's other

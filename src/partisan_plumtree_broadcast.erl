@@ -86,9 +86,10 @@ broadcast(Broadcast, Mod) when is_atom(Mod) ->
 %% @doc The channel handler `Mod' names for its broadcasts: its
 %% `broadcast_channel/0' if it exports one, else {@link
 %% partisan:default_channel/0}; `undefined' if that callback fails (Partisan
-%% 5's answers). The engine carries every broadcast on the membership
-%% connection, which never waits behind user data, so the answer tells what the
-%% handler asks for, not where its frames travel.
+%% 5's answers). A handler that exports `broadcast_channel/0' naming a
+%% configured channel has its broadcasts carried on that channel; the others'
+%% travel on the membership channel, which never waits behind user data
+%% (Partisan 5 would use the default channel).
 %% @end
 %% -----------------------------------------------------------------------------
 -spec broadcast_channel(module()) -> partisan:channel() | undefined.

@@ -16,9 +16,9 @@
 %% `Node' (`{ok, Pid}' of the process doing it, `ok', `ignore' or
 %% `{error, Reason}'); it runs every `exchange_tick_period' with a random
 %% peer, so that a node that missed broadcasts (it was down) catches up.</li>
-%% <li>`broadcast_channel()' (optional) is what {@link
-%% partisan_plumtree_broadcast:broadcast_channel/1} answers; the broadcasts
-%% themselves travel on the control channel, apart from user data.</li>
+%% <li>`broadcast_channel()' (optional): the channel (one of `channels') that
+%% carries the handler's broadcasts; without it they travel on the membership
+%% channel, apart from user data.</li>
 %% </ul>
 %% @end
 %% -----------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 %% mesh and over HyParView: a broadcast from any node reaches every live node's
 %% handler, a handler that crashes on one payload does not stop the others,
 %% and the replicated key-value example (examples/partisan_kv.erl) catches up
-%% a node that was down through the anti-entropy exchange once it rejoins.
+%% a node that was down through the anti-entropy exchange once it rejoins. A
+%% handler that names a channel (`broadcast_channel/0') has its broadcasts
+%% carried on that channel, the others' on the membership channel.
 %% @end
 %% -----------------------------------------------------------------------------
 -module(partisan_broadcast_SUITE).
@@ -17,6 +19,7 @@
 -export([a_broadcast_reaches_every_node_of_a_full_mesh/1]).
 -export([a_broadcast_reaches_every_node_of_a_hyparview_overlay/1]).
 -export([a_node_that_was_down_catches_up_by_exchange/1]).
+-export([a_handler_with_a_channel_broadcasts_on_it/1]).
 
 -import(partisan_ct_support, [rpc/4, wait_until/4]).
 
@@ -28,7 +31,8 @@ suite() ->
 all() ->
     [a_broadcast_reaches_every_node_of_a_full_mesh,
      a_broadcast_reaches_every_node_of_a_hyparview_overlay,
-     a_node_that_was_down_catches_up_by_exchange].
+     a_node_that_was_down_catches_up_by_exchange,
+     a_handler_with_a_channel_broadcasts_on_it].
 
 init_per_suite(Config) ->
     ok = partisan_ct_support:init_dist(),
@@ -41,7 +45,8 @@ init_per_testcase(Case, Config) ->
     Prefix = case Case of
         a_broadcast_reaches_every_node_of_a_full_mesh -> "bc1";
         a_broadcast_reaches_every_node_of_a_hyparview_overlay -> "bc2";
-        a_node_that_was_down_catches_up_by_exchange -> "bc3"
+        a_node_that_was_down_catches_up_by_exchange -> "bc3";
+        a_handler_with_a_channel_broadcasts_on_it -> "bc4"
     end,
     [{node_prefix, Prefix} | Config].
 
@@ -115,9 +120,48 @@ a_node_that_was_down_catches_up_by_exchange(Config) ->
     ?assertMatch({ok, _}, rpc(C, partisan_plumtree_broadcast, exchanges, [])).
 
 
+a_handler_with_a_channel_broadcasts_on_it(Config) ->
+    Handler = partisan_test_bcast_channel,
+    Env = #{
+        broadcast_mods => [Handler, partisan_test_bcast],
+        channels => #{gossip => #{parallelism => 1}}
+    },
+    Nodes = start(3, Env, Config),
+    [ok = rpc(N, Handler, start, []) || N <- Nodes],
+    ok = partisan_ct_support:wait_until_converged(Nodes),
+    OwnChannel = fun() ->
+        lists:sum([maps:get(broadcasts_on_own_channel, engine_stats(N)) || N <- Nodes])
+    end,
+    %% The plain handler's broadcasts stay on the membership channel.
+    everyone_hears_everyone(Nodes),
+    ?assertEqual(0, OwnChannel()),
+    %% The other's all arrive, on `gossip'.
+    [ok = rpc(N, partisan, broadcast, [{{N, I}, <<I:32>>}, Handler])
+     || N <- Nodes, I <- lists:seq(1, 20)],
+    ok = wait_until(
+        heard_on_gossip,
+        fun() ->
+            lists:all(
+                fun(Me) ->
+                    Want = lists:sort([{{N, I}, <<I:32>>} || N <- Nodes, N =/= Me,
+                                                            I <- lists:seq(1, 20)]),
+                    rpc(Me, Handler, received, []) =:= Want
+                end,
+                Nodes
+            )
+        end,
+        100, 200
+    ),
+    %% Each of the 60 payloads reached two nodes: at least 120 frames.
+    ?assert(OwnChannel() >= 120).
+
+
 %% =============================================================================
 %% Helpers
 %% =============================================================================
+
+engine_stats(Node) ->
+    erpc:call(Node, fun() -> partisan_nif:stats(partisan_nif:engine()) end).
 
 start(N, Env0, Config) ->
     Env = maps:merge(#{

@@ -842,7 +842,7 @@ pub fn check_broadcast_trees(bodies: &[&[u8]]) {
         t += Duration::from_millis(300);
         trees.handle_timeout(t);
         for out in trees.poll() {
-            if let broadcast::Out::Send(_, sent) = out {
+            if let broadcast::Out::Send { body: sent, .. } = out {
                 let (m, msg) = broadcast::decode(&sent).expect("what a tree sends decodes");
                 assert_eq!(broadcast::encode(&m, &msg), sent);
             }

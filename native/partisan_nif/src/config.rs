@@ -96,6 +96,17 @@ fn decode_membership(term: Term<'_>) -> NifResult<Membership> {
     })
 }
 
+/// `broadcast_channels`: `#{Module => Channel}` for the handlers with a channel of their own.
+fn decode_broadcast_channels(term: Term) -> NifResult<Vec<(String, String)>> {
+    let Ok(map) = term.map_get(Atom::from_str(term.get_env(), "broadcast_channels")?) else {
+        return Ok(Vec::new());
+    };
+    MapIterator::new(map)
+        .ok_or(Error::BadArg)?
+        .map(|(m, ch)| Ok((atom_text(m)?, atom_text(ch)?)))
+        .collect()
+}
+
 /// A tag: an atom whose text fits the wire.
 fn tag(term: Term) -> NifResult<hyparview::Tag> {
     let text = atom_text(term)?;
@@ -318,6 +329,7 @@ pub fn decode_start_config(term: Term) -> NifResult<StartConfig> {
             .into_iter()
             .map(|m| atom_text(m.to_term(term.get_env())))
             .collect::<NifResult<_>>()?,
+        broadcast_channels: decode_broadcast_channels(term)?,
         plumtree: partisan_core::plumtree::Config {
             lazy_tick: millis(within(opt(term, "lazy_tick_period", 1_000)?, 1, 1 << 32)?),
             ..partisan_core::plumtree::Config::default()

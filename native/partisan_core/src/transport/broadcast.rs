@@ -28,8 +28,15 @@ pub const MAX_IHAVE: usize = 4096;
 /// What the broadcast cores ask of the driver.
 #[derive(Debug)]
 pub enum Out {
-    /// Send this frame body (a `Broadcast` frame) to the peer's control connection.
-    Send(Arc<str>, Vec<u8>),
+    /// Send this frame body (a `Broadcast` frame of the module) to the peer.
+    Send {
+        /// The peer.
+        to: Arc<str>,
+        /// The handler module, whose channel carries the frame.
+        module: Arc<str>,
+        /// The frame body.
+        body: Vec<u8>,
+    },
     /// A payload arrived for the first time: hand it to the module's handler.
     Deliver {
         /// The handler module.
@@ -123,7 +130,11 @@ impl Broadcasts {
         for (module, t) in self.trees.iter_mut() {
             while let Some(a) = t.poll_action() {
                 match a {
-                    Action::Send(to, msg) => out.push(Out::Send(to, encode(module, &msg))),
+                    Action::Send(to, msg) => out.push(Out::Send {
+                        to,
+                        module: module.clone(),
+                        body: encode(module, &msg),
+                    }),
                     Action::Deliver { root, .. } if root == self.me => {}
                     Action::Deliver { root, id, data } => out.push(Out::Deliver {
                         module: module.clone(),
@@ -298,10 +309,11 @@ mod tests {
         ));
         let out = na.poll();
         // No delivery to the broadcaster itself; one payload to b.
-        let [Out::Send(to, body)] = &out[..] else {
+        let [Out::Send { to, module, body }] = &out[..] else {
             panic!("unexpected {out:?}");
         };
         assert_eq!(to, &b);
+        assert_eq!(&**module, "kv");
         assert!(nb.received(&a, body, now).unwrap());
         let got = nb.poll();
         assert!(
@@ -309,7 +321,7 @@ mod tests {
         );
         // The same payload again is a duplicate: b prunes the link.
         assert!(nb.received(&a, body, now).unwrap());
-        assert!(matches!(&nb.poll()[..], [Out::Send(to, _)] if *to == a));
+        assert!(matches!(&nb.poll()[..], [Out::Send { to, .. }] if *to == a));
         // Frames for a module we have no handler for are ignored.
         let other = encode("other", &Message::Prune { root: a.clone() });
         assert!(!nb.received(&a, &other, now).unwrap());

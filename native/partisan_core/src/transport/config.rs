@@ -65,6 +65,9 @@ pub struct Config {
     pub io_nice: i32,
     /// The Plumtree handler modules (`broadcast_mods`): one broadcast tree per root and module.
     pub broadcast_mods: Vec<String>,
+    /// The channel of each handler that names one (its `broadcast_channel/0`); the others'
+    /// broadcasts travel on the control channel.
+    pub broadcast_channels: Vec<(String, String)>,
     /// Plumtree's timing and id cache (`lazy_tick_period`).
     pub plumtree: crate::plumtree::Config,
     /// TLS on every connection (`tls`), or none.
@@ -99,6 +102,7 @@ impl Config {
             io_threads: 1,
             io_nice: 0,
             broadcast_mods: Vec::new(),
+            broadcast_channels: Vec::new(),
             plumtree: crate::plumtree::Config::default(),
             tls: None,
         }

@@ -51,6 +51,8 @@ pub(crate) struct Driver {
     interactive: Interactive,
     channel_ids: HashMap<String, usize>,
     parallelism: Vec<u16>,
+    /// The channel index of each broadcast module that has its own channel.
+    broadcast_channels: HashMap<Arc<str>, usize>,
     core: Mutex<Core>,
     routes: RwLock<HashMap<Arc<str>, Arc<Peer>>>,
     dials: mpsc::UnboundedSender<DialRequest>,
@@ -95,6 +97,15 @@ impl Driver {
             cfg.plumtree.clone(),
             now,
         );
+        // (A channel this node does not have leaves the module on the control channel.)
+        let broadcast_channels = cfg
+            .broadcast_channels
+            .iter()
+            .filter_map(|(m, ch)| {
+                let i = local.channels.iter().position(|c| &c.name == ch)?;
+                Some((Arc::from(m.as_str()), i))
+            })
+            .collect();
         let (dials, requests) = mpsc::unbounded_channel();
         let driver = Driver {
             channel_ids: local
@@ -104,6 +115,7 @@ impl Driver {
                 .map(|(i, c)| (c.name.clone(), i))
                 .collect(),
             parallelism: local.channels.iter().map(|c| c.parallelism).collect(),
+            broadcast_channels,
             local_name: Arc::from(local.name.as_str()),
             local,
             handler,
@@ -461,17 +473,21 @@ impl Driver {
         self.timer.notify_one();
     }
 
-    /// Sends what the Plumtree cores ask on the peers' control connections and hands new
-    /// payloads to the handler. A peer that is gone by now simply misses the message (the tree
-    /// repairs itself: the peer is no longer a neighbour).
+    /// Sends what the Plumtree cores ask to the peers, on the module's channel (the control
+    /// channel for a module that names none, or while the peer's connection on its channel is
+    /// not up), and hands new payloads to the handler. A peer that is gone by now simply misses
+    /// the message (the tree repairs itself: the peer is no longer a neighbour).
     fn carry_out_broadcasts(&self, core: &mut Core) {
         let control = core.node.control_channel();
         for out in core.broadcasts.poll() {
             match out {
-                Out::Send(peer, body) => {
-                    let conn = self
-                        .route(&peer)
-                        .and_then(|p| p.all_conns().into_iter().find(|c| c.channel == control));
+                Out::Send { to, module, body } => {
+                    let channel = self.broadcast_channels.get(&module).copied();
+                    let conn = self.route(&to).and_then(|p| {
+                        let conns = p.all_conns();
+                        let on = |ch: usize| conns.iter().find(|c| c.channel == ch).cloned();
+                        channel.and_then(on).or_else(|| on(control))
+                    });
                     if let Some(c) = conn {
                         c.enqueue(encode_frame(FrameKind::Broadcast, &body));
                     }
@@ -491,14 +507,13 @@ impl Driver {
         }
     }
 
-    /// A Plumtree message arrived on `conn` (from its authenticated peer). A malformed one
-    /// closes the connection; one for a module this node has no handler for is counted. Like
-    /// gossip, broadcasts travel on the control channel only; elsewhere they are a protocol
-    /// error.
+    /// A Plumtree message arrived on `conn` (from its authenticated peer), on whichever
+    /// channel its module uses there. A malformed one closes the connection; one for a module
+    /// this node has no handler for is counted.
     pub fn broadcast_received(&self, conn: &Conn, body: &[u8]) -> Result<(), WireError> {
         let mut core = self.core.lock();
         if conn.channel != core.node.control_channel() {
-            return Err(WireError::Invalid("broadcast off the control channel"));
+            self.stats.count_broadcast_on_own_channel();
         }
         let from = Arc::from(conn.origin.node.as_ref());
         if !core.broadcasts.received(&from, body, Instant::now())? {

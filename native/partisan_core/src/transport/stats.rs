@@ -54,6 +54,9 @@ pub struct Stats {
     pub written_directly: AtomicU64,
     /// Plumtree messages dropped: for a handler module this node does not have.
     pub dropped_unknown_broadcast: AtomicU64,
+    /// Plumtree messages received on a channel other than the membership channel (their
+    /// handler's own channel).
+    pub broadcasts_on_own_channel: AtomicU64,
     /// Closed connections by reason (`CloseReason as usize - 1`).
     pub closed_by: [AtomicU64; CloseReason::ALL.len()],
     /// Hellos this node refused as the acceptor, by status (see `REFUSALS`).
@@ -95,6 +98,11 @@ impl Stats {
         Stats::incr(&self.dropped_unknown_broadcast);
     }
 
+    /// A Plumtree message arrived on its handler's own channel.
+    pub fn count_broadcast_on_own_channel(&self) {
+        Stats::incr(&self.broadcasts_on_own_channel);
+    }
+
     /// Reads every counter into (name, value) pairs, ending with one per close reason.
     pub fn snapshot(&self) -> StatsSnapshot {
         let c = |a: &AtomicU64| a.load(Relaxed);
@@ -123,6 +131,10 @@ impl Stats {
             (
                 "dropped_unknown_broadcast",
                 c(&self.dropped_unknown_broadcast),
+            ),
+            (
+                "broadcasts_on_own_channel",
+                c(&self.broadcasts_on_own_channel),
             ),
         ];
         for why in CloseReason::ALL {
