@@ -640,10 +640,11 @@ normalize(broadcast_mods, Mods) ->
 %% `client' or `server' for the client-server manager; any atom names a
 %% HyParView node's kind, for the slots others reserve for it.
 normalize(tag, Tag) when is_atom(Tag) ->
+    is_wire_tag(Tag) orelse invalid(tag, Tag),
     Tag;
 
 normalize(reservations, Tags) ->
-    is_list(Tags) andalso lists:all(fun is_atom/1, Tags)
+    is_list(Tags) andalso lists:all(fun is_wire_tag/1, Tags)
         orelse invalid(reservations, Tags),
     lists:usort(Tags);
 
@@ -754,6 +755,11 @@ is_valid_ping(#{enabled := E, idle_timeout := I, timeout := T, max_attempts := A
 
 invalid(Key, Value) ->
     erlang:error(badarg, [Key, Value]).
+
+
+%% A tag travels in overlay messages as at most 255 bytes of UTF-8.
+is_wire_tag(Tag) ->
+    is_atom(Tag) andalso byte_size(atom_to_binary(Tag, utf8)) =< 255.
 
 
 to_map(_, Map) when is_map(Map) ->

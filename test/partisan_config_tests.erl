@@ -355,7 +355,11 @@ tags() ->
     ok = partisan_config:set(reservations, [db, hub, db]),
     ?assertEqual([db, hub], partisan_config:get(reservations)),
     ?assertError(badarg, partisan_config:set(reservations, hub)),
-    ?assertError(badarg, partisan_config:set(reservations, [<<"hub">>])).
+    ?assertError(badarg, partisan_config:set(reservations, [<<"hub">>])),
+    %% 255 characters fit an atom, not the wire when they take 2 bytes each.
+    Long = binary_to_atom(binary:copy(<<"é"/utf8>>, 200), utf8),
+    ?assertError(badarg, partisan_config:set(tag, Long)),
+    ?assertError(badarg, partisan_config:set(reservations, [Long])).
 
 
 invalid_values() ->

@@ -25,8 +25,9 @@
 //! Reserved slots (Partisan's `tag` and `reservations`): a node may keep active-view slots for
 //! one neighbour of each of some tags. An open slot counts as taken for everyone else, a node
 //! with that tag is always accepted into it, and a neighbour holding a slot is never the one
-//! dropped to make room. Unlike Partisan 5, a slot opens again when its neighbour goes, and
-//! filling a slot drops nobody (the slot was already counted).
+//! dropped to make room. Unlike Partisan 5, a slot opens again when its neighbour goes, filling
+//! a slot drops nobody (the slot was already counted), and a node with an open slot asks a
+//! passive node it knows to have the tag (at each promotion tick, a request it may refuse).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Debug;
@@ -177,6 +178,15 @@ pub enum Action<P> {
     Down(P),
 }
 
+/// One of our unanswered `Neighbor` requests.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    /// We dropped the peer since we sent it.
+    stale: bool,
+    /// It was high priority.
+    high: bool,
+}
+
 /// One node's HyParView state.
 #[derive(Debug)]
 pub struct HyParView<P> {
@@ -185,7 +195,8 @@ pub struct HyParView<P> {
     rng: SmallRng,
     active: BTreeSet<P>,
     passive: BTreeSet<P>,
-    /// The tags of the neighbours that have one.
+    /// The tags known of the nodes in either view (told by their messages), so that a
+    /// passive node can be asked to fill an open slot.
     tags: BTreeMap<P, Tag>,
     /// The reserved slots and who holds each (`None`: open).
     reserved: BTreeMap<Tag, Option<P>>,
@@ -197,7 +208,7 @@ pub struct HyParView<P> {
     /// Our unanswered `Neighbor` requests per peer, oldest first, each marked stale once we
     /// dropped the peer after sending it: the peer answers it before it sees our `Disconnect`,
     /// so an `accepted` answer to a stale request must not make it a neighbour again.
-    requests: BTreeMap<P, VecDeque<bool>>,
+    requests: BTreeMap<P, VecDeque<Pending>>,
     /// What the last shuffle sent, preferred for eviction when its reply arrives.
     sent_sample: Vec<P>,
     next_shuffle: Instant,
@@ -307,22 +318,33 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
             }
             if self.active.len() < self.cfg.active_min {
                 self.repair();
-            } else if self.cfg.random_promotion && !self.is_full() {
+            } else if !self.seek_slot_holder() && self.cfg.random_promotion && !self.is_full() {
                 self.promote();
             }
         }
+        self.prune_tags();
     }
 
     /// Feeds one event.
     pub fn handle(&mut self, input: Input<P>, _now: Instant) {
+        self.handle_input(input);
+        self.prune_tags();
+    }
+
+    fn handle_input(&mut self, input: Input<P>) {
         match input {
             Input::Join(contact) => {
                 if contact != self.me {
                     self.left = false;
-                    // (Its tag comes with its answer to our join: a `Neighbor` request.)
-                    self.add_active(contact.clone(), None);
-                    let tag = self.cfg.tag.clone();
-                    self.send(contact, Message::Join { tag });
+                    // (Its tag, if it has one, comes with its `JoinReply`.)
+                    if self.add_active(contact.clone(), None) {
+                        let tag = self.cfg.tag.clone();
+                        self.send(contact, Message::Join { tag });
+                    } else {
+                        // Every slot is reserved and held: the contact is asked later (a
+                        // request, which settles both views), if its tag fits.
+                        self.add_passive(contact);
+                    }
                 }
             }
             Input::Received(from, msg) if !self.left => self.received(from, msg),
@@ -395,13 +417,19 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
                 }
                 let next = self.random_active_except(&[&from, &joiner]);
                 if ttl == 0 || next.is_none() {
-                    if !self.active.contains(&joiner) && self.add_active(joiner.clone(), tag) {
-                        self.ask(joiner, true);
+                    if !self.active.contains(&joiner) {
+                        if self.add_active(joiner.clone(), tag.clone()) {
+                            self.ask(joiner, true);
+                        } else {
+                            self.add_passive(joiner.clone());
+                            self.note_tag(&joiner, tag);
+                        }
                     }
                     return;
                 }
                 if ttl == self.cfg.passive_rwl {
                     self.add_passive(joiner.clone());
+                    self.note_tag(&joiner, tag.clone());
                 }
                 if let Some(next) = next {
                     self.send(
@@ -424,7 +452,10 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
                     || self.active.contains(&from)
                     || self.slot_open(tag.as_ref())
                     || !self.is_full();
-                let accepted = welcome && self.add_active(from.clone(), tag);
+                let accepted = welcome && self.add_active(from.clone(), tag.clone());
+                if !accepted {
+                    self.note_tag(&from, tag);
+                }
                 let tag = self.cfg.tag.clone();
                 self.send(from, Message::NeighborReply { accepted, tag });
             }
@@ -432,7 +463,7 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
                 if self.asking.as_ref() == Some(&from) {
                     self.asking = None;
                 }
-                let stale = self.answered(&from);
+                let Pending { stale, high } = self.answered(&from);
                 if accepted && !stale {
                     if !self.add_active(from.clone(), tag) {
                         // Our slots filled up meanwhile: it holds us, we cannot hold it.
@@ -443,9 +474,14 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
                     // It does not hold us (it would have accepted if it did): nor do we it.
                     if self.remove_active(&from) {
                         self.actions.push_back(Action::Down(from.clone()));
-                        self.add_passive(from);
+                        self.add_passive(from.clone());
                     }
-                    self.repair();
+                    self.note_tag(&from, tag);
+                    // A refused high-priority request (the peer is full of slot holders) is
+                    // not repeated at once: the promotion tick tries again.
+                    if !high {
+                        self.repair();
+                    }
                 }
             }
             Message::Disconnect { alive } => {
@@ -506,12 +542,16 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
         if p == self.me {
             return false;
         }
+        // (A node met before may come without its tag: a contact we join.)
+        let tag = tag.or_else(|| self.tags.get(&p).cloned());
         if self.active.contains(&p) {
             self.learn_tag(p, tag);
             return true;
         }
         let fills_slot = self.slot_open(tag.as_ref());
-        if !fills_slot && self.is_full() {
+        // (A slot reserved while the view was full was never counted: filling it must still
+        // make room.)
+        if (!fills_slot && self.is_full()) || self.active.len() >= self.cfg.active_max {
             let droppable: Vec<P> = self
                 .active
                 .iter()
@@ -524,7 +564,7 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
             };
             self.remove_active(&d);
             if let Some(pending) = self.requests.get_mut(&d) {
-                pending.iter_mut().for_each(|stale| *stale = true);
+                pending.iter_mut().for_each(|r| r.stale = true);
             }
             self.send(d.clone(), Message::Disconnect { alive: true });
             self.actions.push_back(Action::Down(d.clone()));
@@ -542,18 +582,56 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
         let Some(tag) = tag else {
             return;
         };
-        match self.tags.insert(p.clone(), tag.clone()) {
-            Some(old) if old == tag => return,
+        if let Some(old) = self.tags.insert(p.clone(), tag.clone()) {
             // (A node that came back with another tag gives up the slot of the old one.)
-            Some(old) if self.reserved.get(&old) == Some(&Some(p.clone())) => {
+            if old != tag && self.reserved.get(&old) == Some(&Some(p.clone())) {
                 let next = self.holder_among_active(&old);
                 self.reserved.insert(old, next);
             }
-            _ => {}
         }
         if let Some(slot @ None) = self.reserved.get_mut(&tag) {
             *slot = Some(p);
         }
+    }
+
+    /// Records the tag of a node in either view (a neighbour's through [`Self::learn_tag`]).
+    fn note_tag(&mut self, p: &P, tag: Option<Tag>) {
+        if self.active.contains(p) {
+            self.learn_tag(p.clone(), tag);
+        } else if let (Some(tag), true) = (tag, self.passive.contains(p)) {
+            self.tags.insert(p.clone(), tag);
+        }
+    }
+
+    /// Forgets the tags of nodes in neither view.
+    fn prune_tags(&mut self) {
+        if self.tags.len() > self.active.len() + self.passive.len() {
+            let (active, passive) = (&self.active, &self.passive);
+            self.tags
+                .retain(|p, _| active.contains(p) || passive.contains(p));
+        }
+    }
+
+    /// With a slot open and a passive node known to have its tag, asks that node to be a
+    /// neighbour (an ordinary request: a full node refuses). Whether it asked.
+    fn seek_slot_holder(&mut self) -> bool {
+        if self.asking.is_some() || self.left {
+            return false;
+        }
+        let wanted = |t: &Tag| matches!(self.reserved.get(t), Some(None));
+        let candidates: Vec<P> = self
+            .passive
+            .iter()
+            .filter(|p| self.tags.get(*p).is_some_and(wanted))
+            .cloned()
+            .collect();
+        let Some(p) = candidates.into_iter().choose(&mut self.rng) else {
+            return false;
+        };
+        self.asking = Some(p.clone());
+        self.asking_stale = false;
+        self.ask(p, false);
+        true
     }
 
     /// Takes `p` out of the active view; the slot it held opens, or goes to another neighbour
@@ -562,7 +640,8 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
         if !self.active.remove(p) {
             return false;
         }
-        if let Some(tag) = self.tags.remove(p) {
+        // (Its tag is kept while it is in the passive view.)
+        if let Some(tag) = self.tags.get(p).cloned() {
             if self.reserved.get(&tag) == Some(&Some(p.clone())) {
                 let next = self.holder_among_active(&tag);
                 self.reserved.insert(tag, next);
@@ -575,7 +654,7 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
     fn holder_among_active(&self, tag: &Tag) -> Option<P> {
         self.tags
             .iter()
-            .find(|(_, t)| *t == tag)
+            .find(|(p, t)| *t == tag && self.active.contains(*p))
             .map(|(p, _)| p.clone())
     }
 
@@ -689,21 +768,29 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
     }
 
     fn ask(&mut self, p: P, high: bool) {
-        self.requests.entry(p.clone()).or_default().push_back(false);
+        let pending = Pending { stale: false, high };
+        self.requests
+            .entry(p.clone())
+            .or_default()
+            .push_back(pending);
         let tag = self.cfg.tag.clone();
         self.send(p, Message::Neighbor { high, tag });
     }
 
     /// Takes the oldest request to `p` off the list; whether it was stale.
-    fn answered(&mut self, p: &P) -> bool {
-        let Some(pending) = self.requests.get_mut(p) else {
-            return false;
+    fn answered(&mut self, p: &P) -> Pending {
+        let none = Pending {
+            stale: false,
+            high: false,
         };
-        let stale = pending.pop_front().unwrap_or(false);
+        let Some(pending) = self.requests.get_mut(p) else {
+            return none;
+        };
+        let answered = pending.pop_front().unwrap_or(none);
         if pending.is_empty() {
             self.requests.remove(p);
         }
-        stale
+        answered
     }
 
     fn random_active_except(&mut self, not: &[&P]) -> Option<P> {
@@ -796,6 +883,84 @@ mod tests {
         // Full of holders: even a high-priority request is refused rather than drop one.
         assert!(!ask(&mut hv, 4, true, None));
         assert_eq!(hv.active().iter().copied().collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[test]
+    fn an_open_slot_asks_a_passive_node_known_to_have_its_tag() {
+        let now = Instant::now();
+        let mut hv = node(3, &["db"]);
+        hv.cfg.random_promotion = false;
+        // A `db` neighbour and an untagged one; then the `db` one is dropped for a newcomer's
+        // sake by its own side: it goes to the passive view, its tag remembered.
+        assert!(ask(&mut hv, 1, false, tag("db")));
+        assert!(ask(&mut hv, 2, false, None));
+        let msg = Message::Disconnect { alive: true };
+        hv.handle(Input::Received(1, msg), now);
+        while hv.poll_action().is_some() {}
+        assert_eq!(hv.reserved("db"), Some(None));
+        assert!(hv.passive().contains(&1));
+        // The next promotion tick asks it, although random promotion is off.
+        hv.handle_timeout(now + Duration::from_secs(3600));
+        let mut asked = Vec::new();
+        while let Some(a) = hv.poll_action() {
+            if let Action::Send(to, Message::Neighbor { high, .. }) = a {
+                asked.push((to, high));
+            }
+        }
+        assert_eq!(
+            asked,
+            vec![(1, false)],
+            "an ordinary request to the db node"
+        );
+        let reply = Message::NeighborReply {
+            accepted: true,
+            tag: tag("db"),
+        };
+        hv.handle(Input::Received(1, reply), now);
+        assert_eq!(hv.reserved("db"), Some(Some(&1)));
+    }
+
+    #[test]
+    fn a_slot_reserved_in_a_full_view_still_keeps_the_bound() {
+        let mut hv = node(3, &[]);
+        for p in 1..=3 {
+            assert!(ask(&mut hv, p, false, None));
+        }
+        assert_eq!(hv.reserve(Tag::from("db")), Ok(()));
+        // The slot was never counted: its holder comes in, and someone else goes.
+        assert!(ask(&mut hv, 9, false, tag("db")));
+        assert_eq!(hv.active().len(), 3);
+        assert_eq!(hv.reserved("db"), Some(Some(&9)));
+    }
+
+    #[test]
+    fn a_node_whose_slots_are_all_reserved_joins_by_request_and_never_loops() {
+        let now = Instant::now();
+        let mut hv = node(2, &["a", "b"]);
+        // Full with an empty view: the contact is kept to ask, no one-sided Join goes out.
+        hv.handle(Input::Join(7), now);
+        let sent: Vec<_> = std::iter::from_fn(|| hv.poll_action()).collect();
+        assert!(sent.is_empty(), "{sent:?}");
+        assert!(hv.passive().contains(&7) && hv.active().is_empty());
+        // The promotion tick asks it (high: the node has no neighbour); it refuses.
+        hv.handle_timeout(now + Duration::from_secs(3600));
+        let asked = std::iter::from_fn(|| hv.poll_action())
+            .filter(|a| matches!(a, Action::Send(7, Message::Neighbor { high: true, .. })))
+            .count();
+        assert_eq!(asked, 1);
+        let refusal = Message::NeighborReply {
+            accepted: false,
+            tag: None,
+        };
+        hv.handle(Input::Received(7, refusal), now);
+        let again: Vec<_> = std::iter::from_fn(|| hv.poll_action()).collect();
+        assert!(
+            again.is_empty(),
+            "a refused high request is not repeated at once: {again:?}"
+        );
+        // A node with one of the tags is taken, even by an ordinary request.
+        assert!(ask(&mut hv, 8, false, tag("a")));
+        assert_eq!(hv.reserved("a"), Some(Some(&8)));
     }
 
     #[test]
