@@ -14,6 +14,10 @@
 %% `transitive' option, relayed by neighbours (at most `relay_ttl' hops);</li>
 %% <li>`leave/0' tells the neighbours and leaves the overlay (a no-op in
 %% Partisan 5); `leave/1' forgets a node.</li>
+%% <li>slots of the active view can be kept for nodes of a kind: the
+%% `reservations' option and {@link partisan_peer_service:reserve/1} name
+%% tags, a node's `tag' option says its kind, and {@link active/1} names the
+%% neighbour in a tag's slot (docs/configuration.md).</li>
 %% </ul>
 %% @end
 %% -----------------------------------------------------------------------------

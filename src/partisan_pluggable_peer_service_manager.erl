@@ -724,6 +724,7 @@ engine_config() ->
     }), membership_config(partisan_peer_service:manager())).
 
 
+%% `{ok, Channel}' if the handler exports broadcast_channel/0 and it answers.
 own_channel(Mod) ->
     Exported = code:ensure_loaded(Mod) =:= {module, Mod}
         andalso erlang:function_exported(Mod, broadcast_channel, 0),
