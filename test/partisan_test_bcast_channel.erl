@@ -1,6 +1,6 @@
 %% A Plumtree broadcast handler for the tests whose broadcasts travel on the
 %% `gossip' channel (its broadcast_channel/0); it keeps what reaches the node
-%% in a table of its own.
+%% in a table of its own (partisan_test_bcast's table functions).
 -module(partisan_test_bcast_channel).
 
 -behaviour(partisan_plumtree_broadcast_handler).
@@ -9,24 +9,12 @@
 -export([broadcast_channel/0]).
 -export([broadcast_data/1, merge/2, is_stale/1, graft/1, exchange/1]).
 
+-define(STORE, partisan_test_bcast).
 -define(TABLE, ?MODULE).
 
-start() ->
-    case ets:whereis(?TABLE) of
-        undefined ->
-            Parent = self(),
-            Owner = spawn(fun() ->
-                _ = ets:new(?TABLE, [named_table, public, set]),
-                Parent ! {self(), ready},
-                receive stop -> ok end
-            end),
-            receive {Owner, ready} -> ok end;
-        _ ->
-            ok
-    end.
+start() -> ?STORE:start(?TABLE).
 
-received() ->
-    lists:sort(ets:tab2list(?TABLE)).
+received() -> ?STORE:received(?TABLE).
 
 broadcast_channel() ->
     gossip.
@@ -34,17 +22,11 @@ broadcast_channel() ->
 broadcast_data({Id, Payload}) ->
     {Id, Payload}.
 
-merge(Id, Payload) ->
-    ets:insert_new(?TABLE, {Id, Payload}).
+merge(Id, Payload) -> ?STORE:merge(?TABLE, Id, Payload).
 
-is_stale(Id) ->
-    ets:member(?TABLE, Id).
+is_stale(Id) -> ?STORE:is_stale(?TABLE, Id).
 
-graft(Id) ->
-    case ets:lookup(?TABLE, Id) of
-        [{Id, P}] -> {ok, P};
-        [] -> {error, not_found}
-    end.
+graft(Id) -> ?STORE:graft(?TABLE, Id).
 
 exchange(_Peer) ->
     ignore.

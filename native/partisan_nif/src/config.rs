@@ -61,14 +61,14 @@ fn decode_membership(term: Term<'_>) -> NifResult<Membership> {
             seed: opt(hv, "seed", 0u64)?,
             tag: match hv.map_get(Atom::from_str(hv.get_env(), "tag")?) {
                 Ok(t) if t.decode::<Atom>()? == rustler::types::atom::undefined() => None,
-                Ok(t) => Some(tag(t)?),
+                Ok(t) => Some(decode_tag(t)?),
                 Err(_) => None,
             },
             reservations: match hv.map_get(Atom::from_str(hv.get_env(), "reservations")?) {
                 Ok(list) => list
                     .decode::<Vec<Term>>()?
                     .into_iter()
-                    .map(tag)
+                    .map(decode_tag)
                     .collect::<NifResult<_>>()?,
                 Err(_) => Vec::new(),
             },
@@ -107,8 +107,8 @@ fn decode_broadcast_channels(term: Term) -> NifResult<Vec<(String, String)>> {
         .collect()
 }
 
-/// A tag: an atom whose text fits the wire.
-fn tag(term: Term) -> NifResult<hyparview::Tag> {
+/// A tag: an atom whose text fits the wire (at most 255 bytes), else `badarg`.
+pub fn decode_tag(term: Term) -> NifResult<hyparview::Tag> {
     let text = atom_text(term)?;
     if text.len() > partisan_core::control::MAX_TAG {
         return Err(Error::BadArg);

@@ -22,7 +22,7 @@ use rustler::sys::ErlNifTerm;
 use rustler::types::tuple::make_tuple;
 use rustler::{Atom, Binary, Encoder, Env, Error, ListIterator, NifResult, ResourceArc, Term};
 
-use crate::config::{decode_node_spec, decode_start_config, decode_tls};
+use crate::config::{decode_node_spec, decode_start_config, decode_tag, decode_tls};
 use crate::decode::AtomBudget;
 use crate::delivery::{binary, send_anywhere, NifHandler};
 use crate::terms::{atom_text, decode_target, encode_listen_addrs, encode_node_spec};
@@ -364,15 +364,6 @@ fn overlay_views(env: Env, res: ResourceArc<EngineRes>) -> Term {
     (name_binaries(env, &active), name_binaries(env, &passive)).encode(env)
 }
 
-/// The text of a tag (an atom of at most 255 bytes, so that the wire can carry it).
-fn tag_text(tag: Term) -> NifResult<String> {
-    let text = atom_text(tag)?;
-    if text.len() > partisan_core::control::MAX_TAG {
-        return Err(Error::BadArg);
-    }
-    Ok(text)
-}
-
 /// `overlay_reserve(Engine, Tag)`: `ok`, or `{error, no_available_slots}` when every slot of
 /// the active view is reserved (or the membership is not HyParView).
 #[rustler::nif]
@@ -381,7 +372,7 @@ fn overlay_reserve<'a>(
     res: ResourceArc<EngineRes>,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    Ok(match res.engine.overlay_reserve(&tag_text(tag)?) {
+    Ok(match res.engine.overlay_reserve(&decode_tag(tag)?) {
         Ok(()) => ok().encode(env),
         Err(_) => (error(), no_available_slots()).encode(env),
     })
@@ -395,7 +386,7 @@ fn overlay_reserved<'a>(
     res: ResourceArc<EngineRes>,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    Ok(match res.engine.overlay_reserved(&tag_text(tag)?) {
+    Ok(match res.engine.overlay_reserved(&decode_tag(tag)?) {
         // (A neighbour is a member: its atom exists.)
         Some(Some(holder)) => (ok(), Atom::from_str(env, &holder)?).encode(env),
         Some(None) => (ok(), undefined()).encode(env),
