@@ -131,7 +131,7 @@ sim:
 	$(call step,control core simulation: $(SIM_NODES) nodes)
 	SIM_NODES=$(SIM_NODES) SIM_HV_CORE_NODES=$(SIM_NODES) $(CARGO) test -p partisan_core --test control_sim -- --nocapture
 	$(call step,HyParView simulation: $(SIM_HV_NODES) nodes)
-	SIM_HV_NODES=$(SIM_HV_NODES) $(CARGO) test -p partisan_core --test overlay_sim -- --nocapture
+	SIM_HV_NODES=$(SIM_HV_NODES) SIM_DENSE_SEEDS=20 $(CARGO) test -p partisan_core --test overlay_sim -- --nocapture
 
 ## fuzz: the decoders' property tests (frames, handshake, gossip, the term rewrite) with many more
 ## random and corrupted inputs (FUZZ_CASES per property), then coverage-guided fuzzing of every

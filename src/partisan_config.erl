@@ -447,7 +447,9 @@ plain_defaults() ->
     ].
 
 
-%% Partisan 5's `hyparview' defaults (its xbot keys are accepted and unused).
+%% Partisan 5's `hyparview' defaults, but X-BOT: on here (off in Partisan 5),
+%% since its exchanges are what merges an island that dense joins can leave,
+%% every 120 s per node (Partisan 5 draws 5 to 65 s).
 hyparview_defaults() ->
     #{
         active_max_size => 6,
@@ -459,7 +461,9 @@ hyparview_defaults() ->
         random_promotion_interval => 5000,
         shuffle_interval => 10000,
         shuffle_k_active => 3,
-        shuffle_k_passive => 4
+        shuffle_k_passive => 4,
+        xbot_enabled => true,
+        xbot_interval => 120000
     }.
 
 
@@ -479,7 +483,7 @@ hyparview_key(Key) -> Key.
 hyparview_env() ->
     Old = [arwl, prwl, max_active_size, min_active_size, max_passive_size,
            passive_view_shuffle_period, random_promotion,
-           random_promotion_period],
+           random_promotion_period, xbot_interval],
     Top = maps:from_list(
         [{Key, V} || Key <- Old, {ok, V} <- [application:get_env(?APP, Key)]]
     ),
@@ -492,9 +496,10 @@ is_valid_hyparview(HV) ->
                         andalso maps:get(K, HV) =< 64 end,
     lists:all(Pos, [active_max_size, active_min_size, passive_max_size,
                     shuffle_k_active, shuffle_k_passive, shuffle_interval,
-                    random_promotion_interval])
+                    random_promotion_interval, xbot_interval])
         andalso lists:all(Walk, [active_rwl, passive_rwl])
         andalso is_boolean(maps:get(random_promotion, HV))
+        andalso is_boolean(maps:get(xbot_enabled, HV))
         andalso maps:get(active_min_size, HV) =< maps:get(active_max_size, HV).
 
 

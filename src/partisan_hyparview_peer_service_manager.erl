@@ -18,6 +18,9 @@
 %% `reservations' option and {@link partisan_peer_service:reserve/1} name
 %% tags, a node's `tag' option says its kind, and {@link active/1} names the
 %% neighbour in a tag's slot (docs/configuration.md).</li>
+%% <li>full views keep mixing through X-BOT exchanges (`xbot_enabled',
+%% `xbot_interval'; on by default, unlike Partisan 5), which also merge an
+%% island that dense joins can leave (docs/architecture.md).</li>
 %% </ul>
 %% @end
 %% -----------------------------------------------------------------------------

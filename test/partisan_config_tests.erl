@@ -34,6 +34,7 @@ config_test_() ->
         {"connection_ping", fun connection_ping/0},
         {"invalid values", fun invalid_values/0},
         {"tag and reservations", fun tags/0},
+        {"hyparview: X-BOT keys", fun xbot/0},
         {"unknown keys and their nearest known key", fun unknown_keys/0},
         {"init is idempotent", fun idempotent/0},
         {"seed: random_seed makes runs repeat", fun seed/0},
@@ -360,6 +361,23 @@ tags() ->
     Long = binary_to_atom(binary:copy(<<"é"/utf8>>, 200), utf8),
     ?assertError(badarg, partisan_config:set(tag, Long)),
     ?assertError(badarg, partisan_config:set(reservations, [Long])).
+
+
+xbot() ->
+    init_with([{name, ?NODE}]),
+    HV = partisan_config:get(hyparview),
+    ?assertMatch(#{xbot_enabled := true, xbot_interval := 120000}, HV),
+    ok = partisan_config:set(hyparview, #{xbot_enabled => false}),
+    ?assertMatch(
+        #{xbot_enabled := false, xbot_interval := 120000, active_max_size := 6},
+        partisan_config:get(hyparview)
+    ),
+    ?assertError(badarg, partisan_config:set(hyparview, #{xbot_enabled => yes})),
+    ?assertError(badarg, partisan_config:set(hyparview, #{xbot_interval => 0})),
+    %% Partisan 5's deprecated top-level key lands in the map.
+    clear_env(),
+    init_with([{name, ?NODE}, {xbot_interval, 7000}]),
+    ?assertMatch(#{xbot_interval := 7000}, partisan_config:get(hyparview)).
 
 
 invalid_values() ->

@@ -7,7 +7,9 @@
 %% three nodes stopped, the rest heal. With a small active view, `transitive'
 %% messages between every pair of nodes all arrive, each once. A slot reserved
 %% for a tag (`reservations', `reserve/1') is kept for a node with that tag,
-%% whose holder is never dropped, and opens again when the holder goes.
+%% whose holder is never dropped, and opens again when the holder goes. X-BOT
+%% exchanges (every second here) rewire full views while they stay symmetric
+%% and within bounds, and `transitive' messages still all arrive, each once.
 %% @end
 %% -----------------------------------------------------------------------------
 -module(partisan_hyparview_SUITE).
@@ -22,6 +24,7 @@
 -export([a_small_active_view_stays_symmetric/1]).
 -export([the_rest_heal_when_three_stop/1]).
 -export([a_reserved_slot_is_kept_for_its_tag/1]).
+-export([exchanges_rewire_full_views/1]).
 
 -import(partisan_ct_support, [rpc/4, wait_until/4]).
 
@@ -34,7 +37,8 @@ all() ->
     [eight_nodes_form_one_overlay,
      a_small_active_view_stays_symmetric,
      the_rest_heal_when_three_stop,
-     a_reserved_slot_is_kept_for_its_tag].
+     a_reserved_slot_is_kept_for_its_tag,
+     exchanges_rewire_full_views].
 
 init_per_suite(Config) ->
     ok = partisan_ct_support:init_dist(),
@@ -54,7 +58,8 @@ end_per_testcase(_Case, _Config) ->
 short(eight_nodes_form_one_overlay) -> "hv1";
 short(a_small_active_view_stays_symmetric) -> "hv2";
 short(the_rest_heal_when_three_stop) -> "hv3";
-short(a_reserved_slot_is_kept_for_its_tag) -> "hv4".
+short(a_reserved_slot_is_kept_for_its_tag) -> "hv4";
+short(exchanges_rewire_full_views) -> "hv5".
 
 
 %% =============================================================================
@@ -86,6 +91,37 @@ eight_nodes_form_one_overlay(Config) ->
                      [Far, hv_inbox, {relayed, A}, #{transitive => true}]),
             ?assertEqual([{relayed, A}], partisan_ct_support:wait_for_messages(Far, hv_inbox, 1))
     end.
+
+exchanges_rewire_full_views(Config) ->
+    %% Eight nodes of three neighbours each: full views, and passive nodes to
+    %% exchange with; an exchange per node every second.
+    HV = #{active_max_size => 3, active_min_size => 2, xbot_interval => 1000},
+    Nodes = start(8, HV, Config),
+    ok = settled(Nodes, 2, 3),
+    Edges = fun() -> lists:sort([{N, P} || N <- Nodes, P <- active_of(N)]) end,
+    Before = Edges(),
+    ok = wait_until(rewired, fun() -> Edges() -- Before =/= [] end, 100, 200),
+    ok = settled(Nodes, 2, 3),
+    %% Exchanges go on; the overlay still carries every message, once.
+    [partisan_ct_support:rpc(N, partisan_ct_support, start_collector, [hv_xbot])
+     || N <- Nodes],
+    Sent = [{From, To, I} || From <- Nodes, To <- Nodes, To =/= From, I <- lists:seq(1, 3)],
+    [ok = rpc(From, partisan, forward_message, [To, hv_xbot, M, #{transitive => true}])
+     || {From, To, _} = M <- Sent],
+    lists:foreach(
+        fun(To) ->
+            Expected = lists:sort([M || {_, T, _} = M <- Sent, T =:= To]),
+            _ = partisan_ct_support:wait_for_messages(To, hv_xbot, length(Expected)),
+            timer:sleep(200),
+            ?assertEqual(Expected,
+                         lists:sort(partisan_ct_support:rpc(To, partisan_ct_support,
+                                                            collected, [hv_xbot])))
+        end,
+        Nodes
+    ),
+    After = Edges(),
+    ct:comment("~b of ~b directed edges changed", [length(After -- Before), length(Before)]).
+
 
 a_small_active_view_stays_symmetric(Config) ->
     %% Three neighbours at most for eight nodes joining one contact: the

@@ -368,6 +368,33 @@ fn main() {
         sample_of(w, &[&others[1], &others[2], &b, &local]);
     });
     let shuffle_reply = ov(7, &|w| sample_of(w, &[&others[3], &a, &c]));
+    // X-BOT's steps: exchange id 7, the nodes they name, their flags and tags.
+    let optimize = ov(9, &|w| {
+        w.u64(7);
+        others[0].encode(w);
+        tagged(w, None);
+    });
+    let replace = ov(10, &|w| {
+        w.u64(7);
+        others[1].encode(w);
+        others[2].encode(w);
+    });
+    let switch = ov(11, &|w| {
+        w.u64(7);
+        others[3].encode(w);
+        tagged(w, Some("db"));
+    });
+    let switch_reply = ov(12, &|w| {
+        w.u64(7).u8(1);
+        tagged(w, None);
+    });
+    let replace_reply = ov(13, &|w| {
+        w.u64(7).u8(0);
+    });
+    let optimize_reply = ov(14, &|w| {
+        w.u64(7).u8(1);
+        tagged(w, Some("hub"));
+    });
     let o = Corpus::target(&root, "overlay");
     for (name, m) in [
         ("join", &join),
@@ -378,6 +405,12 @@ fn main() {
         ("disconnect", &disconnect),
         ("shuffle", &shuffle),
         ("shuffle_reply", &shuffle_reply),
+        ("optimize", &optimize),
+        ("replace", &replace),
+        ("switch", &switch),
+        ("switch_reply", &switch_reply),
+        ("replace_reply", &replace_reply),
+        ("optimize_reply", &optimize_reply),
     ] {
         o.put(name, &join_records(&[m]));
     }
@@ -390,6 +423,12 @@ fn main() {
             &forward_join,
             &shuffle,
             &shuffle_reply,
+            &optimize,
+            &switch,
+            &replace,
+            &optimize_reply,
+            &switch_reply,
+            &replace_reply,
             &disconnect,
         ]),
     );

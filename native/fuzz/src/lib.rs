@@ -701,6 +701,26 @@ pub fn spec_overlay_valid(body: &[u8]) -> bool {
             }
             7 => sample(&mut r)?,
             8 => node_tag(&mut r, true)?,
+            // X-BOT: an exchange id, then the nodes named and the flags.
+            9 | 11 => {
+                r.u64()?;
+                NodeSpec::decode(&mut r)?;
+                node_tag(&mut r, false)?;
+            }
+            10 => {
+                r.u64()?;
+                NodeSpec::decode(&mut r)?;
+                NodeSpec::decode(&mut r)?;
+            }
+            12 | 14 => {
+                r.u64()?;
+                flag(&mut r)?;
+                node_tag(&mut r, false)?;
+            }
+            13 => {
+                r.u64()?;
+                flag(&mut r)?;
+            }
             _ => return Err(WireError::Invalid("kind")),
         }
         r.finish()

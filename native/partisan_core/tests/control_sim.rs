@@ -1151,6 +1151,61 @@ fn hyparview_on_the_control_core_settles_and_heals() {
     );
 }
 
+/// X-BOT on the real control core: with exchanges every 5 s per node, `n` nodes join and
+/// settle, then keep rewiring for a minute. The views must settle again (symmetric, within
+/// bounds, every neighbour up on every slot, one overlay), and must have changed.
+#[test]
+fn hyparview_exchanges_on_the_control_core_rewire_and_settle() {
+    let n = env("SIM_HV_CORE_NODES", 200) as usize / 2;
+    let seed = env("SIM_SEED", 0x0b07);
+    let ping = PingConfig {
+        enabled: true,
+        idle_timeout: ms(4_000),
+        timeout: ms(1_000),
+        max_attempts: 2,
+    };
+    let net = Net {
+        delay: (1, 8),
+        dial_loss: 0.01,
+        dial_timeout: ms(1_000),
+        reset: 0.0,
+    };
+    let cfg = hyparview::Config {
+        xbot_interval: ms(5_000),
+        ..hyparview::Config::default()
+    };
+    let membership = Membership::HyParView(cfg.clone());
+    let mut sim = Sim::with_membership(seed, n, net, ping, channels(false), membership);
+    sim.join_randomly(n);
+    let all: BTreeSet<Host> = (0..n).collect();
+    sim.settle_overlay(&all, &cfg, ms(120_000));
+    let edges = |sim: &Sim| -> BTreeSet<(String, String)> {
+        sim.machines
+            .iter()
+            .flat_map(|m| {
+                let me = m.name.to_string();
+                m.node
+                    .active_view()
+                    .into_iter()
+                    .map(move |p| (me.clone(), p.to_string()))
+            })
+            .collect()
+    };
+    let before = edges(&sim);
+    sim.run_until(sim.now + ms(60_000));
+    sim.settle_overlay(&all, &cfg, sim.now + ms(60_000));
+    let after = edges(&sim);
+    let changed = before.difference(&after).count();
+    println!(
+        "control sim, X-BOT: {n} nodes: {changed} of {} directed edges changed in a minute",
+        before.len()
+    );
+    assert!(
+        changed * 10 > before.len(),
+        "the exchanges did not rewire the overlay"
+    );
+}
+
 fn channels(extra: bool) -> Vec<ChannelSpec> {
     let ch = |name: &str, parallelism| ChannelSpec {
         name: name.to_owned(),

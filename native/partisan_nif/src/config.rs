@@ -59,6 +59,8 @@ fn decode_membership(term: Term<'_>) -> NifResult<Membership> {
                 d.random_promotion_interval,
             )?,
             seed: opt(hv, "seed", 0u64)?,
+            xbot: opt(hv, "xbot_enabled", d.xbot)?,
+            xbot_interval: period("xbot_interval", d.xbot_interval)?,
             tag: match hv.map_get(Atom::from_str(hv.get_env(), "tag")?) {
                 Ok(t) if t.decode::<Atom>()? == rustler::types::atom::undefined() => None,
                 Ok(t) => Some(decode_tag(t)?),

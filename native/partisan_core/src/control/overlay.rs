@@ -123,6 +123,30 @@ impl Overlay {
                 w.u8(7);
                 self.encode_sample(&mut w, nodes);
             }
+            Message::Optimize { id, old, tag } => {
+                w.u8(9).u64(*id);
+                self.spec(old)?.encode(&mut w);
+                encode_tag(&mut w, tag.as_ref());
+            }
+            Message::Replace { id, initiator, old } => {
+                w.u8(10).u64(*id);
+                self.spec(initiator)?.encode(&mut w);
+                self.spec(old)?.encode(&mut w);
+            }
+            Message::Switch { id, initiator, tag } => {
+                w.u8(11).u64(*id);
+                self.spec(initiator)?.encode(&mut w);
+                encode_tag(&mut w, tag.as_ref());
+            }
+            Message::SwitchReply { id, accepted, tag } => {
+                encode_tag(w.u8(12).u64(*id).u8(*accepted as u8), tag.as_ref());
+            }
+            Message::ReplaceReply { id, accepted } => {
+                w.u8(13).u64(*id).u8(*accepted as u8);
+            }
+            Message::OptimizeReply { id, accepted, tag } => {
+                encode_tag(w.u8(14).u64(*id).u8(*accepted as u8), tag.as_ref());
+            }
         }
         Some(w.buf)
     }
@@ -182,6 +206,61 @@ impl Overlay {
                 Parsed::Walk(ttl, origin, Ok(decode_sample(&mut r)?))
             }
             7 => Parsed::Sample(decode_sample(&mut r)?),
+            9 => {
+                let id = r.u64()?;
+                let old = NodeSpec::decode(&mut r)?;
+                let tag = decode_tag(&mut r)?;
+                Parsed::Named(
+                    vec![old],
+                    Box::new(move |mut n| Message::Optimize {
+                        id,
+                        old: n.remove(0),
+                        tag,
+                    }),
+                )
+            }
+            10 => {
+                let id = r.u64()?;
+                let named = vec![NodeSpec::decode(&mut r)?, NodeSpec::decode(&mut r)?];
+                Parsed::Named(
+                    named,
+                    Box::new(move |mut n| {
+                        let old = n.remove(1);
+                        Message::Replace {
+                            id,
+                            initiator: n.remove(0),
+                            old,
+                        }
+                    }),
+                )
+            }
+            11 => {
+                let id = r.u64()?;
+                let initiator = NodeSpec::decode(&mut r)?;
+                let tag = decode_tag(&mut r)?;
+                Parsed::Named(
+                    vec![initiator],
+                    Box::new(move |mut n| Message::Switch {
+                        id,
+                        initiator: n.remove(0),
+                        tag,
+                    }),
+                )
+            }
+            12 => Parsed::Ready(Message::SwitchReply {
+                id: r.u64()?,
+                accepted: flag(&mut r)?,
+                tag: decode_tag(&mut r)?,
+            }),
+            13 => Parsed::Ready(Message::ReplaceReply {
+                id: r.u64()?,
+                accepted: flag(&mut r)?,
+            }),
+            14 => Parsed::Ready(Message::OptimizeReply {
+                id: r.u64()?,
+                accepted: flag(&mut r)?,
+                tag: decode_tag(&mut r)?,
+            }),
             _ => return Err(WireError::Invalid("overlay message")),
         };
         r.finish()?;
@@ -200,6 +279,12 @@ impl Overlay {
             Parsed::Sample(specs) => Some(Message::ShuffleReply {
                 nodes: names(specs, self),
             }),
+            Parsed::Named(specs, build) => {
+                let wanted = specs.len();
+                let known = names(specs, self);
+                // (A step whose nodes have no room is dropped; the exchange gives up.)
+                (known.len() == wanted).then(|| build(known))
+            }
             Parsed::Walk(ttl, subject, sample) => {
                 let Some(who) = self.learn(&subject) else {
                     *refused += 1;
@@ -227,7 +312,12 @@ enum Parsed {
     /// A walk about a node: a shuffle's sample, or a join's tag.
     Walk(u32, NodeSpec, Result<Vec<NodeSpec>, Option<Tag>>),
     Sample(Vec<NodeSpec>),
+    /// An X-BOT step: the nodes it names, and how to build it from their names.
+    Named(Vec<NodeSpec>, Build),
 }
+
+/// Builds a message from the names of the nodes it names, in order.
+type Build = Box<dyn FnOnce(Vec<Arc<str>>) -> Message<Arc<str>>>;
 
 /// A tag as a flag, then its length and text.
 fn encode_tag(w: &mut Writer, tag: Option<&Tag>) {
@@ -320,6 +410,35 @@ mod tests {
             },
             Message::ShuffleReply {
                 nodes: names.clone(),
+            },
+            Message::Optimize {
+                id: u64::MAX,
+                old: names[0].clone(),
+                tag: tag("db"),
+            },
+            Message::Replace {
+                id: 1,
+                initiator: names[1].clone(),
+                old: names[2].clone(),
+            },
+            Message::Switch {
+                id: 2,
+                initiator: names[0].clone(),
+                tag: None,
+            },
+            Message::SwitchReply {
+                id: 3,
+                accepted: true,
+                tag: None,
+            },
+            Message::ReplaceReply {
+                id: 4,
+                accepted: false,
+            },
+            Message::OptimizeReply {
+                id: 5,
+                accepted: true,
+                tag: tag("hub"),
             },
         ];
         for m in msgs {

@@ -21,6 +21,9 @@
 //! - Every `Neighbor` request is answered (Partisan issue #13: unanswered requests leave views
 //!   asymmetric), and at most one is outstanding at a time.
 //! - `Leave` tells every neighbour, which drop the node from both views.
+//! - X-BOT exchanges (Leitão et al., SRDS 2009) run by default, with Partisan 5's oracle for
+//!   anything but latency (every change is better): the overlay keeps mixing, which is what
+//!   merges the small islands that dense joins can leave (see the X-BOT section below).
 //!
 //! Reserved slots (Partisan's `tag` and `reservations`): a node may keep active-view slots for
 //! one neighbour of each of some tags. An open slot counts as taken for everyone else, a node
@@ -68,6 +71,11 @@ pub struct Config {
     pub tag: Option<Tag>,
     /// Tags that get a reserved slot each (`reservations`, none; at most `active_max`).
     pub reservations: Vec<Tag>,
+    /// Whether a full node keeps rewiring its view with X-BOT exchanges (`xbot_enabled`;
+    /// true here, false in Partisan 5): they are what merges an island that dense joins left.
+    pub xbot: bool,
+    /// Period of a node's X-BOT rounds (`xbot_interval`, 120 s; Partisan 5 draws 5 to 65 s).
+    pub xbot_interval: Duration,
 }
 
 /// A node's tag: the name of a reserved slot it may fill.
@@ -93,6 +101,8 @@ impl Default for Config {
             seed: 0,
             tag: None,
             reservations: Vec::new(),
+            xbot: true,
+            xbot_interval: Duration::from_secs(120),
         }
     }
 }
@@ -152,6 +162,61 @@ pub enum Message<P> {
         /// The sample.
         nodes: Vec<P>,
     },
+    /// X-BOT, first step: the sender, full, would take the receiver (one of its passive
+    /// nodes) as a neighbour in place of its neighbour `old`.
+    Optimize {
+        /// The exchange, named by its initiator.
+        id: u64,
+        /// The neighbour the sender would let go.
+        old: P,
+        /// The sender's tag.
+        tag: Option<Tag>,
+    },
+    /// Second step, from a full candidate to one of its neighbours: "take `old` in my place,
+    /// so that I can take `initiator`".
+    Replace {
+        /// The exchange.
+        id: u64,
+        /// The node that started it.
+        initiator: P,
+        /// The initiator's neighbour to be handed over.
+        old: P,
+    },
+    /// Third step, to `old`: "drop `initiator` and take me instead".
+    Switch {
+        /// The exchange.
+        id: u64,
+        /// The neighbour the receiver is asked to drop.
+        initiator: P,
+        /// The sender's tag.
+        tag: Option<Tag>,
+    },
+    /// The answer to a `Switch`: accepted, the sender dropped the initiator (told) and took
+    /// the requester.
+    SwitchReply {
+        /// The exchange.
+        id: u64,
+        /// Whether it did.
+        accepted: bool,
+        /// The sender's tag.
+        tag: Option<Tag>,
+    },
+    /// The answer to a `Replace`: accepted, the sender took `old` and dropped the receiver.
+    ReplaceReply {
+        /// The exchange.
+        id: u64,
+        /// Whether it did.
+        accepted: bool,
+    },
+    /// The answer to an `Optimize`: accepted, the sender took the initiator as a neighbour.
+    OptimizeReply {
+        /// The exchange.
+        id: u64,
+        /// Whether it did.
+        accepted: bool,
+        /// The sender's tag.
+        tag: Option<Tag>,
+    },
 }
 
 /// Events fed to [`HyParView::handle`].
@@ -185,6 +250,39 @@ struct Pending {
     stale: bool,
     /// It was high priority.
     high: bool,
+    /// The peer became a neighbour another way since we sent it (we accepted its request or
+    /// exchange, which it handles after ours): a refusal is older than that, and undoes nothing.
+    superseded: bool,
+}
+
+/// This node's part in an X-BOT exchange, waiting for `peer`'s answer.
+#[derive(Debug, Clone)]
+struct Exchange<P> {
+    id: u64,
+    peer: P,
+    /// The initiator's old neighbour (initiator), the initiator (candidate), or the candidate
+    /// (the neighbour asked to replace it).
+    other: P,
+    /// The initiator's tag (candidate).
+    tag: Option<Tag>,
+    /// We dropped `peer` since we asked it: its acceptance must not make it a neighbour again.
+    stale: bool,
+    /// Seen by one promotion tick already: the next gives it up (an answer was lost).
+    aged: bool,
+}
+
+impl<P> Exchange<P> {
+    fn new(id: u64, peer: P, other: P, tag: Option<Tag>) -> Exchange<P> {
+        let (stale, aged) = (false, false);
+        Exchange {
+            id,
+            peer,
+            other,
+            tag,
+            stale,
+            aged,
+        }
+    }
 }
 
 /// One node's HyParView state.
@@ -211,8 +309,15 @@ pub struct HyParView<P> {
     requests: BTreeMap<P, VecDeque<Pending>>,
     /// What the last shuffle sent, preferred for eviction when its reply arrives.
     sent_sample: Vec<P>,
+    /// X-BOT exchanges under way, at most one per role: started here (waiting for the
+    /// candidate), as the candidate (waiting for its neighbour), as that neighbour (waiting for
+    /// the initiator's old neighbour).
+    optimizing: Option<Exchange<P>>,
+    replacing: Option<Exchange<P>>,
+    switching: Option<Exchange<P>>,
     next_shuffle: Instant,
     next_promotion: Instant,
+    next_xbot: Instant,
     actions: VecDeque<Action<P>>,
     left: bool,
 }
@@ -229,6 +334,7 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
         let next_shuffle = now + cfg.shuffle_interval + spread(&mut rng, cfg.shuffle_interval);
         let next_promotion =
             now + cfg.random_promotion_interval + spread(&mut rng, cfg.random_promotion_interval);
+        let next_xbot = now + cfg.xbot_interval + spread(&mut rng, cfg.xbot_interval);
         let reserved = cfg.reservations.iter().map(|t| (t.clone(), None)).collect();
         HyParView {
             me,
@@ -242,8 +348,12 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
             asking_stale: false,
             requests: BTreeMap::new(),
             sent_sample: Vec::new(),
+            optimizing: None,
+            replacing: None,
+            switching: None,
             next_shuffle,
             next_promotion,
+            next_xbot,
             actions: VecDeque::new(),
             left: false,
         }
@@ -296,7 +406,12 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
 
     /// When [`HyParView::handle_timeout`] is next due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        (!self.left).then(|| self.next_shuffle.min(self.next_promotion))
+        let xbot = if self.cfg.xbot {
+            self.next_xbot
+        } else {
+            self.next_promotion
+        };
+        (!self.left).then(|| self.next_shuffle.min(self.next_promotion).min(xbot))
     }
 
     /// Runs the periodic work due at `now`: shuffles and random promotion.
@@ -316,11 +431,26 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
                 }
                 self.asking_stale = !self.asking_stale;
             }
+            for ex in [
+                &mut self.optimizing,
+                &mut self.replacing,
+                &mut self.switching,
+            ] {
+                match ex {
+                    Some(e) if e.aged => *ex = None,
+                    Some(e) => e.aged = true,
+                    None => {}
+                }
+            }
             if self.active.len() < self.cfg.active_min {
                 self.repair();
             } else if !self.seek_slot_holder() && self.cfg.random_promotion && !self.is_full() {
                 self.promote();
             }
+        }
+        if self.cfg.xbot && now >= self.next_xbot {
+            self.next_xbot = now + self.cfg.xbot_interval;
+            self.optimize();
         }
         self.prune_tags();
     }
@@ -348,23 +478,14 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
                 }
             }
             Input::Received(from, msg) if !self.left => self.received(from, msg),
-            Input::Received(from, Message::Neighbor { .. }) => {
-                let tag = self.cfg.tag.clone();
-                self.send(
-                    from,
-                    Message::NeighborReply {
-                        accepted: false,
-                        tag,
-                    },
-                )
-            }
-            Input::Received(..) => {}
+            Input::Received(from, msg) => self.refuse_after_leaving(from, msg),
             Input::PeerDown(peer) => {
                 self.passive.remove(&peer);
                 self.requests.remove(&peer);
                 if self.asking.as_ref() == Some(&peer) {
                     self.asking = None;
                 }
+                self.exchange_peer_down(&peer);
                 if self.remove_active(&peer) {
                     self.actions.push_back(Action::Down(peer));
                 }
@@ -379,6 +500,9 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
                 self.reserved.values_mut().for_each(|holder| *holder = None);
                 self.passive.clear();
                 self.asking = None;
+                self.optimizing = None;
+                self.replacing = None;
+                self.switching = None;
                 self.left = true;
             }
         }
@@ -463,7 +587,11 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
                 if self.asking.as_ref() == Some(&from) {
                     self.asking = None;
                 }
-                let Pending { stale, high } = self.answered(&from);
+                let Pending {
+                    stale,
+                    high,
+                    superseded,
+                } = self.answered(&from);
                 if accepted && !stale {
                     if !self.add_active(from.clone(), tag) {
                         // Our slots filled up meanwhile: it holds us, we cannot hold it.
@@ -472,7 +600,7 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
                     }
                 } else if !accepted {
                     // It does not hold us (it would have accepted if it did): nor do we it.
-                    if self.remove_active(&from) {
+                    if !superseded && self.remove_active(&from) {
                         self.actions.push_back(Action::Down(from.clone()));
                         self.add_passive(from.clone());
                     }
@@ -532,7 +660,299 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
                 let sent = std::mem::take(&mut self.sent_sample);
                 self.integrate(nodes, &sent);
             }
+            Message::Optimize { id, old, tag } => self.on_optimize(from, id, old, tag),
+            Message::Replace { id, initiator, old } => self.on_replace(from, id, initiator, old),
+            Message::Switch { id, initiator, tag } => self.on_switch(from, id, initiator, tag),
+            Message::SwitchReply { id, accepted, tag } => {
+                self.on_switch_reply(from, id, accepted, tag)
+            }
+            Message::ReplaceReply { id, accepted } => self.on_replace_reply(from, id, accepted),
+            Message::OptimizeReply { id, accepted, tag } => {
+                self.on_optimize_reply(from, id, accepted, tag)
+            }
         }
+    }
+
+    /// A node that left answers what asks for an answer, and undoes what made it a neighbour.
+    fn refuse_after_leaving(&mut self, from: P, msg: Message<P>) {
+        let tag = self.cfg.tag.clone();
+        let (accepted, reply) = (false, None::<Message<P>>);
+        let reply = match msg {
+            Message::Neighbor { .. } => Some(Message::NeighborReply { accepted, tag }),
+            Message::Optimize { id, .. } => Some(Message::OptimizeReply { id, accepted, tag }),
+            Message::Replace { id, .. } => Some(Message::ReplaceReply { id, accepted }),
+            Message::Switch { id, .. } => Some(Message::SwitchReply { id, accepted, tag }),
+            Message::OptimizeReply { accepted: true, .. }
+            | Message::SwitchReply { accepted: true, .. } => {
+                Some(Message::Disconnect { alive: false })
+            }
+            _ => reply,
+        };
+        if let Some(reply) = reply {
+            self.send(from, reply);
+        }
+    }
+
+    // ---- X-BOT ---------------------------------------------------------------------------
+    //
+    // An exchange rewires four nodes and keeps every degree: the initiator `i` (full) takes its
+    // passive node `c` in place of its neighbour `o`; `c`, if full, hands one of its neighbours
+    // `d` over to `o`. Edges i–o and c–d become i–c and o–d. The oracle that decides whether a
+    // change is better is Partisan 5's default for anything but latency: every change is, so
+    // exchanges keep mixing the overlay. That is what joins an island to the rest: its nodes'
+    // passive views still name outsiders, and an exchange with one builds two bridges.
+    //
+    // Each edge that goes is told to the node it leaves (a `Disconnect`, or the reply that
+    // says so), and each edge that comes is taken on an answer, so that views stay symmetric
+    // whatever step is lost: a node that gave up an exchange and then hears it succeeded
+    // undoes its half.
+
+    /// Starts an exchange, if the view is full and nothing is under way.
+    fn optimize(&mut self) {
+        if self.left || self.optimizing.is_some() || self.active.len() < self.cfg.active_max {
+            return;
+        }
+        let Some(c) = self.passive.iter().choose(&mut self.rng).cloned() else {
+            return;
+        };
+        let Some(o) = self.droppable(&[]).into_iter().choose(&mut self.rng) else {
+            return;
+        };
+        let id = self.rng.gen();
+        self.optimizing = Some(Exchange::new(id, c.clone(), o.clone(), None));
+        let tag = self.cfg.tag.clone();
+        self.send(c, Message::Optimize { id, old: o, tag });
+    }
+
+    /// As the candidate: take the initiator if there is room, else ask a neighbour to be
+    /// handed over to the initiator's old neighbour.
+    fn on_optimize(&mut self, i: P, id: u64, o: P, tag: Option<Tag>) {
+        let mine = self.cfg.tag.clone();
+        if self.active.contains(&i) || o == self.me {
+            let accepted = false;
+            return self.send(
+                i,
+                Message::OptimizeReply {
+                    id,
+                    accepted,
+                    tag: mine,
+                },
+            );
+        }
+        if self.slot_open(tag.as_ref()) || !self.is_full() {
+            let accepted = self.add_active(i.clone(), tag);
+            return self.send(
+                i,
+                Message::OptimizeReply {
+                    id,
+                    accepted,
+                    tag: mine,
+                },
+            );
+        }
+        let d = match self.replacing {
+            Some(_) => None,
+            None => self.droppable(&[&i, &o]).into_iter().choose(&mut self.rng),
+        };
+        let Some(d) = d else {
+            let accepted = false;
+            return self.send(
+                i,
+                Message::OptimizeReply {
+                    id,
+                    accepted,
+                    tag: mine,
+                },
+            );
+        };
+        self.replacing = Some(Exchange::new(id, d.clone(), i.clone(), tag));
+        self.send(
+            d,
+            Message::Replace {
+                id,
+                initiator: i,
+                old: o,
+            },
+        );
+    }
+
+    /// As the candidate's neighbour: offer ourselves to the initiator's old neighbour.
+    fn on_replace(&mut self, c: P, id: u64, i: P, o: P) {
+        let willing = self.switching.is_none()
+            && self.active.contains(&c)
+            && !self.holds_slot(&c)
+            && !self.active.contains(&o)
+            && o != self.me
+            && i != self.me;
+        if !willing {
+            return self.send(
+                c,
+                Message::ReplaceReply {
+                    id,
+                    accepted: false,
+                },
+            );
+        }
+        self.switching = Some(Exchange::new(id, o.clone(), c, None));
+        let tag = self.cfg.tag.clone();
+        self.send(
+            o,
+            Message::Switch {
+                id,
+                initiator: i,
+                tag,
+            },
+        );
+    }
+
+    /// As the initiator's old neighbour: drop the initiator (told) for the requester.
+    fn on_switch(&mut self, d: P, id: u64, i: P, tag: Option<Tag>) {
+        let willing = self.active.contains(&i)
+            && !self.holds_slot(&i)
+            && !self.active.contains(&d)
+            && d != self.me;
+        let accepted = willing && {
+            self.drop_neighbour(i);
+            self.add_active(d.clone(), tag)
+        };
+        let tag = self.cfg.tag.clone();
+        self.send(d, Message::SwitchReply { id, accepted, tag });
+    }
+
+    /// As the candidate's neighbour: the old neighbour took us; we let the candidate go.
+    fn on_switch_reply(&mut self, o: P, id: u64, accepted: bool, tag: Option<Tag>) {
+        let ex = self.switching.take_if(|e| e.id == id && e.peer == o);
+        if !accepted {
+            if let Some(ex) = ex {
+                self.send(
+                    ex.other,
+                    Message::ReplaceReply {
+                        id,
+                        accepted: false,
+                    },
+                );
+            }
+            return;
+        }
+        let Some(ex) = ex.filter(|e| !e.stale) else {
+            // Given up, or we dropped it meanwhile: it holds us, we do not hold it.
+            if !self.active.contains(&o) {
+                self.send(o.clone(), Message::Disconnect { alive: true });
+                self.add_passive(o);
+            }
+            return;
+        };
+        let c = ex.other;
+        let handed = self.active.contains(&c) && !self.holds_slot(&c);
+        // (The reply tells the candidate it was dropped; it goes out before the drop closes
+        // the connections, as a `Disconnect` does.)
+        self.send(
+            c.clone(),
+            Message::ReplaceReply {
+                id,
+                accepted: handed,
+            },
+        );
+        if handed {
+            self.forget_neighbour(c);
+        }
+        if !self.add_active(o.clone(), tag) {
+            self.send(o.clone(), Message::Disconnect { alive: true });
+            self.add_passive(o);
+        }
+    }
+
+    /// As the candidate: the neighbour was handed over (and dropped us); take the initiator.
+    fn on_replace_reply(&mut self, d: P, id: u64, accepted: bool) {
+        if accepted {
+            self.forget_neighbour(d.clone());
+        }
+        let Some(ex) = self.replacing.take_if(|e| e.id == id && e.peer == d) else {
+            return;
+        };
+        let i = ex.other;
+        let took = self.active.contains(&i)
+            || ((self.slot_open(ex.tag.as_ref()) || !self.is_full())
+                && self.add_active(i.clone(), ex.tag));
+        let tag = self.cfg.tag.clone();
+        self.send(
+            i,
+            Message::OptimizeReply {
+                id,
+                accepted: took,
+                tag,
+            },
+        );
+    }
+
+    /// As the initiator: the candidate took us; we take it, and let the old neighbour go if
+    /// its own `Disconnect` has not come yet.
+    fn on_optimize_reply(&mut self, c: P, id: u64, accepted: bool, tag: Option<Tag>) {
+        let ex = self.optimizing.take_if(|e| e.id == id && e.peer == c);
+        if !accepted || self.active.contains(&c) {
+            return;
+        }
+        let Some(ex) = ex.filter(|e| !e.stale) else {
+            self.send(c.clone(), Message::Disconnect { alive: true });
+            self.add_passive(c);
+            return;
+        };
+        let o = ex.other;
+        if self.active.contains(&o) && !self.holds_slot(&o) {
+            self.drop_neighbour(o);
+        }
+        if !self.add_active(c.clone(), tag) {
+            self.send(c.clone(), Message::Disconnect { alive: true });
+            self.add_passive(c);
+        }
+    }
+
+    /// A lost peer ends the exchanges waiting for it.
+    fn exchange_peer_down(&mut self, p: &P) {
+        if self.optimizing.as_ref().is_some_and(|e| e.peer == *p) {
+            self.optimizing = None;
+        }
+        if let Some(ex) = self.replacing.take_if(|e| e.peer == *p) {
+            let (id, accepted, tag) = (ex.id, false, self.cfg.tag.clone());
+            self.send(ex.other, Message::OptimizeReply { id, accepted, tag });
+        }
+        if let Some(ex) = self.switching.take_if(|e| e.peer == *p) {
+            self.send(
+                ex.other,
+                Message::ReplaceReply {
+                    id: ex.id,
+                    accepted: false,
+                },
+            );
+        }
+    }
+
+    /// Neighbours that hold no slot, but those in `not`.
+    fn droppable(&self, not: &[&P]) -> Vec<P> {
+        self.active
+            .iter()
+            .filter(|a| !self.holds_slot(a) && !not.contains(a))
+            .cloned()
+            .collect()
+    }
+
+    /// Lets a neighbour go, telling it: to the passive view.
+    fn drop_neighbour(&mut self, d: P) {
+        self.send(d.clone(), Message::Disconnect { alive: true });
+        self.forget_neighbour(d);
+    }
+
+    /// Moves a neighbour to the passive view, its answers to our requests stale (the caller
+    /// told it, or it told us).
+    fn forget_neighbour(&mut self, d: P) {
+        if !self.remove_active(&d) {
+            return;
+        }
+        if let Some(pending) = self.requests.get_mut(&d) {
+            pending.iter_mut().for_each(|r| r.stale = true);
+        }
+        self.actions.push_back(Action::Down(d.clone()));
+        self.add_passive(d);
     }
 
     /// Adds `p` (tagged `tag`) to the active view: into its tag's open slot if there is one,
@@ -552,25 +972,15 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
         // (A slot reserved while the view was full was never counted: filling it must still
         // make room.)
         if (!fills_slot && self.is_full()) || self.active.len() >= self.cfg.active_max {
-            let droppable: Vec<P> = self
-                .active
-                .iter()
-                .filter(|a| !self.holds_slot(a))
-                .cloned()
-                .collect();
-            let droppable = droppable.into_iter().choose(&mut self.rng);
-            let Some(d) = droppable else {
+            let Some(d) = self.droppable(&[]).into_iter().choose(&mut self.rng) else {
                 return false;
             };
-            self.remove_active(&d);
-            if let Some(pending) = self.requests.get_mut(&d) {
-                pending.iter_mut().for_each(|r| r.stale = true);
-            }
-            self.send(d.clone(), Message::Disconnect { alive: true });
-            self.actions.push_back(Action::Down(d.clone()));
-            self.add_passive(d);
+            self.drop_neighbour(d);
         }
         self.passive.remove(&p);
+        if let Some(pending) = self.requests.get_mut(&p) {
+            pending.iter_mut().for_each(|r| r.superseded = true);
+        }
         self.active.insert(p.clone());
         self.learn_tag(p.clone(), tag);
         self.actions.push_back(Action::Up(p));
@@ -639,6 +1049,14 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
     fn remove_active(&mut self, p: &P) -> bool {
         if !self.active.remove(p) {
             return false;
+        }
+        for ex in [&mut self.optimizing, &mut self.switching]
+            .into_iter()
+            .flatten()
+        {
+            if ex.peer == *p {
+                ex.stale = true;
+            }
         }
         // (Its tag is kept while it is in the passive view.)
         if let Some(tag) = self.tags.get(p).cloned() {
@@ -768,7 +1186,11 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
     }
 
     fn ask(&mut self, p: P, high: bool) {
-        let pending = Pending { stale: false, high };
+        let pending = Pending {
+            stale: false,
+            high,
+            superseded: false,
+        };
         self.requests
             .entry(p.clone())
             .or_default()
@@ -782,6 +1204,7 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
         let none = Pending {
             stale: false,
             high: false,
+            superseded: false,
         };
         let Some(pending) = self.requests.get_mut(p) else {
             return none;
@@ -836,6 +1259,184 @@ mod tests {
             }
         }
         accepted.expect("every request is answered")
+    }
+
+    /// Nodes that talk through one FIFO queue (so every link is FIFO), run until quiet.
+    struct Net {
+        nodes: BTreeMap<u32, HyParView<u32>>,
+        queue: VecDeque<(u32, u32, Message<u32>)>,
+    }
+
+    impl Net {
+        fn new(ids: impl IntoIterator<Item = u32>, cfg: Config) -> Net {
+            let nodes = ids
+                .into_iter()
+                .map(|i| {
+                    let cfg = Config {
+                        seed: i as u64,
+                        ..cfg.clone()
+                    };
+                    (i, HyParView::new(i, cfg, Instant::now()))
+                })
+                .collect();
+            let queue = VecDeque::new();
+            Net { nodes, queue }
+        }
+
+        fn node(&mut self, i: u32) -> &mut HyParView<u32> {
+            self.nodes.get_mut(&i).expect("a node of the net")
+        }
+
+        fn pump(&mut self, i: u32) {
+            while let Some(a) = self.node(i).poll_action() {
+                if let Action::Send(to, m) = a {
+                    self.queue.push_back((i, to, m));
+                }
+            }
+        }
+
+        fn run(&mut self) {
+            while let Some((from, to, m)) = self.queue.pop_front() {
+                self.node(to)
+                    .handle(Input::Received(from, m), Instant::now());
+                self.pump(to);
+            }
+        }
+
+        fn link(&mut self, a: u32, b: u32) {
+            self.node(a).ask(b, true);
+            self.pump(a);
+            self.run();
+        }
+
+        fn degrees(&self) -> BTreeMap<u32, usize> {
+            self.nodes
+                .iter()
+                .map(|(i, n)| (*i, n.active().len()))
+                .collect()
+        }
+
+        fn assert_symmetric(&self) {
+            for (i, n) in &self.nodes {
+                for p in n.active() {
+                    assert!(
+                        self.nodes[p].active().contains(i),
+                        "{i} holds {p}, not back"
+                    );
+                }
+            }
+        }
+    }
+
+    /// X-BOT on, and no repair (in nets this small, a node that lost its one neighbour would
+    /// take another's with a request that cannot be refused, and so on forever).
+    fn xbot_cfg(active_max: usize) -> Config {
+        Config {
+            active_max,
+            active_min: 0,
+            random_promotion: false,
+            xbot: true,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn an_exchange_rewires_four_nodes_and_keeps_every_degree() {
+        // i=1 holds o=2 and x=10; c=3 holds d=4 and y=11; d and o have one more each (12,
+        // 13). c is only in i's passive view. Everybody is full (two neighbours).
+        let mut net = Net::new([1, 2, 3, 4, 10, 11, 12, 13], xbot_cfg(2));
+        for (a, b) in [(1, 2), (1, 10), (3, 4), (3, 11), (4, 12), (2, 13)] {
+            net.link(a, b);
+        }
+        net.node(1).add_passive(3);
+        let before = net.degrees();
+        net.node(1).optimize();
+        net.pump(1);
+        net.run();
+        net.assert_symmetric();
+        assert_eq!(net.degrees(), before, "an exchange keeps every degree");
+        let i = net.nodes[&1].active().clone();
+        assert!(i.contains(&3), "the initiator took the candidate: {i:?}");
+        // The old neighbour (2 or 10) went to the candidate's old neighbour (4 or 11).
+        let old = if i.contains(&2) { 10 } else { 2 };
+        let handed = if net.nodes[&3].active().contains(&4) {
+            11
+        } else {
+            4
+        };
+        assert!(net.nodes[&old].active().contains(&handed));
+        assert!(!net.nodes[&3].active().contains(&handed));
+        assert!(net
+            .nodes
+            .values()
+            .all(|n| n.optimizing.is_none() && n.replacing.is_none() && n.switching.is_none()));
+    }
+
+    #[test]
+    fn a_candidate_with_room_takes_the_initiator_at_once() {
+        let mut net = Net::new([1, 2, 3, 10], xbot_cfg(2));
+        for (a, b) in [(1, 2), (1, 10)] {
+            net.link(a, b);
+        }
+        net.node(1).add_passive(3);
+        net.node(1).optimize();
+        net.pump(1);
+        net.run();
+        net.assert_symmetric();
+        assert!(net.nodes[&1].active().contains(&3));
+        assert_eq!(net.nodes[&1].active().len(), 2);
+    }
+
+    #[test]
+    fn a_refusal_sent_before_an_exchange_took_us_undoes_nothing() {
+        // a (room) asks b (full) to be a neighbour while b starts an exchange with a.
+        let (a, b) = (1, 2);
+        let mut net = Net::new([a, b, 5, 6], xbot_cfg(2));
+        net.node(a).cfg.active_max = 3;
+        net.link(b, 5);
+        net.link(b, 6);
+        net.node(b).add_passive(a);
+        net.node(a).ask(b, false);
+        net.pump(a);
+        net.node(b).optimize();
+        net.pump(b);
+        // The exchange's Optimize reaches a before a's request reaches b.
+        let request = net.queue.pop_front().expect("a's request");
+        assert!(matches!(request.2, Message::Neighbor { .. }));
+        net.queue.push_back(request);
+        net.run();
+        net.assert_symmetric();
+        assert!(net.nodes[&a].active().contains(&b));
+    }
+
+    #[test]
+    fn an_exchange_answered_after_it_was_given_up_is_undone() {
+        let now = Instant::now();
+        let mut hv = HyParView::new(1, xbot_cfg(1), now);
+        assert!(ask(&mut hv, 2, false, None));
+        hv.add_passive(3);
+        hv.optimize();
+        let id = match hv.poll_action() {
+            Some(Action::Send(3, Message::Optimize { id, old: 2, .. })) => id,
+            other => panic!("{other:?}"),
+        };
+        // Two promotion ticks without an answer: given up.
+        for s in [3600, 7200] {
+            hv.handle_timeout(now + Duration::from_secs(s));
+        }
+        while hv.poll_action().is_some() {}
+        let reply = Message::OptimizeReply {
+            id,
+            accepted: true,
+            tag: None,
+        };
+        hv.handle(Input::Received(3, reply), now);
+        let sent: Vec<_> = std::iter::from_fn(|| hv.poll_action()).collect();
+        assert_eq!(
+            sent,
+            vec![Action::Send(3, Message::Disconnect { alive: true })]
+        );
+        assert!(!hv.active().contains(&3));
     }
 
     #[test]
