@@ -834,13 +834,25 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
             }
             return;
         }
-        let Some(ex) = ex.filter(|e| !e.stale) else {
-            // Given up, or we dropped it meanwhile: it holds us, we do not hold it.
-            if !self.active.contains(&o) {
-                self.send(o.clone(), Message::Disconnect { alive: true });
-                self.add_passive(o);
+        let ex = match ex {
+            Some(ex) if !ex.stale => ex,
+            stale => {
+                // Given up, or we dropped it meanwhile: it holds us, we do not hold it.
+                if !self.active.contains(&o) {
+                    self.send(o.clone(), Message::Disconnect { alive: true });
+                    self.add_passive(o);
+                }
+                if let Some(ex) = stale {
+                    self.send(
+                        ex.other,
+                        Message::ReplaceReply {
+                            id,
+                            accepted: false,
+                        },
+                    );
+                }
+                return;
             }
-            return;
         };
         let c = ex.other;
         let handed = self.active.contains(&c) && !self.holds_slot(&c);
