@@ -513,9 +513,7 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
             Message::Join { tag } => {
                 if !self.add_active(from.clone(), tag.clone()) {
                     // Every slot is reserved and held: it is told, and stays known.
-                    self.send(from.clone(), Message::Disconnect { alive: true });
-                    self.add_passive(from);
-                    return;
+                    return self.reject(from);
                 }
                 if let Some(mine) = self.cfg.tag.clone() {
                     self.send(from.clone(), Message::JoinReply { tag: mine });
@@ -595,8 +593,7 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
                 if accepted && !stale {
                     if !self.add_active(from.clone(), tag) {
                         // Our slots filled up meanwhile: it holds us, we cannot hold it.
-                        self.send(from.clone(), Message::Disconnect { alive: true });
-                        self.add_passive(from);
+                        self.reject(from);
                     }
                 } else if !accepted {
                     // It does not hold us (it would have accepted if it did): nor do we it.
@@ -682,7 +679,10 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
             Message::Optimize { id, .. } => Some(Message::OptimizeReply { id, accepted, tag }),
             Message::Replace { id, .. } => Some(Message::ReplaceReply { id, accepted }),
             Message::Switch { id, .. } => Some(Message::SwitchReply { id, accepted, tag }),
-            Message::OptimizeReply { accepted: true, .. }
+            // What made us its neighbour is undone.
+            Message::Join { .. }
+            | Message::NeighborReply { accepted: true, .. }
+            | Message::OptimizeReply { accepted: true, .. }
             | Message::SwitchReply { accepted: true, .. } => {
                 Some(Message::Disconnect { alive: false })
             }
@@ -822,38 +822,19 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
     /// As the candidate's neighbour: the old neighbour took us; we let the candidate go.
     fn on_switch_reply(&mut self, o: P, id: u64, accepted: bool, tag: Option<Tag>) {
         let ex = self.switching.take_if(|e| e.id == id && e.peer == o);
-        if !accepted {
+        let live = ex.as_ref().is_some_and(|e| !e.stale);
+        if !(accepted && live) {
+            // Refused, given up, or we dropped it meanwhile. If it took us, we do not hold it.
+            if accepted && !self.active.contains(&o) {
+                self.reject(o);
+            }
             if let Some(ex) = ex {
-                self.send(
-                    ex.other,
-                    Message::ReplaceReply {
-                        id,
-                        accepted: false,
-                    },
-                );
+                let accepted = false;
+                self.send(ex.other, Message::ReplaceReply { id, accepted });
             }
             return;
         }
-        let ex = match ex {
-            Some(ex) if !ex.stale => ex,
-            stale => {
-                // Given up, or we dropped it meanwhile: it holds us, we do not hold it.
-                if !self.active.contains(&o) {
-                    self.send(o.clone(), Message::Disconnect { alive: true });
-                    self.add_passive(o);
-                }
-                if let Some(ex) = stale {
-                    self.send(
-                        ex.other,
-                        Message::ReplaceReply {
-                            id,
-                            accepted: false,
-                        },
-                    );
-                }
-                return;
-            }
-        };
+        let Some(ex) = ex else { return };
         let c = ex.other;
         let handed = self.active.contains(&c) && !self.holds_slot(&c);
         // (The reply tells the candidate it was dropped; it goes out before the drop closes
@@ -869,15 +850,17 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
             self.forget_neighbour(c);
         }
         if !self.add_active(o.clone(), tag) {
-            self.send(o.clone(), Message::Disconnect { alive: true });
-            self.add_passive(o);
+            self.reject(o);
         }
     }
 
     /// As the candidate: the neighbour was handed over (and dropped us); take the initiator.
     fn on_replace_reply(&mut self, d: P, id: u64, accepted: bool) {
-        if accepted {
-            self.forget_neighbour(d.clone());
+        // (It dropped us as it answered: what it answers later of our requests, it answers
+        // knowing that, so they stay fresh.)
+        if accepted && self.remove_active(&d) {
+            self.actions.push_back(Action::Down(d.clone()));
+            self.add_passive(d.clone());
         }
         let Some(ex) = self.replacing.take_if(|e| e.id == id && e.peer == d) else {
             return;
@@ -905,17 +888,14 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
             return;
         }
         let Some(ex) = ex.filter(|e| !e.stale) else {
-            self.send(c.clone(), Message::Disconnect { alive: true });
-            self.add_passive(c);
-            return;
+            return self.reject(c);
         };
         let o = ex.other;
         if self.active.contains(&o) && !self.holds_slot(&o) {
             self.drop_neighbour(o);
         }
         if !self.add_active(c.clone(), tag) {
-            self.send(c.clone(), Message::Disconnect { alive: true });
-            self.add_passive(c);
+            self.reject(c);
         }
     }
 
@@ -952,6 +932,17 @@ impl<P: Clone + Ord + Debug> HyParView<P> {
     fn drop_neighbour(&mut self, d: P) {
         self.send(d.clone(), Message::Disconnect { alive: true });
         self.forget_neighbour(d);
+    }
+
+    /// Undoes an edge that `p` made and we cannot keep: it is told, and goes to the passive
+    /// view. Its answers to our requests sent before it hears this are stale: it still held
+    /// us when it gave them.
+    fn reject(&mut self, p: P) {
+        if let Some(pending) = self.requests.get_mut(&p) {
+            pending.iter_mut().for_each(|r| r.stale = true);
+        }
+        self.send(p.clone(), Message::Disconnect { alive: true });
+        self.add_passive(p);
     }
 
     /// Moves a neighbour to the passive view, its answers to our requests stale (the caller
@@ -1307,12 +1298,19 @@ mod tests {
             }
         }
 
+        /// Delivers the oldest message; false when there was none.
+        fn step(&mut self) -> bool {
+            let Some((from, to, m)) = self.queue.pop_front() else {
+                return false;
+            };
+            self.node(to)
+                .handle(Input::Received(from, m), Instant::now());
+            self.pump(to);
+            true
+        }
+
         fn run(&mut self) {
-            while let Some((from, to, m)) = self.queue.pop_front() {
-                self.node(to)
-                    .handle(Input::Received(from, m), Instant::now());
-                self.pump(to);
-            }
+            while self.step() {}
         }
 
         fn link(&mut self, a: u32, b: u32) {
@@ -1449,6 +1447,71 @@ mod tests {
             vec![Action::Send(3, Message::Disconnect { alive: true })]
         );
         assert!(!hv.active().contains(&3));
+    }
+
+    #[test]
+    fn an_exchange_undone_also_voids_a_request_answered_before_the_undo() {
+        // 1 gave up its exchange with 3, then asked 3 to be a neighbour. 3 takes 1 for the
+        // exchange and so accepts the request too; 1 undoes the exchange's edge, and the
+        // request's acceptance, given while 3 still held 1, must not bring it back.
+        let mut net = Net::new([1, 2, 3], xbot_cfg(1));
+        net.node(3).cfg.active_max = 2;
+        net.link(1, 2);
+        net.node(1).add_passive(3);
+        net.node(1).optimize();
+        net.pump(1);
+        net.node(1).optimizing = None;
+        net.node(1).ask(3, false);
+        net.pump(1);
+        net.run();
+        net.assert_symmetric();
+        assert!(!net.nodes[&1].active().contains(&3));
+    }
+
+    #[test]
+    fn a_handed_over_neighbour_still_answers_our_requests_afresh() {
+        // As in the four-node exchange, with the candidate's request to the neighbour it hands
+        // over arriving after that neighbour dropped it: the answer is given knowing that.
+        let mut net = Net::new([1, 2, 3, 4, 10, 11, 12, 13], xbot_cfg(2));
+        for (a, b) in [(1, 2), (1, 10), (3, 4), (3, 11), (4, 12), (2, 13)] {
+            net.link(a, b);
+        }
+        net.node(1).add_passive(3);
+        net.node(1).optimize();
+        net.pump(1);
+        let d = loop {
+            let handed = net.queue.iter().find_map(|(from, to, m)| {
+                let yes = matches!(m, Message::ReplaceReply { accepted: true, .. });
+                (yes && *to == 3).then_some(*from)
+            });
+            if let Some(d) = handed {
+                break d;
+            }
+            assert!(net.step(), "the exchange hands a neighbour over");
+        };
+        net.node(3).ask(d, true);
+        net.pump(3);
+        net.run();
+        net.assert_symmetric();
+        assert!(net.nodes[&3].active().contains(&d));
+    }
+
+    #[test]
+    fn a_node_that_left_undoes_what_would_make_it_a_neighbour() {
+        let now = Instant::now();
+        let mut hv = HyParView::new(1, xbot_cfg(2), now);
+        hv.handle(Input::Leave, now);
+        let (accepted, tag) = (true, None);
+        for msg in [
+            Message::Join { tag: None },
+            Message::NeighborReply { accepted, tag },
+        ] {
+            hv.handle(Input::Received(2, msg), now);
+            let sent: Vec<_> = std::iter::from_fn(|| hv.poll_action()).collect();
+            let gone = Message::Disconnect { alive: false };
+            assert_eq!(sent, vec![Action::Send(2, gone)]);
+        }
+        assert!(hv.active().is_empty());
     }
 
     #[test]
