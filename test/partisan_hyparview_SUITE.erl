@@ -103,22 +103,7 @@ exchanges_rewire_full_views(Config) ->
     ok = wait_until(rewired, fun() -> Edges() -- Before =/= [] end, 100, 200),
     ok = settled(Nodes, 2, 3),
     %% Exchanges go on; the overlay still carries every message, once.
-    [partisan_ct_support:rpc(N, partisan_ct_support, start_collector, [hv_xbot])
-     || N <- Nodes],
-    Sent = [{From, To, I} || From <- Nodes, To <- Nodes, To =/= From, I <- lists:seq(1, 3)],
-    [ok = rpc(From, partisan, forward_message, [To, hv_xbot, M, #{transitive => true}])
-     || {From, To, _} = M <- Sent],
-    lists:foreach(
-        fun(To) ->
-            Expected = lists:sort([M || {_, T, _} = M <- Sent, T =:= To]),
-            _ = partisan_ct_support:wait_for_messages(To, hv_xbot, length(Expected)),
-            timer:sleep(200),
-            ?assertEqual(Expected,
-                         lists:sort(partisan_ct_support:rpc(To, partisan_ct_support,
-                                                            collected, [hv_xbot])))
-        end,
-        Nodes
-    ),
+    ok = all_pairs_transitive(Nodes, hv_xbot, 3),
     After = Edges(),
     ct:comment("~b of ~b directed edges changed", [length(After -- Before), length(Before)]).
 
@@ -134,22 +119,7 @@ a_small_active_view_stays_symmetric(Config) ->
     ok = settled(Nodes, 2, 3),
     %% With three neighbours of seven, most nodes are reached only by relay:
     %% every `transitive' message arrives, once.
-    [partisan_ct_support:rpc(N, partisan_ct_support, start_collector, [hv_far])
-     || N <- Nodes],
-    Sent = [{From, To, I} || From <- Nodes, To <- Nodes, To =/= From, I <- lists:seq(1, 5)],
-    [ok = rpc(From, partisan, forward_message, [To, hv_far, M, #{transitive => true}])
-     || {From, To, _} = M <- Sent],
-    lists:foreach(
-        fun(To) ->
-            Expected = lists:sort([M || {_, T, _} = M <- Sent, T =:= To]),
-            _ = partisan_ct_support:wait_for_messages(To, hv_far, length(Expected)),
-            timer:sleep(200),
-            ?assertEqual(Expected,
-                         lists:sort(partisan_ct_support:rpc(To, partisan_ct_support,
-                                                            collected, [hv_far])))
-        end,
-        Nodes
-    ),
+    ok = all_pairs_transitive(Nodes, hv_far, 5),
     Stats = [rpc(N, partisan_gen_relay, stats, []) || N <- Nodes],
     ct:comment("relays: ~p", [Stats]),
     ?assert(lists:sum([D || #{delivered := D} <- Stats]) > 0).
@@ -272,3 +242,24 @@ start(N, HV, Config) ->
 
 settled(Nodes, Min, Max) ->
     wait_until({overlay, Nodes}, fun() -> partisan_ct_support:hyparview_check(Nodes, Min, Max) end, 150, 200).
+
+%% Every node sends `Count' `transitive' messages to every other (collected
+%% under `Name'): each arrives, once.
+all_pairs_transitive(Nodes, Name, Count) ->
+    [partisan_ct_support:rpc(N, partisan_ct_support, start_collector, [Name])
+     || N <- Nodes],
+    Sent = [{From, To, I} || From <- Nodes, To <- Nodes, To =/= From,
+                             I <- lists:seq(1, Count)],
+    [ok = rpc(From, partisan, forward_message, [To, Name, M, #{transitive => true}])
+     || {From, To, _} = M <- Sent],
+    lists:foreach(
+        fun(To) ->
+            Expected = lists:sort([M || {_, T, _} = M <- Sent, T =:= To]),
+            _ = partisan_ct_support:wait_for_messages(To, Name, length(Expected)),
+            timer:sleep(200),
+            ?assertEqual(Expected,
+                         lists:sort(partisan_ct_support:rpc(To, partisan_ct_support,
+                                                            collected, [Name])))
+        end,
+        Nodes
+    ).

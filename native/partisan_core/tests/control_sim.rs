@@ -1105,9 +1105,9 @@ impl Sim {
     }
 }
 
-/// HyParView on the real control core and its connections: `n` nodes join through random
-/// contacts, then a quarter of them fail silently; the survivors must settle both times.
-fn hyparview_scenario(seed: u64, n: usize) -> (Duration, Duration, u64) {
+/// `n` nodes running HyParView (`cfg`) on the real control core and its connections, joined
+/// through random contacts and settled.
+fn hyparview_sim(seed: u64, n: usize, cfg: &hyparview::Config) -> Sim {
     let ping = PingConfig {
         enabled: true,
         idle_timeout: ms(4_000),
@@ -1120,19 +1120,26 @@ fn hyparview_scenario(seed: u64, n: usize) -> (Duration, Duration, u64) {
         dial_timeout: ms(1_000),
         reset: 0.0,
     };
-    let cfg = hyparview::Config::default();
     let membership = Membership::HyParView(cfg.clone());
     let mut sim = Sim::with_membership(seed, n, net, ping, channels(false), membership);
     sim.join_randomly(n);
     let all: BTreeSet<Host> = (0..n).collect();
-    sim.settle_overlay(&all, &cfg, ms(120_000));
+    sim.settle_overlay(&all, cfg, ms(120_000));
+    sim
+}
+
+/// HyParView on the control core: `n` nodes join, then a quarter of them fail silently; the
+/// survivors must settle both times.
+fn hyparview_scenario(seed: u64, n: usize) -> (Duration, Duration, u64) {
+    let cfg = hyparview::Config::default();
+    let mut sim = hyparview_sim(seed, n, &cfg);
     let joined = sim.now;
     let start = sim.now;
     let failed: BTreeSet<Host> = (0..n).filter(|h| h % 4 == 3).collect();
     for &h in &failed {
         sim.schedule(ms(10), Ev::Freeze(h, true));
     }
-    let live: BTreeSet<Host> = all.difference(&failed).copied().collect();
+    let live: BTreeSet<Host> = (0..n).filter(|h| !failed.contains(h)).collect();
     sim.run_until(sim.now + ms(100));
     sim.settle_overlay(&live, &cfg, sim.now + ms(180_000));
     (joined, sim.now - start, sim.events_run)
@@ -1158,27 +1165,12 @@ fn hyparview_on_the_control_core_settles_and_heals() {
 fn hyparview_exchanges_on_the_control_core_rewire_and_settle() {
     let n = env("SIM_HV_CORE_NODES", 200) as usize / 2;
     let seed = env("SIM_SEED", 0x0b07);
-    let ping = PingConfig {
-        enabled: true,
-        idle_timeout: ms(4_000),
-        timeout: ms(1_000),
-        max_attempts: 2,
-    };
-    let net = Net {
-        delay: (1, 8),
-        dial_loss: 0.01,
-        dial_timeout: ms(1_000),
-        reset: 0.0,
-    };
     let cfg = hyparview::Config {
         xbot_interval: ms(5_000),
         ..hyparview::Config::default()
     };
-    let membership = Membership::HyParView(cfg.clone());
-    let mut sim = Sim::with_membership(seed, n, net, ping, channels(false), membership);
-    sim.join_randomly(n);
+    let mut sim = hyparview_sim(seed, n, &cfg);
     let all: BTreeSet<Host> = (0..n).collect();
-    sim.settle_overlay(&all, &cfg, ms(120_000));
     let edges = |sim: &Sim| -> BTreeSet<(String, String)> {
         sim.machines
             .iter()
