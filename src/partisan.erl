@@ -969,9 +969,10 @@ forward_message(ServerRef, Msg) ->
 %%
 %% Options (a map or a property list): `channel' (default: the default
 %% channel), `partition_key' (picks the connection; default: round robin),
-%% `channel_fallback' (default: the option of that name), `ack' (accepted;
-%% the transport already delivers in order over a live connection),
-%% `nosuspend' (see below).
+%% `channel_fallback' (default: the option of that name), `ack' (`true': the
+%% message is kept and sent again every `retransmit_interval' until the
+%% destination node acknowledges it, and delivered there once; see
+%% {@link partisan_acknowledgement}), `nosuspend' (see below).
 %%
 %% Back-pressure: when the connection's queue holds more than
 %% `send_queue_limit' bytes, the caller is suspended (it waits in a receive)

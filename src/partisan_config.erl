@@ -37,8 +37,10 @@
 %% at least 1), `io_nice' (the OS nice value of the I/O threads, default 0),
 %% `peer_atom_budget' (atoms that messages from peers may create, default
 %% `auto': a quarter of the atom table's free room at start; `0' is safe mode)
-%% and `refusal_log_interval' (ms between two log lines about one peer's
-%% refused messages, default 10000).
+%% `refusal_log_interval' (ms between two log lines about one peer's
+%% refused messages, default 10000) and `max_unacknowledged' (messages sent
+%% with `ack' kept until acknowledged, default 65536; Partisan 5's
+%% `retransmit_interval', default 1000 ms, is when they are sent again).
 %% @end
 %% -----------------------------------------------------------------------------
 -module(partisan_config).
@@ -307,7 +309,8 @@ accepted(Key0) ->
         auth_secret -> "a non-empty binary or string (default: the Erlang cookie)";
         K when K == parallelism; K == io_threads; K == max_frame_size;
                K == send_queue_limit; K == periodic_interval; K == connection_interval;
-               K == handshake_limit; K == max_members; K == member_name_rate ->
+               K == handshake_limit; K == max_members; K == member_name_rate;
+               K == retransmit_interval; K == max_unacknowledged ->
             {Min, Max} = int_range(K),
             lists:flatten(io_lib:format("an integer ~b..~b", [Min, Max]));
         _ -> "any value"
@@ -363,7 +366,7 @@ known_keys() ->
             membership_strategy, membership_strategy_tracing, metadata,
             orchestration_strategy, peer_discovery, periodic_enabled,
             random_seed, register_pid_for_encoding, replaying,
-            retransmit_interval, shrinking,
+            shrinking,
             transmission_logging_mfa,
             %% deprecated in Partisan 5, still read by some deployments
             peer_host, remote_ref_as_uri, xbot_interval].
@@ -429,6 +432,7 @@ plain_defaults() ->
         {io_threads, default_io_threads()},
         {io_nice, 0},
         {max_frame_size, 64 * ?MIB},
+        {max_unacknowledged, 65536},
         {send_queue_limit, 8 * ?MIB},
         {parallelism, ?PARALLELISM},
         {peer_atom_budget, auto},
@@ -438,6 +442,7 @@ plain_defaults() ->
         {ref_encoding, true},
         {refusal_log_interval, 10000},
         {relay_ttl, 5},
+        {retransmit_interval, 1000},
         {remote_ref_format, improper_list},
         {remote_ref_uri_padding, false},
         {tls, false},
@@ -682,7 +687,8 @@ when (Key == parallelism orelse Key == io_threads
     orelse Key == max_frame_size orelse Key == send_queue_limit
     orelse Key == periodic_interval
     orelse Key == connection_interval orelse Key == handshake_limit
-    orelse Key == max_members orelse Key == member_name_rate) ->
+    orelse Key == max_members orelse Key == member_name_rate
+    orelse Key == retransmit_interval orelse Key == max_unacknowledged) ->
     {Min, Max} = int_range(Key),
     is_integer(N) andalso N >= Min andalso N =< Max orelse invalid(Key, N),
     N;

@@ -106,8 +106,16 @@ call(Node, Target, Msg, Opts, Id, Tag) ->
     send(context(), Node, Target, Msg, Opts, {Id, Tag}).
 
 
-send({Engine, _, Defaults, Encode}, Node, Target, Msg, Opts0, Call) ->
-    Opts = with_forward_defaults(Defaults, Opts0),
+send({_, _, Defaults, _} = Context, Node, Target, Msg, Opts0, Call) ->
+    case with_forward_defaults(Defaults, Opts0) of
+        #{ack := true} = Opts when Call =:= undefined ->
+            partisan_acknowledgement:send(Node, Target, Msg, Opts);
+        Opts ->
+            send_now(Context, Node, Target, Msg, Opts, Opts0, Call)
+    end.
+
+
+send_now({Engine, _, _, Encode}, Node, Target, Msg, Opts, Opts0, Call) ->
     Channel = maps:get(channel, Opts, ?DEFAULT_CHANNEL),
     Key = maps:get(partition_key, Opts, ?DEFAULT_PARTITION_KEY),
     is_atom(Channel) andalso is_partition_key(Key)

@@ -78,6 +78,15 @@ init([]) ->
         type => worker,
         modules => [partisan_gen_relay]
     },
+    %% Acknowledged sends: its table must exist before anything sends.
+    AckSpec = #{
+        id => partisan_acknowledgement,
+        start => {partisan_acknowledgement, start_link, []},
+        restart => permanent,
+        shutdown => 5000,
+        type => worker,
+        modules => [partisan_acknowledgement]
+    },
     %% Plumtree's handler side: payloads reach it through the manager.
     BroadcastSpec = #{
         id => partisan_plumtree_broadcast,
@@ -87,4 +96,4 @@ init([]) ->
         type => worker,
         modules => [partisan_plumtree_broadcast]
     },
-    {ok, {Flags, [MonitorSpec, EventsSpec, ManagerSpec, RelaySpec, BroadcastSpec]}}.
+    {ok, {Flags, [AckSpec, MonitorSpec, EventsSpec, ManagerSpec, RelaySpec, BroadcastSpec]}}.
