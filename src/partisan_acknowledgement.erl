@@ -19,8 +19,9 @@
 %%
 %% The price is a process on the way of these messages, at each end, as in
 %% Partisan 5 (whose manager serialises them): plain sends never come here.
-%% Messages for a node that is no longer a member are dropped after three
-%% attempts, counted (`abandoned') and logged; at most `max_unacknowledged'
+%% Messages for a node that is neither a member nor connected are dropped
+%% after three sends (a `transitive' one after a minute too), counted
+%% (`abandoned') and logged; at most `max_unacknowledged'
 %% are kept, past which a send is refused with `{error, busy}'.
 %% @end
 %% -----------------------------------------------------------------------------
@@ -58,8 +59,10 @@
 %% This VM's life: drawn at each start, so that a receiver tells the ids of a
 %% restarted sender from those of its earlier life.
 -define(LIFE, {?MODULE, life}).
-%% A message for a node that is not a member is given up after this many sends.
+%% A message for a node that is not a member is given up after this many sends,
+%% a `transitive' one also only after this long.
 -define(ATTEMPTS, 3).
+-define(TRANSITIVE_MS, 60000).
 %% Most retransmissions per tick; the rest wait for the next.
 -define(TICK_BUDGET, 10000).
 %% A sender life that sent nothing for this long is forgotten once a newer
@@ -188,7 +191,7 @@ handle_cast(_, State) ->
 
 
 %% @private
-handle_info({'$partisan_acked', Origin, Life, Id, Floor, Target, Msg}, State0) ->
+handle_info({'$partisan_acked', Origin, Life, Id, Floor, Transitive, Target, Msg}, State0) ->
     #state{windows = Windows} = State0,
     Key = {Origin, Life},
     Window0 = case maps:find(Key, Windows) of
@@ -204,9 +207,10 @@ handle_info({'$partisan_acked', Origin, Life, Id, Floor, Target, Msg}, State0) -
             count(duplicates, State0)
     end,
     %% Acknowledged even when a duplicate: the first acknowledgement may be
-    %% what was lost.
-    _ = partisan_send:remote(Origin, ?SERVER, {'$partisan_ack', partisan:node(), Id},
-                             #{ack => false, nosuspend => true}),
+    %% what was lost. The way back is the way the message came: relayed
+    %% through the overlay when it was (HyParView keeps few neighbours).
+    Opts = #{ack => false, nosuspend => true, transitive => Transitive},
+    _ = partisan_send:remote(Origin, ?SERVER, {'$partisan_ack', partisan:node(), Id}, Opts),
     {noreply, State1#state{windows = maps:put(Key, {Window, now_ms()}, Windows)}};
 
 handle_info({'$partisan_ack', Node, Id}, State) ->
@@ -235,8 +239,9 @@ handle_info(_, State) ->
 
 
 transmit(Node, Id, Target, Msg, Opts) ->
+    Transitive = maps:get(transitive, Opts, false) =:= true,
     Wrapped = {'$partisan_acked', partisan:node(), persistent_term:get(?LIFE), Id,
-               floor(Node, Id), Target, Msg},
+               floor(Node, Id), Transitive, Target, Msg},
     %% (`ack => false' overrides an `ack' of the `forward_options' defaults.)
     partisan_send:remote(Node, ?SERVER, Wrapped, Opts#{ack => false}).
 
@@ -272,11 +277,13 @@ below_gone(Floor, Seen) ->
 
 
 %% Sends again what waited an interval without its acknowledgement, and gives
-%% up what is for a node that is not a member after ?ATTEMPTS sends.
+%% up what is for a node that is neither a member nor connected after
+%% ?ATTEMPTS sends (a `transitive' message, for a node HyParView may reach
+%% without either, after ?TRANSITIVE_MS too).
 retransmit(State) ->
     Interval = partisan_config:get(retransmit_interval),
     Due = now_ms() - Interval,
-    Members = members(),
+    Known = {Interval, members() ++ connected()},
     Stale = ets:select(
         ?OUTSTANDING,
         [{{'$1', '_', '_', '_', '$2', '_'}, [{'=<', '$2', Due}], ['$_']}],
@@ -286,11 +293,14 @@ retransmit(State) ->
         {Found, _Continuation} -> Found;
         '$end_of_table' -> []
     end,
-    lists:foldl(fun(Entry, S) -> resend(Entry, Members, S) end, State, Entries).
+    lists:foldl(fun(Entry, S) -> resend(Entry, Known, S) end, State, Entries).
 
 
-resend({{Node, Id} = Key, Target, Msg, Opts, _, Attempts}, Members, State) ->
-    case Attempts >= ?ATTEMPTS andalso not lists:member(Node, Members) of
+resend({{Node, Id} = Key, Target, Msg, Opts, _, Attempts}, {Interval, Known}, State) ->
+    Waited = Attempts >= ?ATTEMPTS andalso
+        (maps:get(transitive, Opts, false) =/= true
+         orelse Attempts * Interval >= ?TRANSITIVE_MS),
+    case Waited andalso not lists:member(Node, Known) of
         true ->
             true = ets:delete(?OUTSTANDING, Key),
             logger:warning("partisan: an acknowledged message for ~p was given "
@@ -304,6 +314,12 @@ resend({{Node, Id} = Key, Target, Msg, Opts, _, Attempts}, Members, State) ->
                 catch error:_ -> {error, not_sent}
                 end,
             count(retransmitted, State)
+    end.
+
+
+connected() ->
+    try partisan_nif:nodes(partisan_nif:engine())
+    catch error:_ -> []
     end.
 
 

@@ -103,7 +103,7 @@ exchanges_rewire_full_views(Config) ->
     ok = wait_until(rewired, fun() -> Edges() -- Before =/= [] end, 100, 200),
     ok = settled(Nodes, 2, 3),
     %% Exchanges go on; the overlay still carries every message, once.
-    ok = all_pairs_transitive(Nodes, hv_xbot, 3),
+    ok = all_pairs_transitive(Nodes, hv_xbot, 3, #{}),
     After = Edges(),
     ct:comment("~b of ~b directed edges changed", [length(After -- Before), length(Before)]).
 
@@ -119,7 +119,14 @@ a_small_active_view_stays_symmetric(Config) ->
     ok = settled(Nodes, 2, 3),
     %% With three neighbours of seven, most nodes are reached only by relay:
     %% every `transitive' message arrives, once.
-    ok = all_pairs_transitive(Nodes, hv_far, 5),
+    ok = all_pairs_transitive(Nodes, hv_far, 5, #{}),
+    %% Acknowledged too: the acknowledgements come back through the overlay,
+    %% so that every sender ends up keeping nothing.
+    ok = all_pairs_transitive(Nodes, hv_acked, 2, #{ack => true}),
+    ok = wait_until(acknowledged, fun() ->
+        lists:all(fun(N) -> maps:get(outstanding, rpc(N, partisan_acknowledgement, stats, [])) =:= 0 end,
+                  Nodes)
+    end, 100, 200),
     Stats = [rpc(N, partisan_gen_relay, stats, []) || N <- Nodes],
     ct:comment("relays: ~p", [Stats]),
     ?assert(lists:sum([D || #{delivered := D} <- Stats]) > 0).
@@ -243,14 +250,14 @@ start(N, HV, Config) ->
 settled(Nodes, Min, Max) ->
     wait_until({overlay, Nodes}, fun() -> partisan_ct_support:hyparview_check(Nodes, Min, Max) end, 150, 200).
 
-%% Every node sends `Count' `transitive' messages to every other (collected
-%% under `Name'): each arrives, once.
-all_pairs_transitive(Nodes, Name, Count) ->
+%% Every node sends `Count' `transitive' messages (with `Opts' too) to every
+%% other (collected under `Name'): each arrives, once.
+all_pairs_transitive(Nodes, Name, Count, Opts) ->
     [partisan_ct_support:rpc(N, partisan_ct_support, start_collector, [Name])
      || N <- Nodes],
     Sent = [{From, To, I} || From <- Nodes, To <- Nodes, To =/= From,
                              I <- lists:seq(1, Count)],
-    [ok = rpc(From, partisan, forward_message, [To, Name, M, #{transitive => true}])
+    [ok = rpc(From, partisan, forward_message, [To, Name, M, Opts#{transitive => true}])
      || {From, To, _} = M <- Sent],
     lists:foreach(
         fun(To) ->
