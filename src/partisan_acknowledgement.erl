@@ -22,7 +22,10 @@
 %% Messages for a node that is neither a member nor connected are dropped
 %% after three sends (a `transitive' one after a minute too), counted
 %% (`abandoned') and logged; at most `max_unacknowledged'
-%% are kept, past which a send is refused with `{error, busy}'.
+%% are kept, past which a send is refused with `{error, busy}'. The tables
+%% belong to `partisan_acknowledgement_tables': a crash of this server loses
+%% none of the messages kept, and forgets no delivery but the one it may have
+%% been making (which may then be delivered again, never lost).
 %% @end
 %% -----------------------------------------------------------------------------
 -module(partisan_acknowledgement).
@@ -33,6 +36,7 @@
 -export([send/4]).
 -export([stats/0]).
 -export([accept/3]).
+-export([new_tables/0]).
 
 -export([init/1]).
 -export([handle_call/3]).
@@ -46,8 +50,6 @@
 -opaque window() :: {Floor :: non_neg_integer(), gb_sets:set(pos_integer())}.
 
 -record(state, {
-    %% Per sender life ({Node, Life}): its window and when it last sent.
-    windows = #{} :: #{{node(), integer()} => {window(), integer()}},
     counts = #{delivered => 0, duplicates => 0, acknowledged => 0,
                retransmitted => 0, abandoned => 0} :: #{atom() => non_neg_integer()}
 }).
@@ -56,6 +58,9 @@
 %% {{Node, Id}, Target, Msg, Opts, SentAt, Attempts}, ordered by node then id,
 %% so that a node's floor is the first key at or after {Node, 0}.
 -define(OUTSTANDING, partisan_ack_outstanding).
+%% {{Origin, Life}, window(), LastSeenAt}: per sender life, its window and when
+%% it last sent.
+-define(WINDOWS, partisan_ack_windows).
 %% This VM's life: drawn at each start, so that a receiver tells the ids of a
 %% restarted sender from those of its earlier life.
 -define(LIFE, {?MODULE, life}).
@@ -160,6 +165,21 @@ accept(Id, Floor0, {Highest, Seen0}) ->
     {Fresh, {Floor, below_gone(Floor, Seen)}}.
 
 
+%% -----------------------------------------------------------------------------
+%% @private
+%% @doc Creates the tables, owned by the calling process
+%% (`partisan_acknowledgement_tables'), so that they outlive this server.
+%% @end
+%% -----------------------------------------------------------------------------
+-spec new_tables() -> ok.
+
+new_tables() ->
+    _ = ets:new(?OUTSTANDING, [ordered_set, public, named_table,
+                               {write_concurrency, true}]),
+    _ = ets:new(?WINDOWS, [set, public, named_table]),
+    ok.
+
+
 
 %% =============================================================================
 %% GEN_SERVER CALLBACKS
@@ -169,8 +189,7 @@ accept(Id, Floor0, {Highest, Seen0}) ->
 
 %% @private
 init([]) ->
-    _ = ets:new(?OUTSTANDING, [ordered_set, public, named_table,
-                               {write_concurrency, true}]),
+    %% After a crash, what the tables hold is picked up where it was.
     _ = persistent_term:get(?LIFE, undefined) =/= undefined
         orelse persistent_term:put(?LIFE, rand:uniform(1 bsl 48)),
     schedule_tick(),
@@ -192,18 +211,21 @@ handle_cast(_, State) ->
 
 %% @private
 handle_info({'$partisan_acked', Origin, Life, Id, Floor, Transitive, Target, Msg}, State0) ->
-    #state{windows = Windows} = State0,
     Key = {Origin, Life},
-    Window0 = case maps:find(Key, Windows) of
-        {ok, {W, _}} -> W;
-        error -> undefined
+    Window0 = case ets:lookup(?WINDOWS, Key) of
+        [{_, W, _}] -> W;
+        [] -> undefined
     end,
     {Fresh, Window} = accept(Id, Floor, Window0),
+    %% Recorded right after the delivery: a crash between the two can deliver
+    %% this one message again (never lose it).
     State1 = case Fresh of
         true ->
             _ = deliver(Target, Msg),
+            true = ets:insert(?WINDOWS, {Key, Window, now_ms()}),
             count(delivered, State0);
         false ->
+            true = ets:insert(?WINDOWS, {Key, Window, now_ms()}),
             count(duplicates, State0)
     end,
     %% Acknowledged even when a duplicate: the first acknowledgement may be
@@ -211,7 +233,7 @@ handle_info({'$partisan_acked', Origin, Life, Id, Floor, Transitive, Target, Msg
     %% through the overlay when it was (HyParView keeps few neighbours).
     Opts = #{ack => false, nosuspend => true, transitive => Transitive},
     _ = partisan_send:remote(Origin, ?SERVER, {'$partisan_ack', partisan:node(), Id}, Opts),
-    {noreply, State1#state{windows = maps:put(Key, {Window, now_ms()}, Windows)}};
+    {noreply, State1};
 
 handle_info({'$partisan_ack', Node, Id}, State) ->
     case ets:member(?OUTSTANDING, {Node, Id}) of
@@ -225,7 +247,8 @@ handle_info({'$partisan_ack', Node, Id}, State) ->
 handle_info(tick, State0) ->
     schedule_tick(),
     State = retransmit(State0),
-    {noreply, State#state{windows = forget_idle_lives(State#state.windows)}};
+    ok = forget_idle_lives(),
+    {noreply, State};
 
 handle_info(_, State) ->
     {noreply, State}.
@@ -333,23 +356,24 @@ members() ->
 
 %% A sender's earlier lives are forgotten once they have been quiet a while;
 %% its newest is kept.
-forget_idle_lives(Windows) ->
+forget_idle_lives() ->
     Old = now_ms() - ?IDLE_MS,
-    Newest = maps:fold(
-        fun({Node, _} = Key, {_, At}, Acc) ->
+    Newest = ets:foldl(
+        fun({{Node, _} = Key, _, At}, Acc) ->
             case maps:find(Node, Acc) of
                 {ok, {_, Later}} when Later >= At -> Acc;
                 _ -> maps:put(Node, {Key, At}, Acc)
             end
         end,
         #{},
-        Windows
+        ?WINDOWS
     ),
-    maps:filter(
-        fun({Node, _} = Key, {_, At}) ->
+    lists:foreach(
+        fun({{Node, _} = Key, _, At}) ->
             At >= Old orelse element(1, maps:get(Node, Newest)) =:= Key
+                orelse ets:delete(?WINDOWS, Key)
         end,
-        Windows
+        ets:tab2list(?WINDOWS)
     ).
 
 

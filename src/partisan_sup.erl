@@ -78,7 +78,16 @@ init([]) ->
         type => worker,
         modules => [partisan_gen_relay]
     },
-    %% Acknowledged sends: its table must exist before anything sends.
+    %% Acknowledged sends: their tables must exist before anything sends, and
+    %% outlive a crash of the server.
+    AckTablesSpec = #{
+        id => partisan_acknowledgement_tables,
+        start => {partisan_acknowledgement_tables, start_link, []},
+        restart => permanent,
+        shutdown => 5000,
+        type => worker,
+        modules => [partisan_acknowledgement_tables]
+    },
     AckSpec = #{
         id => partisan_acknowledgement,
         start => {partisan_acknowledgement, start_link, []},
@@ -96,4 +105,6 @@ init([]) ->
         type => worker,
         modules => [partisan_plumtree_broadcast]
     },
-    {ok, {Flags, [AckSpec, MonitorSpec, EventsSpec, ManagerSpec, RelaySpec, BroadcastSpec]}}.
+    Children = [AckTablesSpec, AckSpec, MonitorSpec, EventsSpec, ManagerSpec,
+                RelaySpec, BroadcastSpec],
+    {ok, {Flags, Children}}.

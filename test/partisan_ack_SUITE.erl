@@ -3,7 +3,8 @@
 %% two real nodes: they arrive, each once, through connections killed while
 %% they are on their way; errors retrying cannot mend keep nothing; messages
 %% for a node that is not a member are given up, counted; past
-%% `max_unacknowledged' a send is refused with `{error, busy}'.
+%% `max_unacknowledged' a send is refused with `{error, busy}'; a crash of the
+%% server, at either end, loses no message and delivers none twice.
 %% @end
 %% -----------------------------------------------------------------------------
 -module(partisan_ack_SUITE).
@@ -19,6 +20,7 @@
 -export([errors_that_retrying_cannot_mend_keep_nothing/1]).
 -export([a_node_that_is_no_member_is_given_up/1]).
 -export([busy_past_the_limit/1]).
+-export([a_crash_of_the_server_loses_nothing/1]).
 
 -define(S, partisan_ct_support).
 -define(ACK, partisan_acknowledgement).
@@ -35,7 +37,8 @@ all() ->
     [arrive_once_through_killed_connections,
      errors_that_retrying_cannot_mend_keep_nothing,
      a_node_that_is_no_member_is_given_up,
-     busy_past_the_limit].
+     busy_past_the_limit,
+     a_crash_of_the_server_loses_nothing].
 
 
 init_per_suite(Config0) ->
@@ -148,3 +151,64 @@ busy_past_the_limit(Config) ->
     %% Given up in time, which frees the room again.
     ok = ?S:wait_until(
         fun() -> maps:get(outstanding, ?S:rpc(A, ?ACK, stats, [])) =:= 0 end, 100, 100).
+
+
+%% 900 messages in batches of 100. For the first five batches the receiver's
+%% server is suspended while the batch arrives, then killed with the batch in
+%% its mailbox, and the sender's server is killed too: only what the sender's
+%% restarted server still keeps can bring those messages back. After each of
+%% the next four, the server is killed at one end or the other, in turn, at
+%% whatever moment: the receiver's still knows what it delivered, so at most
+%% the delivery a kill interrupted (one of two kills) is made twice. (Seven
+%% kills per node: the supervisor allows ten in ten seconds.)
+a_crash_of_the_server_loses_nothing(Config) ->
+    [A, B] = ?config(nodes, Config),
+    Send = fun(Batch) ->
+        From = Batch * 100 + 1,
+        ok = ?S:rpc(A, ?S, send_seq, [{inbox, B}, crashed, From, From + 99,
+                                      #{ack => true}])
+    end,
+    lists:foreach(
+        fun(Batch) ->
+            Receiver = ?S:rpc(B, erlang, whereis, [?ACK]),
+            ok = ?S:rpc(B, sys, suspend, [Receiver]),
+            Send(Batch),
+            ok = ?S:wait_until(
+                fun() ->
+                    {message_queue_len, N} =
+                        ?S:rpc(B, erlang, process_info, [Receiver, message_queue_len]),
+                    N >= 100
+                end, 200, 50),
+            ok = restart_server(B),
+            ok = restart_server(A)
+        end,
+        lists:seq(0, 4)
+    ),
+    lists:foreach(
+        fun(Batch) ->
+            Send(Batch),
+            ok = restart_server(case Batch rem 2 of 0 -> A; 1 -> B end)
+        end,
+        lists:seq(5, 8)
+    ),
+    _ = ?S:wait_for_messages(B, inbox, 900, 60000),
+    ok = ?S:wait_until(
+        fun() -> maps:get(outstanding, ?S:rpc(A, ?ACK, stats, [])) =:= 0 end, 300, 100
+    ),
+    timer:sleep(500),
+    Got = ?S:rpc(B, ?S, collected, [inbox]),
+    ?assertEqual([{seq, crashed, I} || I <- lists:seq(1, 900)], lists:usort(Got)),
+    Twice = length(Got) - 900,
+    ct:comment("delivered twice: ~b", [Twice]),
+    ?assert(Twice =< 2).
+
+
+%% Kills the acknowledgement server of Node and waits for its restart.
+restart_server(Node) ->
+    Old = ?S:rpc(Node, erlang, whereis, [?ACK]),
+    true = ?S:rpc(Node, erlang, exit, [Old, kill]),
+    ?S:wait_until(
+        fun() ->
+            New = ?S:rpc(Node, erlang, whereis, [?ACK]),
+            is_pid(New) andalso New =/= Old
+        end, 100, 20).
