@@ -41,70 +41,38 @@ start_link() ->
 -spec init([]) -> {ok, {supervisor:sup_flags(), [supervisor:child_spec()]}}.
 
 init([]) ->
-    Manager = ?PEER_SERVICE_MANAGER,
     Flags = #{strategy => one_for_one, intensity => 10, period => 10},
-    ManagerSpec = #{
-        id => Manager,
-        start => {Manager, start_link, []},
-        restart => permanent,
-        shutdown => 5000,
-        type => worker,
-        modules => [Manager]
-    },
-    %% The monitor server first: the manager reports node events to it.
-    MonitorSpec = #{
-        id => partisan_monitor,
-        start => {partisan_monitor, start_link, []},
-        restart => permanent,
-        shutdown => 5000,
-        type => worker,
-        modules => [partisan_monitor]
-    },
-    %% Before the manager, which reports membership changes to it.
-    EventsSpec = #{
-        id => partisan_peer_service_events,
-        start => {partisan_peer_service_events, start_link, []},
-        restart => permanent,
-        shutdown => 5000,
-        type => worker,
-        modules => dynamic
-    },
-    %% The relay of partisan_gen_server calls last: it monitors nodes.
-    RelaySpec = #{
-        id => partisan_gen_relay,
-        start => {partisan_gen_relay, start_link, []},
-        restart => permanent,
-        shutdown => 5000,
-        type => worker,
-        modules => [partisan_gen_relay]
-    },
-    %% Acknowledged sends: their tables must exist before anything sends, and
-    %% outlive a crash of the server.
-    AckTablesSpec = #{
-        id => partisan_acknowledgement_tables,
-        start => {partisan_acknowledgement_tables, start_link, []},
-        restart => permanent,
-        shutdown => 5000,
-        type => worker,
-        modules => [partisan_acknowledgement_tables]
-    },
-    AckSpec = #{
-        id => partisan_acknowledgement,
-        start => {partisan_acknowledgement, start_link, []},
-        restart => permanent,
-        shutdown => 5000,
-        type => worker,
-        modules => [partisan_acknowledgement]
-    },
-    %% Plumtree's handler side: payloads reach it through the manager.
-    BroadcastSpec = #{
-        id => partisan_plumtree_broadcast,
-        start => {partisan_plumtree_broadcast, start_link, []},
-        restart => permanent,
-        shutdown => 5000,
-        type => worker,
-        modules => [partisan_plumtree_broadcast]
-    },
-    Children = [AckTablesSpec, AckSpec, MonitorSpec, EventsSpec, ManagerSpec,
-                RelaySpec, BroadcastSpec],
+    %% In start order. The acknowledgement tables first: they must exist
+    %% before anything sends, and outlive a crash of their server. The monitor
+    %% server and the events server before the manager, which reports node
+    %% events and membership changes to them. The relay of partisan_gen_server
+    %% calls after it: it monitors nodes. Last, Plumtree's handler side, whose
+    %% payloads reach it through the manager.
+    Children = [
+        worker(partisan_acknowledgement_tables),
+        worker(partisan_acknowledgement),
+        worker(partisan_monitor),
+        (worker(partisan_peer_service_events))#{modules => dynamic},
+        worker(?PEER_SERVICE_MANAGER),
+        worker(partisan_gen_relay),
+        worker(partisan_plumtree_broadcast)
+    ],
     {ok, {Flags, Children}}.
+
+
+
+%% =============================================================================
+%% PRIVATE
+%% =============================================================================
+
+
+
+worker(Module) ->
+    #{
+        id => Module,
+        start => {Module, start_link, []},
+        restart => permanent,
+        shutdown => 5000,
+        type => worker,
+        modules => [Module]
+    }.
