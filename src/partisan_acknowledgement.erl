@@ -219,15 +219,9 @@ handle_info({'$partisan_acked', Origin, Life, Id, Floor, Transitive, Target, Msg
     {Fresh, Window} = accept(Id, Floor, Window0),
     %% Recorded right after the delivery: a crash between the two can deliver
     %% this one message again (never lose it).
-    State1 = case Fresh of
-        true ->
-            _ = deliver(Target, Msg),
-            true = ets:insert(?WINDOWS, {Key, Window, now_ms()}),
-            count(delivered, State0);
-        false ->
-            true = ets:insert(?WINDOWS, {Key, Window, now_ms()}),
-            count(duplicates, State0)
-    end,
+    _ = Fresh andalso deliver(Target, Msg),
+    true = ets:insert(?WINDOWS, {Key, Window, now_ms()}),
+    State1 = count(case Fresh of true -> delivered; false -> duplicates end, State0),
     %% Acknowledged even when a duplicate: the first acknowledgement may be
     %% what was lost. The way back is the way the message came: relayed
     %% through the overlay when it was (HyParView keeps few neighbours).
@@ -358,7 +352,8 @@ members() ->
 %% its newest is kept.
 forget_idle_lives() ->
     Old = now_ms() - ?IDLE_MS,
-    Newest = ets:foldl(
+    Lives = ets:tab2list(?WINDOWS),
+    Newest = lists:foldl(
         fun({{Node, _} = Key, _, At}, Acc) ->
             case maps:find(Node, Acc) of
                 {ok, {_, Later}} when Later >= At -> Acc;
@@ -366,14 +361,14 @@ forget_idle_lives() ->
             end
         end,
         #{},
-        ?WINDOWS
+        Lives
     ),
     lists:foreach(
         fun({{Node, _} = Key, _, At}) ->
             At >= Old orelse element(1, maps:get(Node, Newest)) =:= Key
                 orelse ets:delete(?WINDOWS, Key)
         end,
-        ets:tab2list(?WINDOWS)
+        Lives
     ).
 
 

@@ -3,7 +3,7 @@
 %% @doc Owns the tables of `partisan_acknowledgement' (the messages kept until
 %% acknowledged, and what was delivered of each sender) and does nothing else:
 %% so a crash of that server, restarted by the supervisor, loses no message it
-%% kept and delivers none twice.
+%% kept and forgets no delivery but the one it may have been making.
 %% @end
 %% -----------------------------------------------------------------------------
 -module(partisan_acknowledgement_tables).

@@ -4,7 +4,8 @@
 %% they are on their way; errors retrying cannot mend keep nothing; messages
 %% for a node that is not a member are given up, counted; past
 %% `max_unacknowledged' a send is refused with `{error, busy}'; a crash of the
-%% server, at either end, loses no message and delivers none twice.
+%% server, at either end, loses no message (and delivers again at most the
+%% message it was delivering).
 %% @end
 %% -----------------------------------------------------------------------------
 -module(partisan_ack_SUITE).
